@@ -1,0 +1,1 @@
+"""PCI passthrough and SR-IOV scheduling and host management for OpenStack."""

@@ -1,0 +1,1 @@
+"""Host side: discovery, VF setup, binders, privsep, doctor, service loop."""

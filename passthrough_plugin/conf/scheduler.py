@@ -1,0 +1,66 @@
+"""[passthrough_scheduler]: the filter, the weigher and the standalone engine."""
+
+from __future__ import annotations
+
+from oslo_config import cfg
+
+scheduler_group = cfg.OptGroup(
+    'passthrough_scheduler',
+    title='passthrough-plugin scheduler options',
+    help='Options of PciPoolFilter, PciPoolWeigher and passthrough-scheduler.')
+
+scheduler_opts = [
+    cfg.StrOpt(
+        'weigh_strategy',
+        default='pack',
+        choices=[
+            ('pack', 'Fill PFs that already have VFs in use and keep whole '
+                     'PFs and whole IOMMU groups free.'),
+            ('spread', 'Prefer the hosts with the most free devices.'),
+        ],
+        help="""
+How PciPoolWeigher ranks the hosts that fit a request with PCI devices.
+Requests without PCI devices are always steered away from PCI hosts.
+
+Related options:
+
+* ``[passthrough_scheduler] weight_multiplier``
+"""),
+    cfg.FloatOpt(
+        'weight_multiplier',
+        default=1.0,
+        min=0.0,
+        help="""
+Multiplier of PciPoolWeigher's normalised weight, as for nova's weighers.
+``0`` disables the weigher; larger values let it outweigh the others.
+"""),
+    cfg.StrOpt(
+        'missing_report',
+        default='fail',
+        choices=[
+            ('fail', 'A host with no report fails the filter, with a reason.'),
+            ('pass', 'A host with no report passes requests without PCI '
+                     'devices and fails those with PCI devices.'),
+        ],
+        help="""
+What PciPoolFilter does with a host that has no report in the store.
+"""),
+    cfg.IntOpt(
+        'summary_cache_size',
+        default=100000,
+        min=1,
+        help="""
+How many per-host pool summaries the scheduler keeps in memory, keyed by the
+report's generation, so a request reads the store only for hosts whose
+report changed.
+"""),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_group(scheduler_group)
+    conf.register_opts(scheduler_opts, group=scheduler_group)
+
+
+def list_opts() -> dict[cfg.OptGroup, list[cfg.Opt]]:
+    return {scheduler_group: scheduler_opts}

@@ -1,0 +1,126 @@
+"""The one exception hierarchy of passthrough-plugin."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class PassthroughException(Exception):
+    """Base exception: formats ``msg_fmt`` with the keyword arguments.
+
+    Subclasses set ``msg_fmt``; callers pass the named values, so every
+    message names the item, the field, the value and what would be valid.
+    """
+
+    msg_fmt = "An unknown error occurred."
+
+    def __init__(self, message: str | None = None, **kwargs: Any) -> None:
+        self.kwargs = kwargs
+        if message is None:
+            try:
+                message = self.msg_fmt % kwargs
+            except (KeyError, TypeError, ValueError):
+                # A programming error in a caller must not hide the original
+                # problem: fall back to the format and the raw arguments.
+                message = "%s (%r)" % (self.msg_fmt, kwargs)
+        self.message = message
+        super().__init__(message)
+
+
+# -- invalid input -----------------------------------------------------------
+
+class Invalid(PassthroughException):
+    msg_fmt = "Invalid input: %(reason)s"
+
+
+class InvalidPciAddress(Invalid):
+    msg_fmt = ("Invalid PCI address %(value)r in %(field)s: %(reason)s; "
+               "expected DDDD:BB:SS.F or BB:SS.F with domain <= ffff, "
+               "bus <= ff, slot <= 1f and function <= 7")
+
+
+class InvalidDeviceSpec(Invalid):
+    msg_fmt = "Invalid [pci] device_spec %(item)s: %(reason)s"
+
+
+class InvalidAlias(Invalid):
+    msg_fmt = "Invalid [pci] alias %(item)s: %(reason)s"
+
+
+class InvalidExtraSpec(Invalid):
+    msg_fmt = "Invalid flavor extra spec %(key)s=%(value)r: %(reason)s"
+
+
+class UnknownAlias(InvalidExtraSpec):
+    msg_fmt = ("Invalid flavor extra spec %(key)s=%(value)r: alias "
+               "%(alias)r is not defined in [pci] alias; defined aliases: "
+               "%(known)s")
+
+
+class InvalidHostReport(Invalid):
+    msg_fmt = "Invalid host report for %(host)s at %(path)s: %(reason)s"
+
+
+class InvalidConfig(Invalid):
+    msg_fmt = "Invalid configuration [%(group)s] %(option)s=%(value)r: %(reason)s"
+
+
+# -- report stores -------------------------------------------------------------
+
+class StoreError(PassthroughException):
+    msg_fmt = "Report store error: %(reason)s"
+
+
+class HostReportNotFound(StoreError):
+    msg_fmt = "No host report for host %(host)s in the %(store)s store"
+
+
+class GenerationConflict(StoreError):
+    msg_fmt = ("Host %(host)s changed under us: expected generation "
+               "%(expected)s, the store has %(actual)s")
+
+
+class ClaimFailed(StoreError):
+    msg_fmt = "Claim for consumer %(consumer)s on host %(host)s failed: %(reason)s"
+
+
+class StoreUnavailable(StoreError):
+    msg_fmt = "The %(store)s report store is unavailable: %(reason)s"
+
+
+# -- host side -------------------------------------------------------------
+
+class AgentError(PassthroughException):
+    msg_fmt = "Agent error: %(reason)s"
+
+
+class SysfsError(AgentError):
+    msg_fmt = "sysfs error at %(path)s: %(reason)s"
+
+
+class DeviceNotFound(AgentError):
+    msg_fmt = "PCI device %(address)s not found under %(root)s"
+
+
+class BindError(AgentError):
+    msg_fmt = "Cannot bind %(address)s to %(driver)s: %(reason)s"
+
+
+class DeviceBusy(BindError):
+    msg_fmt = ("Refusing to bind %(address)s to %(driver)s: %(reason)s "
+               "(use --force to override)")
+
+
+class GroupNotViable(BindError):
+    msg_fmt = ("Cannot bind %(address)s to %(driver)s: IOMMU group "
+               "%(group)s member %(member)s %(reason)s")
+
+
+class VfConfigError(AgentError):
+    msg_fmt = "Cannot set %(num_vfs)s VFs on %(address)s: %(reason)s"
+
+
+# -- lifecycle -------------------------------------------------------------
+
+class LedgerError(PassthroughException):
+    msg_fmt = "Ledger error: %(reason)s"

@@ -1,0 +1,1 @@
+"""The ledger of device assignments: mapping, billing, rebuild and evacuate."""

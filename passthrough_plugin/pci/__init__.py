@@ -1,0 +1,1 @@
+"""The pure PCI domain core: no I/O, never imports nova."""

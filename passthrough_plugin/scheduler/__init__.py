@@ -1,0 +1,1 @@
+"""Scheduler side: filter, weigher, standalone engine and nova adapters."""

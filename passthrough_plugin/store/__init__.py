@@ -1,0 +1,1 @@
+"""Report stores: the latest HostReport per host, and atomic claims."""
