@@ -40,11 +40,11 @@ class InvalidPciAddress(Invalid):
 
 
 class InvalidDeviceSpec(Invalid):
-    msg_fmt = "Invalid [pci] device_spec %(item)s: %(reason)s"
+    msg_fmt = "Invalid %(item)s: %(reason)s"
 
 
 class InvalidAlias(Invalid):
-    msg_fmt = "Invalid [pci] alias %(item)s: %(reason)s"
+    msg_fmt = "Invalid %(item)s: %(reason)s"
 
 
 class InvalidExtraSpec(Invalid):
@@ -124,3 +124,39 @@ class VfConfigError(AgentError):
 
 class LedgerError(PassthroughException):
     msg_fmt = "Ledger error: %(reason)s"
+
+
+# -- placement -------------------------------------------------------------
+
+class PlacementError(StoreError):
+    msg_fmt = ("Placement %(method)s %(path)s failed with HTTP %(status)s "
+               "(%(code)s): %(detail)s")
+
+
+class PlacementNotFound(PlacementError):
+    pass
+
+
+class PlacementConflict(PlacementError):
+    pass
+
+
+class ProviderGenerationConflict(PlacementConflict):
+    msg_fmt = ("Resource provider %(provider)s kept changing under us: "
+               "%(what)s not written after %(attempts)s attempts "
+               "(%(detail)s)")
+
+
+class ConsumerGenerationConflict(PlacementConflict):
+    msg_fmt = ("Allocations of consumer %(consumer)s changed under us: "
+               "we sent consumer_generation %(sent)s; %(detail)s; re-read "
+               "the allocations and retry")
+
+
+class PlacementCapacityExceeded(PlacementConflict):
+    msg_fmt = ("Placement refused allocations for consumer %(consumer)s: "
+               "%(detail)s")
+
+
+class PlacementUnavailable(StoreUnavailable):
+    msg_fmt = "The placement report store is unavailable: %(reason)s"

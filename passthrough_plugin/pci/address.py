@@ -1,0 +1,254 @@
+"""PCI addresses: the value type and nova's glob and regex address specs."""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import re
+import string
+from typing import Any
+
+from passthrough_plugin import exception
+
+MAX_DOMAIN = 0xFFFF
+MAX_BUS = 0xFF
+MAX_SLOT = 0x1F
+MAX_FUNC = 0x7
+
+_FIELDS = (
+    # (name, maximum, output format, hex digits at most)
+    ('domain', MAX_DOMAIN, '%04x', 4),
+    ('bus', MAX_BUS, '%02x', 2),
+    ('slot', MAX_SLOT, '%02x', 2),
+    ('function', MAX_FUNC, '%x', 1),
+)
+_HEX = frozenset(string.hexdigits)
+ANY = '*'
+
+
+def _parse_field(name: str, maximum: int, text: str, value: str,
+                 field: str) -> int:
+    text = text.strip()
+    if not text or not _HEX.issuperset(text) or len(text) > 4:
+        raise exception.InvalidPciAddress(
+            value=value, field=field,
+            reason='%s %r is not a hex number' % (name, text))
+    number = int(text, 16)
+    if number > maximum:
+        raise exception.InvalidPciAddress(
+            value=value, field=field,
+            reason='%s %s is greater than %x' % (name, text, maximum))
+    return number
+
+
+@dataclasses.dataclass(frozen=True, order=True, slots=True)
+class PciAddress:
+    """A fully specified PCI address (domain, bus, slot, function)."""
+
+    domain: int
+    bus: int
+    slot: int
+    function: int
+
+    @classmethod
+    def parse(cls, value: object, field: str = 'address') -> PciAddress:
+        """Parse ``DDDD:BB:SS.F`` or ``BB:SS.F`` (domain 0).
+
+        :raises: InvalidPciAddress naming ``field`` and the value.
+        """
+        if isinstance(value, PciAddress):
+            return value
+        if not isinstance(value, str):
+            raise exception.InvalidPciAddress(
+                value=value, field=field, reason='not a string')
+        cached = _PARSED.get(value)
+        if cached is not None:
+            return cached
+        head, dot, func = value.partition('.')
+        parts = head.split(':')
+        if not dot or len(parts) not in (2, 3):
+            raise exception.InvalidPciAddress(
+                value=value, field=field, reason='wrong shape')
+        if len(parts) == 2:
+            parts.insert(0, '0')
+        numbers = [
+            _parse_field(name, maximum, text, value, field)
+            for (name, maximum, _fmt, _n), text in zip(
+                _FIELDS, (*parts, func))
+        ]
+        address = cls(*numbers)
+        if len(_PARSED) < 65536:
+            _PARSED[value] = address
+        return address
+
+    @classmethod
+    def is_valid(cls, value: object) -> bool:
+        try:
+            cls.parse(value)
+        except exception.InvalidPciAddress:
+            return False
+        return True
+
+    def __str__(self) -> str:
+        return '%04x:%02x:%02x.%x' % (
+            self.domain, self.bus, self.slot, self.function)
+
+    @property
+    def fields(self) -> tuple[str, str, str, str]:
+        """The normalised (domain, bus, slot, function) strings."""
+        return ('%04x' % self.domain, '%02x' % self.bus,
+                '%02x' % self.slot, '%x' % self.function)
+
+    @property
+    def libvirt_name(self) -> str:
+        """The libvirt node device name, e.g. ``pci_0000_03_00_1``."""
+        return 'pci_%04x_%02x_%02x_%x' % (
+            self.domain, self.bus, self.slot, self.function)
+
+
+_PARSED: dict[str, PciAddress] = {}
+
+
+def normalize(value: object, field: str = 'address') -> str:
+    """Return the canonical ``dddd:bb:ss.f`` string of an address.
+
+    :raises: InvalidPciAddress
+    """
+    return str(PciAddress.parse(value, field))
+
+
+class AddressSpec(abc.ABC):
+    """Something that matches PCI addresses."""
+
+    @abc.abstractmethod
+    def match(self, address: PciAddress) -> bool:
+        """Whether ``address`` matches this spec."""
+
+    @abc.abstractmethod
+    def exact(self) -> PciAddress | None:
+        """The single address this spec names, if it names exactly one."""
+
+    @abc.abstractmethod
+    def to_config(self) -> str | dict[str, str]:
+        """The spec in the form it was given (normalised)."""
+
+
+class GlobAddressSpec(AddressSpec):
+    """nova's glob form: ``[[[[<domain>]:]<bus>]:][<slot>][.[<function>]]``.
+
+    A missing or empty field, or ``*``, matches anything.
+    """
+
+    __slots__ = ('_values', '_text')
+
+    def __init__(self, text: str, field: str = 'address') -> None:
+        self._text = text
+        values: list[int | None] = [None, None, None, None]
+        dbs, _dot, func = text.partition('.')
+        if func.strip() and func.strip() != ANY:
+            values[3] = _parse_field('function', MAX_FUNC, func, text, field)
+        if dbs:
+            parts = dbs.split(':')
+            if len(parts) > 3:
+                raise exception.InvalidPciAddress(
+                    value=text, field=field,
+                    reason='more than three ":"-separated fields')
+            parts = [''] * (3 - len(parts)) + parts
+            for index, part in enumerate(parts):
+                part = part.strip()
+                if part in ('', ANY):
+                    continue
+                name, maximum, _fmt, _n = _FIELDS[index]
+                values[index] = _parse_field(name, maximum, part, text, field)
+        self._values = tuple(values)
+
+    def match(self, address: PciAddress) -> bool:
+        d, b, s, f = self._values
+        return ((d is None or d == address.domain)
+                and (b is None or b == address.bus)
+                and (s is None or s == address.slot)
+                and (f is None or f == address.function))
+
+    def exact(self) -> PciAddress | None:
+        if any(v is None for v in self._values):
+            return None
+        d, b, s, f = self._values
+        assert d is not None and b is not None and s is not None
+        assert f is not None
+        return PciAddress(d, b, s, f)
+
+    def to_config(self) -> str:
+        return '%s:%s:%s.%s' % tuple(
+            ANY if v is None else fmt % v
+            for v, (_n, _m, fmt, _d) in zip(self._values, _FIELDS))
+
+
+class RegexAddressSpec(AddressSpec):
+    """nova's regex-dict form: ``{"domain": RE, "bus": RE, ...}``.
+
+    Each expression must match the whole normalised field (``bus`` is two
+    lower-case hex digits, ``function`` one); nova anchors only the start,
+    so ``"bus": "0"`` would match bus ``0a`` there and does not here.
+    """
+
+    __slots__ = ('_patterns', '_source')
+
+    KEYS = ('domain', 'bus', 'slot', 'function')
+
+    def __init__(self, spec: dict[str, Any], field: str = 'address') -> None:
+        unknown = sorted(set(spec) - set(self.KEYS))
+        if unknown:
+            raise exception.InvalidPciAddress(
+                value=spec, field=field,
+                reason='unknown key(s) %s; allowed: %s' % (
+                    ', '.join(unknown), ', '.join(self.KEYS)))
+        patterns = []
+        source: dict[str, str] = {}
+        for key in self.KEYS:
+            expr = spec.get(key, '.*')
+            if not isinstance(expr, str):
+                raise exception.InvalidPciAddress(
+                    value=spec, field='%s.%s' % (field, key),
+                    reason='%s must be a regular expression string' % key)
+            try:
+                patterns.append(re.compile(expr, re.IGNORECASE))
+            except re.error as exc:
+                raise exception.InvalidPciAddress(
+                    value=spec, field='%s.%s' % (field, key),
+                    reason='%s %r is not a regular expression: %s' % (
+                        key, expr, exc)) from None
+            source[key] = expr
+        self._patterns = tuple(patterns)
+        self._source = source
+
+    def match(self, address: PciAddress) -> bool:
+        return all(p.fullmatch(v) is not None
+                   for p, v in zip(self._patterns, address.fields))
+
+    def exact(self) -> PciAddress | None:
+        # A regex names one address only if every field is a plain hex
+        # literal, as nova decides with is_single_address().
+        values = [self._source[k] for k in self.KEYS]
+        if not all(v and _HEX.issuperset(v) for v in values):
+            return None
+        try:
+            return PciAddress.parse('%s:%s:%s.%s' % tuple(values))
+        except exception.InvalidPciAddress:
+            return None
+
+    def to_config(self) -> dict[str, str]:
+        return dict(self._source)
+
+
+def address_spec(value: object, field: str = 'address') -> AddressSpec:
+    """Build the spec for a ``[pci] device_spec`` ``address`` value.
+
+    :raises: InvalidPciAddress
+    """
+    if isinstance(value, str):
+        return GlobAddressSpec(value, field)
+    if isinstance(value, dict):
+        return RegexAddressSpec(value, field)
+    raise exception.InvalidPciAddress(
+        value=value, field=field,
+        reason='must be a glob string or a dict of regular expressions')

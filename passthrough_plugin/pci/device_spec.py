@@ -1,0 +1,208 @@
+"""``[pci] device_spec``: which host devices may be assigned, with their tags."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from passthrough_plugin import exception
+from passthrough_plugin.pci import address as addr
+from passthrough_plugin.pci import names
+
+ANY = '*'
+# Tags nova normalises to "true"/"false" and rejects when not boolean.
+BOOL_TAGS = ('managed', 'live_migratable', 'one_time_use')
+# Tags nova documents; every other key is kept as a string tag too.
+KNOWN_TAGS = ('physical_network', 'trusted', 'remote_managed',
+              'resource_class', 'traits') + BOOL_TAGS
+# Tags that select placement resources, not pools (nova's ignored_pool_tags).
+PLACEMENT_TAGS = ('resource_class', 'traits')
+_TRUE = ('1', 't', 'true', 'on', 'y', 'yes')
+_FALSE = ('0', 'f', 'false', 'off', 'n', 'no')
+
+
+def parse_bool(value: object) -> bool | None:
+    """oslo strict boolean parsing; None when ``value`` is not a boolean."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    return None
+
+
+def parse_id(value: object, item: str, field: str) -> int | None:
+    """A vendor or product id: 1 to 4 hex digits, or ``*`` (None)."""
+    if not isinstance(value, str):
+        raise exception.InvalidDeviceSpec(
+            item=item, reason='%s %r must be a string of 4 hex digits or '
+            '"*"' % (field, value))
+    text = value.strip()
+    if text == ANY:
+        return None
+    try:
+        number = int(text, 16)
+    except ValueError:
+        number = -1
+    if not 0 < len(text) <= 4 or not 0 <= number <= 0xFFFF:
+        raise exception.InvalidDeviceSpec(
+            item=item, reason='%s %r is not a hex number of at most 4 '
+            'digits (0000-ffff) or "*"' % (field, value))
+    return number
+
+
+class DeviceSpec:
+    """One ``[pci] device_spec`` entry."""
+
+    __slots__ = ('vendor_id', 'product_id', 'address', 'devname', 'exact',
+                 'tags', 'pool_tags', 'resource_class', 'traits', 'item',
+                 'source')
+
+    def __init__(self, spec: dict[str, Any], item: str = 'entry') -> None:
+        if not isinstance(spec, dict):
+            raise exception.InvalidDeviceSpec(
+                item=item, reason='each entry must be a JSON object, got %r'
+                % (spec,))
+        self.item = item
+        self.source = dict(spec)
+        rest = dict(spec)
+        self.vendor_id = parse_id(rest.pop('vendor_id', ANY), item,
+                                  'vendor_id')
+        self.product_id = parse_id(rest.pop('product_id', ANY), item,
+                                   'product_id')
+        devname = rest.pop('devname', None)
+        raw_address = rest.pop('address', None)
+        if devname is not None and raw_address is not None:
+            raise exception.InvalidDeviceSpec(
+                item=item, reason='"devname" and "address" are mutually '
+                'exclusive; give one of them')
+        if devname is not None and (not isinstance(devname, str)
+                                    or not devname.strip()):
+            raise exception.InvalidDeviceSpec(
+                item=item, reason='devname %r must be a non-empty interface '
+                'name' % (devname,))
+        self.devname: str | None = devname.strip() if devname else None
+        try:
+            self.address = addr.address_spec(
+                raw_address if raw_address is not None else '*:*:*.*',
+                '%s address' % item)
+        except exception.InvalidPciAddress as exc:
+            raise exception.InvalidDeviceSpec(
+                item=item, reason=exc.message) from None
+        # A fully specified address matches that device and, when it is a
+        # PF, its VFs (nova decides "is a PF" from sysfs; a device whose
+        # parent is this address can only be a VF of this PF).
+        self.exact = self.address.exact()
+        tags: dict[str, str] = {}
+        for key, value in rest.items():
+            if not isinstance(key, str) or not key:
+                raise exception.InvalidDeviceSpec(
+                    item=item, reason='tag name %r must be a non-empty '
+                    'string' % (key,))
+            if key in BOOL_TAGS:
+                parsed = parse_bool(value)
+                if parsed is None:
+                    raise exception.InvalidDeviceSpec(
+                        item=item, reason='tag %s=%r is not a boolean; use '
+                        'true or false' % (key, value))
+                tags[key] = 'true' if parsed else 'false'
+            elif isinstance(value, (dict, list)):
+                raise exception.InvalidDeviceSpec(
+                    item=item, reason='tag %s=%r must be a string' % (
+                        key, value))
+            else:
+                tags[key] = str(value).lower() if isinstance(
+                    value, bool) else str(value)
+        if 'trusted' in tags and parse_bool(tags['trusted']) is None:
+            raise exception.InvalidDeviceSpec(
+                item=item, reason='tag trusted=%r is not a boolean; use true '
+                'or false' % tags['trusted'])
+        if ('remote_managed' in tags
+                and parse_bool(tags['remote_managed']) is None):
+            raise exception.InvalidDeviceSpec(
+                item=item, reason='tag remote_managed=%r is not a boolean; '
+                'use true or false' % tags['remote_managed'])
+        self.tags = tags
+        self.pool_tags = tuple(sorted(
+            (k, v) for k, v in tags.items() if k not in PLACEMENT_TAGS))
+        self.resource_class: str | None = tags.get('resource_class') or None
+        try:
+            self.traits = names.traits(tags.get('traits'))
+        except (ValueError, TypeError) as exc:
+            raise exception.InvalidDeviceSpec(
+                item=item, reason='traits %r: %s' % (tags.get('traits'), exc)
+            ) from None
+
+    def match(self, address: addr.PciAddress, vendor_id: int,
+              product_id: int, parent: addr.PciAddress | None = None,
+              devname: str | None = None,
+              parent_devname: str | None = None) -> bool:
+        """Whether a device matches this entry."""
+        if self.vendor_id is not None and self.vendor_id != vendor_id:
+            return False
+        if self.product_id is not None and self.product_id != product_id:
+            return False
+        if self.devname is not None:
+            # A PF's interface name covers its VFs, as in nova.
+            return devname == self.devname or (
+                parent is not None and parent_devname == self.devname)
+        if parent is not None and self.exact is not None \
+                and parent == self.exact:
+            return True
+        return self.address.match(address)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.source)
+
+
+class DeviceSpecList:
+    """All ``[pci] device_spec`` entries, in order: the first match wins."""
+
+    __slots__ = ('specs',)
+
+    def __init__(self, specs: list[DeviceSpec]) -> None:
+        self.specs = specs
+
+    @classmethod
+    def from_config(cls, values: list[str],
+                    option: str = '[pci] device_spec') -> DeviceSpecList:
+        """Parse the option's values: each a JSON object or list of them.
+
+        :raises: InvalidDeviceSpec naming the value, the field and why.
+        """
+        specs: list[DeviceSpec] = []
+        for index, value in enumerate(values, 1):
+            label = '%s value %d' % (option, index)
+            if not isinstance(value, str):
+                raise exception.InvalidDeviceSpec(
+                    item=label, reason='must be a JSON string, got %r' % (
+                        value,))
+            try:
+                parsed = json.loads(value)
+            except ValueError as exc:
+                raise exception.InvalidDeviceSpec(
+                    item='%s (%s)' % (label, value),
+                    reason='not valid JSON: %s' % exc) from None
+            entries = parsed if isinstance(parsed, list) else [parsed]
+            for sub, entry in enumerate(entries, 1):
+                item = label if len(entries) == 1 else '%s entry %d' % (
+                    label, sub)
+                specs.append(DeviceSpec(entry, '%s %s' % (
+                    item, json.dumps(entry, sort_keys=True))))
+        return cls(specs)
+
+    def match(self, address: addr.PciAddress, vendor_id: int,
+              product_id: int, parent: addr.PciAddress | None = None,
+              devname: str | None = None,
+              parent_devname: str | None = None) -> DeviceSpec | None:
+        """The first entry matching the device, or None."""
+        for spec in self.specs:
+            if spec.match(address, vendor_id, product_id, parent, devname,
+                          parent_devname):
+                return spec
+        return None
+
+    def __len__(self) -> int:
+        return len(self.specs)

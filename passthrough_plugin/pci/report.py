@@ -1,0 +1,309 @@
+"""The HostReport, schema v1: what a compute host says about its PCI devices."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+from typing import Any
+
+import jsonschema
+
+from passthrough_plugin import exception
+
+VERSION = 1
+STATUSES = ('available', 'claimed', 'allocated', 'unavailable',
+            'unclaimable')
+IN_USE = frozenset(('claimed', 'allocated'))
+SOURCES = ('flavor', 'hotplug')
+DEV_TYPES = ('type-PCI', 'type-PF', 'type-VF')
+
+_ADDRESS = {'type': 'string',
+            'pattern': '^[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\\.[0-7]$'}
+_HEX4 = {'type': 'string', 'pattern': '^[0-9a-f]{4}$'}
+_OPT_INT = {'type': ['integer', 'null'], 'minimum': 0}
+_OPT_STR = {'type': ['string', 'null']}
+
+DEVICE_SCHEMA: dict[str, Any] = {
+    'type': 'object',
+    'additionalProperties': False,
+    'required': ['address', 'vendor_id', 'product_id', 'dev_type'],
+    'properties': {
+        'address': _ADDRESS,
+        'vendor_id': _HEX4,
+        'product_id': _HEX4,
+        'class': {'type': 'string', 'pattern': '^[0-9a-f]{6}$'},
+        'dev_type': {'enum': list(DEV_TYPES)},
+        'parent_address': {'oneOf': [_ADDRESS, {'type': 'null'}]},
+        'numa_node': _OPT_INT,
+        'iommu_group': _OPT_INT,
+        'driver': _OPT_STR,
+        'devname': _OPT_STR,
+        'tags': {'type': 'object',
+                 'additionalProperties': {'type': 'string'}},
+        'resource_class': {'type': 'string',
+                           'pattern': '^[A-Z0-9_]+$'},
+        'traits': {'type': 'array', 'uniqueItems': True,
+                   'items': {'type': 'string',
+                             'pattern': '^[A-Z0-9_]+$'}},
+        'status': {'enum': list(STATUSES)},
+        'owner': _OPT_STR,
+        'source': {'enum': [*SOURCES, None]},
+    },
+}
+
+SCHEMA: dict[str, Any] = {
+    '$schema': 'http://json-schema.org/draft-07/schema#',
+    'title': 'passthrough-plugin HostReport',
+    'type': 'object',
+    'additionalProperties': False,
+    'required': ['version', 'host', 'generation', 'devices'],
+    'properties': {
+        'version': {'const': VERSION},
+        'host': {'type': 'string', 'minLength': 1, 'maxLength': 255},
+        'generation': {'type': 'integer', 'minimum': 0},
+        'reported_at': _OPT_STR,
+        'numa_cells': {
+            'type': 'array',
+            'items': {
+                'type': 'object',
+                'additionalProperties': False,
+                'required': ['id'],
+                'properties': {'id': {'type': 'integer', 'minimum': 0},
+                               'socket': _OPT_INT},
+            },
+        },
+        'iommu': {
+            'type': 'object',
+            'additionalProperties': False,
+            'properties': {
+                'enabled': {'type': 'boolean'},
+                'interrupt_remapping': {'type': ['boolean', 'null']},
+                # Per IOMMU group: members that are neither in this report
+                # nor PCI bridges. Any such member makes the group unusable.
+                'foreign_members': {
+                    'type': 'object',
+                    'propertyNames': {'pattern': '^[0-9]+$'},
+                    'additionalProperties': {'type': 'array',
+                                             'items': _ADDRESS},
+                },
+            },
+        },
+        'devices': {'type': 'array', 'items': DEVICE_SCHEMA},
+    },
+}
+_VALIDATOR = jsonschema.Draft7Validator(SCHEMA)
+
+
+@dataclasses.dataclass(slots=True)
+class Device:
+    """One whitelisted PCI device of a host."""
+
+    address: str
+    vendor_id: str
+    product_id: str
+    dev_type: str
+    class_code: str = '000000'
+    parent_address: str | None = None
+    numa_node: int | None = None
+    iommu_group: int | None = None
+    driver: str | None = None
+    devname: str | None = None
+    tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    resource_class: str = ''
+    traits: tuple[str, ...] = ()
+    status: str = 'available'
+    owner: str | None = None
+    source: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.resource_class:
+            self.resource_class = 'CUSTOM_PCI_%s_%s' % (
+                self.vendor_id.upper(), self.product_id.upper())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            'address': self.address,
+            'vendor_id': self.vendor_id,
+            'product_id': self.product_id,
+            'class': self.class_code,
+            'dev_type': self.dev_type,
+            'parent_address': self.parent_address,
+            'numa_node': self.numa_node,
+            'iommu_group': self.iommu_group,
+            'driver': self.driver,
+            'devname': self.devname,
+            'tags': dict(self.tags),
+            'resource_class': self.resource_class,
+            'traits': list(self.traits),
+            'status': self.status,
+            'owner': self.owner,
+            'source': self.source,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Device:
+        return cls(
+            address=data['address'],
+            vendor_id=data['vendor_id'],
+            product_id=data['product_id'],
+            dev_type=data['dev_type'],
+            class_code=data.get('class', '000000'),
+            parent_address=data.get('parent_address'),
+            numa_node=data.get('numa_node'),
+            iommu_group=data.get('iommu_group'),
+            driver=data.get('driver'),
+            devname=data.get('devname'),
+            tags=dict(data.get('tags') or {}),
+            resource_class=data.get('resource_class', ''),
+            traits=tuple(data.get('traits') or ()),
+            status=data.get('status', 'available'),
+            owner=data.get('owner'),
+            source=data.get('source'),
+        )
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class NumaCell:
+    id: int
+    socket: int | None = None
+
+
+@dataclasses.dataclass(slots=True)
+class IommuState:
+    enabled: bool = True
+    interrupt_remapping: bool | None = None
+    foreign_members: dict[int, tuple[str, ...]] = dataclasses.field(
+        default_factory=dict)
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(
+        timespec='seconds')
+
+
+@dataclasses.dataclass(slots=True)
+class HostReport:
+    """The latest state of one host's whitelisted PCI devices."""
+
+    host: str
+    generation: int = 0
+    devices: list[Device] = dataclasses.field(default_factory=list)
+    numa_cells: list[NumaCell] = dataclasses.field(default_factory=list)
+    iommu: IommuState = dataclasses.field(default_factory=IommuState)
+    reported_at: str | None = dataclasses.field(default_factory=_now)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            'version': VERSION,
+            'host': self.host,
+            'generation': self.generation,
+            'reported_at': self.reported_at,
+            'numa_cells': [{'id': c.id, 'socket': c.socket}
+                           for c in self.numa_cells],
+            'iommu': {
+                'enabled': self.iommu.enabled,
+                'interrupt_remapping': self.iommu.interrupt_remapping,
+                'foreign_members': {
+                    str(g): list(m)
+                    for g, m in sorted(self.iommu.foreign_members.items())},
+            },
+            'devices': [d.to_dict() for d in self.devices],
+        }
+
+    def to_json(self, indent: int | None = None) -> str:
+        return json.dumps(self.to_dict(), indent=indent, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = 'report') -> HostReport:
+        """Validate and load a report.
+
+        :raises: InvalidHostReport with the JSON path of the bad field.
+        """
+        validate(data, source)
+        iommu = data.get('iommu') or {}
+        report = cls(
+            host=data['host'],
+            generation=data['generation'],
+            reported_at=data.get('reported_at'),
+            numa_cells=[NumaCell(c['id'], c.get('socket'))
+                        for c in data.get('numa_cells') or ()],
+            iommu=IommuState(
+                enabled=iommu.get('enabled', True),
+                interrupt_remapping=iommu.get('interrupt_remapping'),
+                foreign_members={
+                    int(g): tuple(m) for g, m in
+                    (iommu.get('foreign_members') or {}).items()}),
+            devices=[Device.from_dict(d) for d in data['devices']],
+        )
+        return report
+
+    @classmethod
+    def from_json(cls, text: str | bytes, source: str = 'report'
+                  ) -> HostReport:
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise exception.InvalidHostReport(
+                host=source, path='$', reason='not valid JSON: %s' % exc
+            ) from None
+        return cls.from_dict(data, source)
+
+    def device(self, address: str) -> Device | None:
+        for dev in self.devices:
+            if dev.address == address:
+                return dev
+        return None
+
+
+def _path(error: jsonschema.ValidationError) -> str:
+    out = '$'
+    for part in error.absolute_path:
+        out += '[%d]' % part if isinstance(part, int) else '.%s' % part
+    return out
+
+
+def validate(data: Any, source: str = 'report') -> None:
+    """Check ``data`` against schema v1 and the cross-field rules.
+
+    :raises: InvalidHostReport naming the host (or ``source``) and the path.
+    """
+    host = source
+    if isinstance(data, dict) and isinstance(data.get('host'), str):
+        host = data['host']
+    error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(data))
+    if error is not None:
+        raise exception.InvalidHostReport(
+            host=host, path=_path(error), reason=error.message)
+    seen: set[str] = set()
+    types: dict[str, str] = {}
+    for index, dev in enumerate(data['devices']):
+        where = '$.devices[%d]' % index
+        if dev['address'] in seen:
+            raise exception.InvalidHostReport(
+                host=host, path=where + '.address',
+                reason='address %s appears twice' % dev['address'])
+        seen.add(dev['address'])
+        types[dev['address']] = dev['dev_type']
+        parent = dev.get('parent_address')
+        if dev['dev_type'] == 'type-VF' and not parent:
+            raise exception.InvalidHostReport(
+                host=host, path=where + '.parent_address',
+                reason='a type-VF device needs the address of its PF')
+        if dev['dev_type'] != 'type-VF' and parent:
+            raise exception.InvalidHostReport(
+                host=host, path=where + '.parent_address',
+                reason='only type-VF devices have a parent PF, this is %s'
+                % dev['dev_type'])
+        status = dev.get('status', 'available')
+        if status in IN_USE and not dev.get('owner'):
+            raise exception.InvalidHostReport(
+                host=host, path=where + '.owner',
+                reason='a %s device needs its owner' % status)
+    for index, dev in enumerate(data['devices']):
+        parent = dev.get('parent_address')
+        if parent and types.get(parent, 'type-PF') != 'type-PF':
+            raise exception.InvalidHostReport(
+                host=host, path='$.devices[%d].parent_address' % index,
+                reason='parent %s is %s, not a type-PF' % (
+                    parent, types[parent]))

@@ -1,0 +1,166 @@
+"""Flavor extra specs to device requests."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Mapping
+
+from passthrough_plugin import exception
+from passthrough_plugin.pci import alias as alias_mod
+from passthrough_plugin.pci import device_spec
+
+ALIAS_KEY = 'pci_passthrough:alias'
+NUMA_POLICY_KEY = 'hw:pci_numa_affinity_policy'
+PLUGIN_PREFIX = 'passthrough:'
+ANTI_AFFINITY_KEY = 'passthrough:vf_anti_affinity'
+HEADROOM_KEY = 'passthrough:hotplug_headroom'
+PLUGIN_KEYS = (ANTI_AFFINITY_KEY, HEADROOM_KEY)
+
+SOURCE_FLAVOR = 'flavor'
+SOURCE_HOTPLUG = 'hotplug'
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class DeviceRequest:
+    """``count`` devices matching any of ``specs``, under a NUMA policy."""
+
+    alias_name: str
+    count: int
+    specs: tuple[alias_mod.AliasSpec, ...]
+    numa_policy: str = alias_mod.DEFAULT_NUMA_POLICY
+    source: str = SOURCE_FLAVOR
+    anti_affinity: bool = False
+
+    @property
+    def wants_pf(self) -> bool:
+        return any(s.dev_type == alias_mod.TYPE_PF for s in self.specs)
+
+    def describe(self) -> str:
+        return '%d x %s' % (self.count, self.alias_name)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestSet:
+    """Everything one instance asks of a host's PCI devices."""
+
+    requests: tuple[DeviceRequest, ...] = ()
+    # Devices that must stay free on the host, on top of ``requests``.
+    headroom: tuple[DeviceRequest, ...] = ()
+
+    @property
+    def empty(self) -> bool:
+        return not self.requests and not self.headroom
+
+    @property
+    def vf_anti_affinity(self) -> bool:
+        return any(r.anti_affinity for r in self.requests)
+
+    @classmethod
+    def from_extra_specs(
+        cls, extra_specs: Mapping[str, str],
+        aliases: Mapping[str, alias_mod.Alias],
+    ) -> RequestSet:
+        """Build the requests of a flavor's extra specs.
+
+        :raises: InvalidExtraSpec (or UnknownAlias) naming the key, the
+            value and what would be valid.
+        """
+        for key in extra_specs:
+            if key.startswith(PLUGIN_PREFIX) and key not in PLUGIN_KEYS:
+                raise exception.InvalidExtraSpec(
+                    key=key, value=extra_specs[key],
+                    reason='unknown passthrough-plugin key; known keys: %s'
+                    % ', '.join(PLUGIN_KEYS))
+        policy = extra_specs.get(NUMA_POLICY_KEY)
+        if policy is not None and policy not in alias_mod.NUMA_POLICIES:
+            raise exception.InvalidExtraSpec(
+                key=NUMA_POLICY_KEY, value=policy,
+                reason='must be one of %s' % ', '.join(
+                    alias_mod.NUMA_POLICIES))
+        anti = False
+        if ANTI_AFFINITY_KEY in extra_specs:
+            parsed = device_spec.parse_bool(extra_specs[ANTI_AFFINITY_KEY])
+            if parsed is None:
+                raise exception.InvalidExtraSpec(
+                    key=ANTI_AFFINITY_KEY,
+                    value=extra_specs[ANTI_AFFINITY_KEY],
+                    reason='must be true or false')
+            anti = parsed
+        requests: list[DeviceRequest] = []
+        if ALIAS_KEY in extra_specs:
+            requests = [
+                _request(aliases, name, count, ALIAS_KEY,
+                         extra_specs[ALIAS_KEY], policy, anti)
+                for name, count in parse_counts(ALIAS_KEY,
+                                                extra_specs[ALIAS_KEY])]
+        headroom: list[DeviceRequest] = []
+        if HEADROOM_KEY in extra_specs:
+            headroom = [
+                _request(aliases, name, count, HEADROOM_KEY,
+                         extra_specs[HEADROOM_KEY], policy, False)
+                for name, count in parse_counts(HEADROOM_KEY,
+                                                extra_specs[HEADROOM_KEY])]
+        if anti and not requests:
+            raise exception.InvalidExtraSpec(
+                key=ANTI_AFFINITY_KEY, value=extra_specs[ANTI_AFFINITY_KEY],
+                reason='needs %s to name the devices to spread' % ALIAS_KEY)
+        return cls(tuple(requests), tuple(headroom))
+
+    def with_extra(self, extra: Iterable[DeviceRequest]) -> RequestSet:
+        """Add requests, e.g. an instance's remembered hot-plugged devices."""
+        return dataclasses.replace(
+            self, requests=self.requests + tuple(extra))
+
+    def describe(self) -> str:
+        return ', '.join(r.describe() for r in self.requests) or 'no devices'
+
+
+def parse_counts(key: str, value: str) -> list[tuple[str, int]]:
+    """Parse nova's ``name:count[, name:count]`` syntax.
+
+    :raises: InvalidExtraSpec
+    """
+    if not isinstance(value, str) or not value.strip():
+        raise exception.InvalidExtraSpec(
+            key=key, value=value, reason='expected name:count[,name:count]')
+    result = []
+    for part in value.split(','):
+        name, sep, count = part.partition(':')
+        name, count = name.strip(), count.strip()
+        if not sep or not name or ':' in count:
+            raise exception.InvalidExtraSpec(
+                key=key, value=value, reason='%r is not name:count; expected '
+                'name:count[,name:count]' % part.strip())
+        if not count.isdigit() or int(count) < 1:
+            raise exception.InvalidExtraSpec(
+                key=key, value=value, reason='count %r of %r must be a whole '
+                'number of at least 1' % (count, name))
+        result.append((name, int(count)))
+    return result
+
+
+def _request(aliases: Mapping[str, alias_mod.Alias], name: str, count: int,
+             key: str, value: str, policy: str | None,
+             anti: bool) -> DeviceRequest:
+    alias = aliases.get(name)
+    if alias is None:
+        raise exception.UnknownAlias(
+            key=key, value=value, alias=name,
+            known=', '.join(sorted(aliases)) or '(none)')
+    return DeviceRequest(alias.name, count, alias.specs,
+                         policy or alias.numa_policy, SOURCE_FLAVOR, anti)
+
+
+def hotplug_request(aliases: Mapping[str, alias_mod.Alias], name: str,
+                    count: int = 1) -> DeviceRequest:
+    """A request for devices hot-plugged into a running instance.
+
+    :raises: UnknownAlias
+    """
+    alias = aliases.get(name)
+    if alias is None:
+        raise exception.UnknownAlias(
+            key='hotplug', value=name, alias=name,
+            known=', '.join(sorted(aliases)) or '(none)')
+    return DeviceRequest(alias.name, count, alias.specs, alias.numa_policy,
+                         SOURCE_HOTPLUG)

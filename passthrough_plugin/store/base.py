@@ -1,0 +1,87 @@
+"""The report store contract: latest HostReport per host, and atomic claims."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from oslo_config import cfg
+
+from passthrough_plugin.pci import report as report_mod
+
+NAMESPACE = 'passthrough_plugin.report_stores'
+
+
+class ReportStore(abc.ABC):
+    """Holds the latest report of every host and arbitrates claims.
+
+    Every change to a host's devices (a publish, a claim, a release) bumps
+    the host's generation, so readers can cache per generation and writers
+    can detect that someone else changed the host under them. Claims belong
+    to the store: a publish by the host's agent keeps the claims on devices
+    that are still present.
+    """
+
+    def __init__(self, conf: cfg.ConfigOpts) -> None:
+        self.conf = conf
+
+    @abc.abstractmethod
+    def publish(self, report: report_mod.HostReport) -> int:
+        """Store the agent's latest report of a host; return its generation.
+
+        Claims held in the store for devices that are still present are
+        kept; claims on vanished devices are reported in the log and kept
+        as ``unavailable`` until released.
+
+        :raises: StoreUnavailable, InvalidHostReport
+        """
+
+    @abc.abstractmethod
+    def get(self, host: str) -> report_mod.HostReport:
+        """The latest report of ``host``, claims applied.
+
+        :raises: HostReportNotFound, InvalidHostReport (a corrupt report),
+            StoreUnavailable
+        """
+
+    @abc.abstractmethod
+    def generations(self) -> dict[str, int]:
+        """Every host's current generation: the cheap cache check.
+
+        :raises: StoreUnavailable
+        """
+
+    @abc.abstractmethod
+    def claim(self, host: str, consumer: str, devices: Sequence[str],
+              expected_generation: int | None = None,
+              source: str = 'flavor') -> int:
+        """Claim ``devices`` of ``host`` for ``consumer``, all or none.
+
+        :param expected_generation: fail with GenerationConflict if the
+            host changed since the caller read it (None: do not check).
+        :returns: the host's new generation.
+        :raises: ClaimFailed (a device is not free), GenerationConflict,
+            HostReportNotFound, StoreUnavailable
+        """
+
+    @abc.abstractmethod
+    def release(self, host: str, consumer: str) -> list[str]:
+        """Release everything ``consumer`` holds on ``host``.
+
+        :returns: the released addresses (empty if it held nothing).
+        :raises: HostReportNotFound, StoreUnavailable
+        """
+
+    @abc.abstractmethod
+    def remove(self, host: str) -> None:
+        """Forget ``host`` (decommissioned).
+
+        :raises: HostReportNotFound, StoreUnavailable
+        """
+
+    def hosts(self) -> list[str]:
+        """The hosts with a report, sorted.
+
+        :raises: StoreUnavailable
+        """
+        return sorted(self.generations())

@@ -1,0 +1,472 @@
+"""A thin typed client of the Placement API over a keystoneauth adapter."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from keystoneauth1 import adapter as ksa_adapter
+from keystoneauth1 import exceptions as ksa_exc
+from keystoneauth1 import loading as ks_loading
+from keystoneauth1 import session as ksa_session
+from keystoneauth1 import token_endpoint
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from passthrough_plugin import exception
+from passthrough_plugin.conf import placement as placement_conf
+
+LOG = logging.getLogger(__name__)
+
+# 1.28 consumer generations, 1.31 in_tree, 1.33 string group suffixes,
+# 1.38 consumer types, 1.39 any-traits: the newest openstack-placement 16
+# serves, and the oldest with everything used here.
+MICROVERSION = '1.39'
+CONCURRENT_UPDATE = 'placement.concurrent_update'
+DUPLICATE_NAME = 'placement.duplicate_name'
+DEFAULT_ATTEMPTS = 5
+_SUFFIX = re.compile(r'^(_[A-Za-z0-9_-]{1,64}|[0-9]+)?$')
+
+Json = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class ResourceProvider:
+    uuid: str
+    name: str
+    generation: int
+    parent_provider_uuid: str | None
+    root_provider_uuid: str
+
+    @classmethod
+    def from_body(cls, body: Json) -> ResourceProvider:
+        return cls(uuid=body['uuid'], name=body['name'],
+                   generation=body['generation'],
+                   parent_provider_uuid=body.get('parent_provider_uuid'),
+                   root_provider_uuid=body['root_provider_uuid'])
+
+
+@dataclasses.dataclass(frozen=True)
+class Allocations:
+    """A consumer's allocations: provider uuid -> resource class -> amount."""
+
+    consumer_uuid: str
+    allocations: dict[str, dict[str, int]]
+    consumer_generation: int | None
+    project_id: str | None = None
+    user_id: str | None = None
+    consumer_type: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class RequestGroup:
+    """One (suffixed) request group of GET /allocation_candidates.
+
+    ``required`` holds trait names, ``!NAME`` for forbidden ones and
+    ``in:A,B`` for any-of; ``member_of`` holds aggregate uuids,
+    ``in:a,b`` or ``!in:a,b`` entries, each sent as its own parameter.
+    """
+
+    resources: Mapping[str, int]
+    required: Sequence[str] = ()
+    member_of: Sequence[str] = ()
+    in_tree: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class AllocationCandidates:
+    allocation_requests: list[Json]
+    provider_summaries: dict[str, Json]
+
+
+def candidate_params(groups: Mapping[str, RequestGroup], *,
+                     limit: int | None = None,
+                     group_policy: str | None = None,
+                     root_required: Sequence[str] = (),
+                     same_subtree: Sequence[str] = (),
+                     ) -> list[tuple[str, str]]:
+    """The query of GET /allocation_candidates for ``groups`` by suffix.
+
+    :raises passthrough_plugin.exception.Invalid: for a bad group suffix.
+    """
+    params: list[tuple[str, str]] = []
+    for suffix, group in groups.items():
+        if not _SUFFIX.match(suffix):
+            raise exception.Invalid(reason=(
+                "request group suffix %r: expected '' or '_' followed by "
+                "1-64 of [A-Za-z0-9_-]" % suffix))
+        if group.resources:
+            params.append(('resources' + suffix, ','.join(
+                '%s:%d' % item for item in sorted(group.resources.items()))))
+        plain = [t for t in group.required if not t.startswith('in:')]
+        if plain:
+            params.append(('required' + suffix, ','.join(plain)))
+        params.extend(('required' + suffix, t) for t in group.required
+                      if t.startswith('in:'))
+        params.extend(('member_of' + suffix, m) for m in group.member_of)
+        if group.in_tree:
+            params.append(('in_tree' + suffix, group.in_tree))
+    if group_policy is None and sum(1 for s in groups if s) > 1:
+        # Placement insists on a policy once there are two suffixed groups.
+        group_policy = 'none'
+    if group_policy is not None:
+        params.append(('group_policy', group_policy))
+    if limit is not None:
+        params.append(('limit', str(limit)))
+    if root_required:
+        params.append(('root_required', ','.join(root_required)))
+    params.extend(('same_subtree', s) for s in same_subtree)
+    return params
+
+
+def _error_parts(resp: Any) -> tuple[str, str]:
+    """(code, detail) of a Placement error reply, without webob's preamble."""
+    try:
+        error = resp.json()['errors'][0]
+        code, detail = error.get('code', '?'), str(error.get('detail', ''))
+    except (ValueError, KeyError, IndexError, TypeError):
+        return '?', (resp.text or '').strip()[:300]
+    parts = [p.strip() for p in detail.split('\n\n') if p.strip()]
+    return code, (parts[-1] if parts else detail.strip())
+
+
+class PlacementClient:
+    """Placement calls the report store needs, with errors mapped.
+
+    Every call may raise :class:`~passthrough_plugin.exception.
+    PlacementUnavailable` (unreachable, timeout, 5xx, refused credentials)
+    and :class:`~passthrough_plugin.exception.PlacementError` (or a leaf) for
+    a refused request.
+    """
+
+    def __init__(self, adapter: ksa_adapter.Adapter, *,
+                 attempts: int = DEFAULT_ATTEMPTS,
+                 endpoint_hint: str | None = None) -> None:
+        self._adapter = adapter
+        self._attempts = max(1, attempts)
+        self._endpoint = endpoint_hint or adapter.endpoint_override
+        self._known_traits: set[str] = set()
+        self._known_classes: set[str] = set()
+
+    @classmethod
+    def from_conf(cls, conf: cfg.ConfigOpts, **kwargs: Any) -> PlacementClient:
+        """Build from the ``[placement]`` group (registered by the caller)."""
+        group = placement_conf.GROUP_NAME
+        auth = ks_loading.load_auth_from_conf_options(conf, group)
+        session = ks_loading.load_session_from_conf_options(
+            conf, group, auth=auth, **placement_conf.session_kwargs(conf))
+        adapter = ks_loading.load_adapter_from_conf_options(
+            conf, group, session=session, auth=auth)
+        hint = getattr(auth, 'endpoint', None)
+        return cls(adapter, endpoint_hint=hint, **kwargs)
+
+    @classmethod
+    def from_endpoint(cls, endpoint: str, *, token: str = 'admin',
+                      timeout: float = placement_conf.DEFAULT_TIMEOUT,
+                      **kwargs: Any) -> PlacementClient:
+        """Build for a Placement with ``noauth2`` (development and tests)."""
+        auth = token_endpoint.Token(endpoint, token)
+        session = ksa_session.Session(auth=auth, timeout=timeout)
+        adapter = ksa_adapter.Adapter(
+            session, service_type=placement_conf.DEFAULT_SERVICE_TYPE)
+        return cls(adapter, endpoint_hint=endpoint, **kwargs)
+
+    @property
+    def endpoint(self) -> str:
+        return self._endpoint or 'the placement endpoint of the catalog'
+
+    # -- transport ---------------------------------------------------------
+
+    def _call(self, method: str, path: str, *, body: Json | None = None,
+              params: Sequence[tuple[str, str]] | None = None) -> Json:
+        try:
+            resp = self._adapter.request(
+                path, method, json=body, params=params, raise_exc=False,
+                microversion=MICROVERSION,
+                headers={'Accept': 'application/json'})
+        except (ksa_exc.ConnectionError, ksa_exc.RequestTimeout) as exc:
+            raise exception.PlacementUnavailable(reason=(
+                "cannot reach Placement at %s (%s %s): %s"
+                % (self.endpoint, method, path, exc))) from exc
+        except ksa_exc.ClientException as exc:
+            # No endpoint in the catalog, keystone refusing our credentials.
+            raise exception.PlacementUnavailable(reason=(
+                "cannot use Placement at %s (%s %s): %s: %s"
+                % (self.endpoint, method, path, type(exc).__name__,
+                   exc))) from exc
+        if resp.status_code < 400:
+            if self._endpoint is None:
+                self._endpoint = self._adapter.get_endpoint()
+            return resp.json() if resp.content else {}
+        raise self._error(method, path, resp)
+
+    def _error(self, method: str, path: str,
+               resp: Any) -> exception.PassthroughException:
+        code, detail = _error_parts(resp)
+        status = resp.status_code
+        if status >= 500 or status in (401, 403):
+            return exception.PlacementUnavailable(reason=(
+                "Placement at %s answered %s %s with HTTP %s: %s"
+                % (self.endpoint, method, path, status, detail)))
+        cls: type[exception.PlacementError] = exception.PlacementError
+        if status == 404:
+            cls = exception.PlacementNotFound
+        elif status == 409:
+            cls = exception.PlacementConflict
+        return cls(method=method, path=path, status=status, code=code,
+                   detail=detail)
+
+    def _put_generation(self, uuid: str, what: str, path: str,
+                        build: Callable[[int], Json],
+                        generation: int | None) -> Json:
+        """PUT ``build(generation)``; on a generation conflict re-read, retry.
+
+        The body is the whole desired state, so writing it again over
+        someone else's change is what the caller asked for.
+        """
+        gen = self.get_provider_strict(uuid).generation \
+            if generation is None else generation
+        for attempt in range(1, self._attempts + 1):
+            try:
+                return self._call('PUT', path, body=build(gen))
+            except exception.PlacementConflict as exc:
+                if exc.kwargs.get('code') != CONCURRENT_UPDATE:
+                    raise
+                if attempt == self._attempts:
+                    raise exception.ProviderGenerationConflict(
+                        provider=uuid, what=what, attempts=attempt,
+                        detail=exc.kwargs.get('detail')) from exc
+                LOG.debug("%s of provider %s: generation %s is stale, "
+                          "re-reading", what, uuid, gen)
+                gen = self.get_provider_strict(uuid).generation
+        raise AssertionError('unreachable')  # pragma: no cover
+
+    # -- resource providers ------------------------------------------------
+
+    def get_provider(self, uuid: str) -> ResourceProvider | None:
+        try:
+            return ResourceProvider.from_body(
+                self._call('GET', '/resource_providers/%s' % uuid))
+        except exception.PlacementNotFound:
+            return None
+
+    def get_provider_strict(self, uuid: str) -> ResourceProvider:
+        """:raises PlacementNotFound: when there is no such provider."""
+        return ResourceProvider.from_body(
+            self._call('GET', '/resource_providers/%s' % uuid))
+
+    def list_providers(self, *, name: str | None = None,
+                       in_tree: str | None = None,
+                       member_of: str | None = None,
+                       required: Sequence[str] = (),
+                       ) -> list[ResourceProvider]:
+        params = [(k, v) for k, v in (('name', name), ('in_tree', in_tree),
+                                      ('member_of', member_of)) if v]
+        if required:
+            params.append(('required', ','.join(required)))
+        body = self._call('GET', '/resource_providers', params=params)
+        return [ResourceProvider.from_body(rp)
+                for rp in body['resource_providers']]
+
+    def find_provider(self, name: str) -> ResourceProvider | None:
+        found = self.list_providers(name=name)
+        return found[0] if found else None
+
+    def create_provider(self, name: str, *, uuid: str | None = None,
+                        parent_provider_uuid: str | None = None,
+                        ) -> ResourceProvider:
+        """:raises PlacementConflict: name or uuid taken (code duplicate)."""
+        body: Json = {'name': name}
+        if uuid:
+            body['uuid'] = uuid
+        if parent_provider_uuid:
+            body['parent_provider_uuid'] = parent_provider_uuid
+        return ResourceProvider.from_body(
+            self._call('POST', '/resource_providers', body=body))
+
+    def ensure_provider(self, name: str, *, uuid: str | None = None,
+                        parent_provider_uuid: str | None = None,
+                        ) -> ResourceProvider:
+        """The provider by uuid (or name), created when absent."""
+        found = self.get_provider(uuid) if uuid else self.find_provider(name)
+        if found is not None:
+            return found
+        try:
+            return self.create_provider(
+                name, uuid=uuid, parent_provider_uuid=parent_provider_uuid)
+        except exception.PlacementConflict as exc:
+            # Someone else created it between our read and our write.
+            if exc.kwargs.get('code') != DUPLICATE_NAME:
+                raise
+            found = (self.get_provider(uuid) if uuid
+                     else self.find_provider(name))
+            if found is None:
+                raise
+            return found
+
+    def delete_provider(self, uuid: str) -> bool:
+        """Delete; False when it was already gone.
+
+        :raises PlacementConflict: it has allocations or children.
+        """
+        try:
+            self._call('DELETE', '/resource_providers/%s' % uuid)
+        except exception.PlacementNotFound:
+            return False
+        return True
+
+    # -- inventories, traits, classes, aggregates --------------------------
+
+    def get_inventories(self, uuid: str) -> tuple[int, dict[str, Json]]:
+        body = self._call('GET', '/resource_providers/%s/inventories' % uuid)
+        return (body['resource_provider_generation'], body['inventories'])
+
+    def set_inventories(self, uuid: str,
+                        inventories: Mapping[str, Mapping[str, Any]], *,
+                        generation: int | None = None) -> int:
+        """Replace all inventories; return the new provider generation.
+
+        :raises PlacementConflict: code ``placement.inventory.inuse`` when a
+            class with allocations would go away.
+        :raises ProviderGenerationConflict: still racing after the attempts.
+        """
+        inv = {rc: dict(fields) for rc, fields in inventories.items()}
+        body = self._put_generation(
+            uuid, 'inventories', '/resource_providers/%s/inventories' % uuid,
+            lambda g: {'resource_provider_generation': g, 'inventories': inv},
+            generation)
+        return int(body['resource_provider_generation'])
+
+    def ensure_traits(self, traits: Iterable[str]) -> None:
+        """Create the ``CUSTOM_`` traits that do not exist yet."""
+        for trait in traits:
+            if trait.startswith('CUSTOM_') and \
+                    trait not in self._known_traits:
+                self._call('PUT', '/traits/%s' % trait)
+                self._known_traits.add(trait)
+
+    def get_traits(self, uuid: str) -> tuple[int, set[str]]:
+        body = self._call('GET', '/resource_providers/%s/traits' % uuid)
+        return (body['resource_provider_generation'], set(body['traits']))
+
+    def set_traits(self, uuid: str, traits: Iterable[str], *,
+                   generation: int | None = None) -> int:
+        """Replace the provider's traits, creating custom ones first."""
+        wanted = sorted(set(traits))
+        self.ensure_traits(wanted)
+        body = self._put_generation(
+            uuid, 'traits', '/resource_providers/%s/traits' % uuid,
+            lambda g: {'resource_provider_generation': g, 'traits': wanted},
+            generation)
+        return int(body['resource_provider_generation'])
+
+    def ensure_resource_class(self, name: str) -> None:
+        """Create custom resource class ``name`` (``CUSTOM_...``) if absent."""
+        if name not in self._known_classes:
+            self._call('PUT', '/resource_classes/%s' % name)
+            self._known_classes.add(name)
+
+    def set_aggregates(self, uuid: str, aggregates: Iterable[str], *,
+                       generation: int | None = None) -> int:
+        wanted = sorted(set(aggregates))
+        body = self._put_generation(
+            uuid, 'aggregates', '/resource_providers/%s/aggregates' % uuid,
+            lambda g: {'resource_provider_generation': g,
+                       'aggregates': wanted},
+            generation)
+        return int(body['resource_provider_generation'])
+
+    def get_provider_usages(self, uuid: str) -> dict[str, int]:
+        body = self._call('GET', '/resource_providers/%s/usages' % uuid)
+        return dict(body['usages'])
+
+    # -- allocation candidates and allocations -----------------------------
+
+    def get_allocation_candidates(
+            self, groups: Mapping[str, RequestGroup], **kwargs: Any,
+    ) -> AllocationCandidates:
+        """GET /allocation_candidates; ``kwargs`` as :func:`candidate_params`.
+
+        ``groups`` maps the suffix ('' for the unsuffixed group, else e.g.
+        ``'_PF1'``) to its :class:`RequestGroup`.
+        """
+        body = self._call('GET', '/allocation_candidates',
+                          params=candidate_params(groups, **kwargs))
+        return AllocationCandidates(body['allocation_requests'],
+                                    body['provider_summaries'])
+
+    def get_allocations(self, consumer: str) -> Allocations:
+        """The consumer's allocations; empty, generation None if unknown."""
+        body = self._call('GET', '/allocations/%s' % consumer)
+        return Allocations(
+            consumer_uuid=consumer,
+            allocations={rp: dict(a['resources'])
+                         for rp, a in body.get('allocations', {}).items()},
+            consumer_generation=body.get('consumer_generation'),
+            project_id=body.get('project_id'), user_id=body.get('user_id'),
+            consumer_type=body.get('consumer_type'))
+
+    def put_allocations(self, consumer: str,
+                        allocations: Mapping[str, Mapping[str, int]], *,
+                        consumer_generation: int | None, project_id: str,
+                        user_id: str, consumer_type: str = 'INSTANCE') -> None:
+        """Replace the consumer's allocations (all or nothing).
+
+        ``consumer_generation`` is None for a new consumer, else the
+        generation last read.
+
+        :raises ConsumerGenerationConflict: the consumer changed meanwhile.
+        :raises PlacementCapacityExceeded: no room (or no such inventory).
+        """
+        body = {'allocations': {rp: {'resources': dict(res)}
+                                for rp, res in allocations.items()},
+                'consumer_generation': consumer_generation,
+                'project_id': project_id, 'user_id': user_id,
+                'consumer_type': consumer_type}
+        path = '/allocations/%s' % consumer
+        for attempt in range(1, self._attempts + 1):
+            try:
+                self._call('PUT', path, body=body)
+                return
+            except exception.PlacementConflict as exc:
+                detail = str(exc.kwargs.get('detail'))
+                if 'consumer generation conflict' in detail:
+                    raise exception.ConsumerGenerationConflict(
+                        consumer=consumer, sent=consumer_generation,
+                        detail=detail) from exc
+                if exc.kwargs.get('code') != CONCURRENT_UPDATE:
+                    raise exception.PlacementCapacityExceeded(
+                        consumer=consumer, detail=detail) from exc
+                # A provider moved under placement's own retries; the
+                # consumer generation still guards this identical retry.
+                if attempt == self._attempts:
+                    raise
+                LOG.debug("allocations of %s raced a provider update, "
+                          "retrying", consumer)
+
+    def delete_allocations(self, consumer: str, *,
+                           consumer_generation: int | None = None) -> bool:
+        """Remove the consumer's allocations; False if it had none.
+
+        With ``consumer_generation`` the removal is conditional (an empty
+        PUT) and raises ConsumerGenerationConflict when it is stale.
+        """
+        if consumer_generation is None:
+            try:
+                self._call('DELETE', '/allocations/%s' % consumer)
+            except exception.PlacementNotFound:
+                return False
+            return True
+        current = self.get_allocations(consumer)
+        if current.consumer_generation is None:
+            raise exception.ConsumerGenerationConflict(
+                consumer=consumer, sent=consumer_generation,
+                detail='Placement has no allocations for it')
+        self.put_allocations(
+            consumer, {}, consumer_generation=consumer_generation,
+            project_id=current.project_id or '',
+            user_id=current.user_id or '',
+            consumer_type=current.consumer_type or 'INSTANCE')
+        return bool(current.allocations)
