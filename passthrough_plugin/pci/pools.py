@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Sequence
+from typing import Protocol, TypeVar
 
 from passthrough_plugin import exception
 from passthrough_plugin.pci import alias as alias_mod
@@ -128,6 +129,13 @@ class Matcher:
         return True
 
 
+class _PoolLike(Protocol):
+    @property
+    def numa_node(self) -> int | None: ...
+
+
+_P = TypeVar('_P', bound=_PoolLike)
+
 _MATCHERS: dict[request_mod.DeviceRequest, Matcher] = {}
 
 
@@ -138,6 +146,30 @@ def matcher(request: request_mod.DeviceRequest) -> Matcher:
             _MATCHERS.clear()
         found = _MATCHERS[request] = Matcher(request)
     return found
+
+
+def numa_filter(pools: list[_P], counts: dict[_P, int],
+                request: request_mod.DeviceRequest, cells: Sequence[int],
+                sockets: dict[int, int | None]) -> list[_P]:
+    """nova's NUMA policy cascade (required, socket, legacy, preferred)."""
+    policy = request.numa_policy
+    wanted: set[int | None] = set(cells)
+    strict = [p for p in pools if p.numa_node in wanted]
+    if policy == 'required' or sum(
+            counts[p] for p in strict) >= request.count:
+        return strict
+    if policy == 'socket':
+        if not sockets or any(s is None for s in sockets.values()):
+            return []
+        chosen = {sockets[c] for c in cells if c in sockets}
+        nodes = {n for n, s in sockets.items() if s in chosen}
+        return [p for p in pools if p.numa_node in nodes]
+    wanted.add(None)
+    legacy = [p for p in pools if p.numa_node in wanted]
+    if policy == 'legacy' or sum(
+            counts[p] for p in legacy) >= request.count:
+        return legacy
+    return sorted(pools, key=lambda p: p.numa_node not in wanted)
 
 
 class Pool:
@@ -312,30 +344,6 @@ class HostPools:
 
     # -- fitting ---------------------------------------------------------
 
-    def _numa_filter(self, pools: list[Pool], counts: dict[Pool, int],
-                     request: request_mod.DeviceRequest,
-                     cells: Sequence[int]) -> list[Pool]:
-        """nova's NUMA policy cascade (required, socket, legacy, preferred)."""
-        policy = request.numa_policy
-        wanted = set(cells)
-        strict = [p for p in pools if p.numa_node in wanted]
-        if policy == 'required' or sum(
-                counts[p] for p in strict) >= request.count:
-            return strict
-        if policy == 'socket':
-            sockets = self.sockets
-            if not sockets or any(s is None for s in sockets.values()):
-                return []
-            chosen = {sockets[c] for c in cells if c in sockets}
-            nodes = {n for n, s in sockets.items() if s in chosen}
-            return [p for p in pools if p.numa_node in nodes]
-        wanted.add(None)  # type: ignore[arg-type]
-        legacy = [p for p in pools if p.numa_node in wanted]
-        if policy == 'legacy' or sum(
-                counts[p] for p in legacy) >= request.count:
-            return legacy
-        return sorted(pools, key=lambda p: p.numa_node not in wanted)
-
     def _apply(self, request: request_mod.DeviceRequest, cells: Cells,
                blocked: set[int]) -> tuple[list[int], list[int]] | None:
         """Apply one request on top of ``blocked``; None if it cannot."""
@@ -346,7 +354,8 @@ class HostPools:
             counts = {p: self._count(p, blocked) for p in pools}
             if sum(counts.values()) < need:
                 return None
-            pools = self._numa_filter(pools, counts, request, cells)
+            pools = numa_filter(pools, counts, request, cells,
+                                self.sockets)
             pools = [p for p in pools if match.usable(p.sig)]
         else:
             pools = [p for p in self.pools if match.usable(p.sig)]

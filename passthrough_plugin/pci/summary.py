@@ -1,0 +1,147 @@
+"""Compact per-host summaries: fit decisions from pool counts alone.
+
+A scheduler keeps one summary per host (well under 2 KiB for a host of
+4 PFs x 64 VFs) instead of every device. The decision is the same as
+:meth:`HostPools.fits` because, when every free device stands alone in its
+IOMMU group, a device-level fit only ever depends on how many devices of a
+pool are free and on which PF pools and VF pools share a PF. Hosts with
+free devices in shared IOMMU groups keep their full pools and decide on
+them (``exact``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from passthrough_plugin.pci import pools as pools_mod
+from passthrough_plugin.pci import request as request_mod
+
+TYPE_PF = pools_mod.TYPE_PF
+TYPE_VF = pools_mod.TYPE_VF
+
+
+class Slot:
+    """One pool of a summary: its signature, NUMA node and free count."""
+
+    __slots__ = ('sig', 'numa_node', 'address', 'free', 'dependents')
+
+    def __init__(self, pool: pools_mod.Pool) -> None:
+        self.sig = pool.sig
+        self.numa_node = pool.numa_node
+        self.address = pool.address
+        self.free = len(pool.free)
+        # Slots that become unusable once this one hands out a device:
+        # the PF pool of a VF pool, the VF pools of a PF pool.
+        self.dependents: tuple[Slot, ...] = ()
+
+
+class Summary:
+    """What a scheduler needs of a host to decide whether requests fit."""
+
+    __slots__ = ('host', 'generation', 'slots', 'sockets', 'exact',
+                 'total_free', 'pf_with_vfs_in_use', '__weakref__')
+
+    def __init__(self, host_pools: pools_mod.HostPools) -> None:
+        self.host = host_pools.host
+        self.generation = host_pools.report.generation
+        self.sockets = host_pools.sockets
+        complex_groups = any(
+            len(host_pools.groups[host_pools.group_of[i]]) > 1
+            for pool in host_pools.pools for i in pool.free)
+        # Shared IOMMU groups need the device-level answer.
+        self.exact = host_pools if complex_groups else None
+        slots = [Slot(p) for p in host_pools.pools if p.free]
+        by_pf: dict[str, list[Slot]] = {}
+        for slot in slots:
+            if slot.sig.dev_type in (TYPE_PF, TYPE_VF):
+                by_pf.setdefault(slot.address, []).append(slot)
+        for slot in slots:
+            if slot.sig.dev_type == TYPE_VF:
+                slot.dependents = tuple(
+                    s for s in by_pf.get(slot.address, ())
+                    if s.sig.dev_type == TYPE_PF)
+            elif slot.sig.dev_type == TYPE_PF:
+                slot.dependents = tuple(
+                    s for s in by_pf.get(slot.address, ())
+                    if s.sig.dev_type == TYPE_VF)
+        self.slots = tuple(slots)
+        self.total_free = sum(s.free for s in slots)
+        # PFs that serve VFs already: what the "pack" strategy fills first.
+        self.pf_with_vfs_in_use = sum(
+            1 for p in host_pools.pools
+            if p.sig.dev_type == TYPE_VF and len(p.free) < len(p.members))
+
+    def fits(self, requests: request_mod.RequestSet,
+             numa_cells: Sequence[int] | None = None) -> bool:
+        """Whether ``requests`` fit: the decision of HostPools.fit."""
+        if requests.empty:
+            return True
+        if self.exact is not None:
+            return self.exact.fits(requests, numa_cells)
+        used: dict[Slot, int] = {}
+        blocked: set[Slot] = set()
+        for request in requests.requests:
+            if not self._apply(request, numa_cells, used, blocked):
+                return False
+        for request in requests.headroom:
+            if not self._apply(request, numa_cells, used, blocked):
+                return False
+        return True
+
+    def _apply(self, request: request_mod.DeviceRequest,
+               cells: Sequence[int] | None, used: dict[Slot, int],
+               blocked: set[Slot]) -> bool:
+        match = pools_mod.matcher(request)
+        need = request.count
+        if not used and not blocked:
+            # The common case: one request on an untouched summary.
+            if cells:
+                slots = [s for s in self.slots if match.spec(s.sig)]
+                counts = {s: s.free for s in slots}
+                if sum(counts.values()) < need:
+                    return False
+                slots = pools_mod.numa_filter(slots, counts, request, cells,
+                                              self.sockets)
+                slots = [s for s in slots if match.usable(s.sig)]
+            else:
+                usable = match.usable
+                slots = [s for s in self.slots if usable(s.sig)]
+            if not request.anti_affinity:
+                if sum(s.free for s in slots) < need:
+                    return False
+            avail = {s: s.free for s in slots}
+        else:
+            def left(slot: Slot) -> int:
+                return 0 if slot in blocked else slot.free - used.get(
+                    slot, 0)
+            if cells:
+                slots = [s for s in self.slots if match.spec(s.sig)]
+                counts = {s: left(s) for s in slots}
+                if sum(counts.values()) < need:
+                    return False
+                slots = pools_mod.numa_filter(slots, counts, request, cells,
+                                              self.sockets)
+                slots = [s for s in slots if match.usable(s.sig)]
+            else:
+                slots = [s for s in self.slots if match.usable(s.sig)]
+            avail = {s: left(s) for s in slots}
+        anti = request.anti_affinity
+        if anti:
+            total = sum(min(n, 1) if s.sig.dev_type == TYPE_VF else n
+                        for s, n in avail.items())
+            if total < need:
+                return False
+        # Greedy consumption in pool order, as nova and HostPools do.
+        for slot in slots:
+            have = avail[slot]
+            if have <= 0:
+                continue
+            take = min(have, need)
+            if anti and slot.sig.dev_type == TYPE_VF:
+                take = 1
+            used[slot] = used.get(slot, 0) + take
+            blocked.update(slot.dependents)
+            need -= take
+            if not need:
+                return True
+        return False
