@@ -1,0 +1,69 @@
+"""Tempest options of the plugin: ``[passthrough]`` and its service flag."""
+
+from __future__ import annotations
+
+from oslo_config import cfg
+
+service_option = cfg.BoolOpt(
+    'passthrough',
+    default=False,
+    help="Whether the cloud runs passthrough-plugin (its placement "
+         "providers, scheduler filter or agent); the plugin's tests skip "
+         "when False.")
+
+passthrough_group = cfg.OptGroup(
+    name='passthrough',
+    title='passthrough-plugin test options',
+    help='What the PCI passthrough tests may use and should expect.')
+
+PassthroughGroup = [
+    cfg.StrOpt(
+        'flavor_ref',
+        help="A flavor whose pci_passthrough:alias some compute host can "
+             "satisfy; the scenario tests boot it. Unset: they skip."),
+    cfg.StrOpt(
+        'flavor_ref_over',
+        help="A flavor asking more PCI devices than any host has; booting "
+             "it must end in NoValidHost. Unset: that test skips."),
+    cfg.ListOpt(
+        'aliases',
+        default=[],
+        help="The [pci] alias names configured in nova, e.g. "
+             "'fake-vf,fake-pf'."),
+    cfg.ListOpt(
+        'resource_classes',
+        default=[],
+        help="Resource classes of the PCI devices that must appear in "
+             "Placement as inventories of providers nested under a compute "
+             "node, e.g. 'CUSTOM_PCI_8086_10CA'. Empty: the API tests skip."),
+    cfg.ListOpt(
+        'traits',
+        default=[],
+        help="Traits every PCI provider of the resource_classes above must "
+             "carry, e.g. 'CUSTOM_FAKE_PCI'."),
+    cfg.BoolOpt(
+        'agent_enabled',
+        default=False,
+        help="Whether passthrough-agent runs on the compute hosts and "
+             "publishes their devices; the agent tests skip when False."),
+    cfg.BoolOpt(
+        'plugin_scheduler_enabled',
+        default=False,
+        help="Whether nova-scheduler runs the plugin's PciPoolFilter and "
+             "PciPoolWeigher; the tests of its reasons skip when False."),
+    cfg.StrOpt(
+        'scheduler_log',
+        help="Path of the nova-scheduler log on this machine, to find the "
+             "plugin's rejection reasons in; unset: those checks skip."),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    conf.register_opt(service_option, group='service_available')
+    conf.register_group(passthrough_group)
+    conf.register_opts(PassthroughGroup, group=passthrough_group)
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    return [(passthrough_group.name, PassthroughGroup),
+            ('service_available', [service_option])]

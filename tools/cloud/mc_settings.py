@@ -1,0 +1,118 @@
+"""Settings of one mini cloud: where it lives, its ports and its hooks."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+# The services and their default ports on 127.0.0.1; ``--port-offset``
+# shifts them all, so two clouds (or a developer's own services) can coexist.
+DEFAULT_PORTS: dict[str, int] = {
+    'keystone': 5000,
+    'placement': 8778,
+    'glance': 9292,
+    'nova-api': 8774,
+    'neutron-stub': 9696,
+    'mysql': 3306,
+    'rabbit': 5672,
+    'rabbit-dist': 25672,
+    'epmd': 4369,
+}
+
+REPO_DEFAULT = Path(__file__).resolve().parents[2]
+PASSWORD = 'secret'
+REGION = 'RegionOne'
+COMPUTE_HOST = 'mc-compute'
+
+# What the harness venv gets; pip resolves keystone/glance/tempest to the
+# releases that go with these pins.
+PIP_PACKAGES = [
+    'nova==34.0.0',
+    'openstack-placement==16.0.0',
+    'SQLAlchemy>=2.0,<2.1',
+    'keystone',
+    'glance',
+    'tempest',
+    'gunicorn',
+    'PyMySQL',
+    'python-openstackclient',
+]
+
+
+@dataclasses.dataclass
+class Settings:
+    """Everything a subcommand needs; saved as ``$BASE/minicloud.json``."""
+
+    base: Path
+    venv: Path
+    repo: Path | None = REPO_DEFAULT
+    port_offset: int = 0
+    extra_pip: list[str] = dataclasses.field(default_factory=list)
+    nova_conf_extra: list[str] = dataclasses.field(default_factory=list)
+    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    timeout: int = 180
+
+    @property
+    def etc(self) -> Path:
+        return self.base / 'etc'
+
+    @property
+    def data(self) -> Path:
+        return self.base / 'data'
+
+    @property
+    def logs(self) -> Path:
+        return self.base / 'logs'
+
+    @property
+    def run(self) -> Path:
+        return self.base / 'run'
+
+    @property
+    def tempest_dir(self) -> Path:
+        return self.base / 'tempest'
+
+    @property
+    def state_file(self) -> Path:
+        return self.base / 'minicloud.json'
+
+    def port(self, service: str) -> int:
+        return DEFAULT_PORTS[service] + self.port_offset
+
+    def url(self, service: str) -> str:
+        suffix = {'keystone': '/v3', 'nova-api': '/v2.1'}.get(service, '')
+        return 'http://127.0.0.1:%d%s' % (self.port(service), suffix)
+
+    def bin(self, name: str) -> str:
+        return str(self.venv / 'bin' / name)
+
+    def mysql_url(self, db: str) -> str:
+        return 'mysql+pymysql://root:%s@127.0.0.1:%d/%s?charset=utf8' % (
+            PASSWORD, self.port('mysql'), db)
+
+    def to_json(self) -> str:
+        d: dict[str, Any] = dataclasses.asdict(self)
+        for key in ('base', 'venv', 'repo'):
+            d[key] = None if d[key] is None else str(d[key])
+        return json.dumps(d, indent=2, sort_keys=True)
+
+    def save(self) -> None:
+        self.base.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(self.to_json() + '\n')
+
+
+def default_base() -> Path:
+    return Path(os.environ.get('MINICLOUD_BASE') or Path(
+        os.environ.get('TMPDIR', '/tmp')) / 'passthrough-cloud')
+
+
+def load(base: Path) -> dict[str, Any]:
+    """The settings saved by an earlier subcommand, or {} for a new BASE."""
+    path = base / 'minicloud.json'
+    if not path.exists():
+        return {}
+    saved: dict[str, Any] = json.loads(path.read_text())
+    return saved

@@ -1,0 +1,45 @@
+"""The tempest workspace and the admin openrc of the mini cloud."""
+
+from __future__ import annotations
+
+import subprocess
+
+import mc_configs
+from mc_procs import CloudError
+from mc_settings import PASSWORD, REGION, Settings
+
+PCI_FLAVOR = 'pt-vf1'
+PCI_FLAVOR_OVER = 'pt-vf3'
+
+
+def write_workspace(s: Settings, image_id: str) -> None:
+    """What `tempest init` makes, without its ~/.tempest registry.
+
+    `tempest init` records every workspace in ~/.tempest/workspace.yaml and
+    refuses a second one at the same path; a CI run from empty needs none
+    of that, so the harness writes the few files itself.
+    """
+    ws = s.tempest_dir
+    for sub in ('etc', 'logs', 'tempest_lock'):
+        (ws / sub).mkdir(parents=True, exist_ok=True)
+    proc = subprocess.run(
+        [s.bin('python'), '-c',
+         'import os, tempest; print(os.path.dirname(tempest.__file__))'],
+        capture_output=True, text=True, check=False)
+    if proc.returncode:
+        raise CloudError('tempest is not importable in %s: %s' % (
+            s.venv, proc.stderr.strip()[-300:]))
+    site = proc.stdout.strip()
+    (ws / '.stestr.conf').write_text(
+        '[DEFAULT]\ntest_path=%s/test_discover\ntop_dir=%s\n'
+        'group_regex=([^\\.]*\\.)*\n' % (site, site))
+    (ws / 'etc' / 'tempest.conf').write_text(mc_configs.render(
+        'tempest.conf', s, image_id=image_id, pci_flavor=PCI_FLAVOR,
+        pci_flavor_over=PCI_FLAVOR_OVER))
+    (s.base / 'admin-openrc').write_text(
+        'export OS_AUTH_URL=%s OS_USERNAME=admin OS_PASSWORD=%s\n'
+        'export OS_PROJECT_NAME=admin OS_USER_DOMAIN_NAME=Default\n'
+        'export OS_PROJECT_DOMAIN_NAME=Default OS_IDENTITY_API_VERSION=3\n'
+        'export OS_REGION_NAME=%s PYTHONWARNINGS=ignore\n'
+        'export PATH=%s/bin:$PATH\n'
+        % (s.url('keystone'), PASSWORD, REGION, s.venv))
