@@ -6,6 +6,7 @@ from typing import Any
 
 from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
+from oslo_config import types
 
 GROUP_NAME = 'placement'
 DEFAULT_SERVICE_TYPE = 'placement'
@@ -60,9 +61,21 @@ def _group() -> cfg.OptGroup:
 placement_group = _group()
 
 
-def _ignored(value: str) -> None:
+class _Ignored(types.ConfigType):
     """Type of the version stand-ins: whatever is set reads as unset."""
-    return None
+
+    def __init__(self) -> None:
+        super().__init__(type_name='ignored')
+
+    def __call__(self, value: Any) -> None:
+        return None
+
+    def _formatter(self, value: Any) -> str:
+        return ''
+
+
+# One instance, so registering the stand-ins twice registers equal options.
+_IGNORED = _Ignored()
 
 
 def _session_opts() -> list[cfg.Opt]:
@@ -82,7 +95,7 @@ def _adapter_opts() -> list[cfg.Opt]:
 
 
 def _version_stand_ins() -> list[cfg.Opt]:
-    return [cfg.Opt(name, type=_ignored) for name in _ADAPTER_VERSION_OPTS]
+    return [cfg.Opt(name, type=_IGNORED) for name in _ADAPTER_VERSION_OPTS]
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:

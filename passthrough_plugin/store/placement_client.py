@@ -27,6 +27,9 @@ MICROVERSION = '1.39'
 CONCURRENT_UPDATE = 'placement.concurrent_update'
 DUPLICATE_NAME = 'placement.duplicate_name'
 DEFAULT_ATTEMPTS = 5
+# Placement's noauth2 middleware takes the token "admin" as an admin: not a
+# secret, the development convention.
+NOAUTH_TOKEN = 'admin'  # noqa: S105
 _SUFFIX = re.compile(r'^(_[A-Za-z0-9_-]{1,64}|[0-9]+)?$')
 
 Json = dict[str, Any]
@@ -95,11 +98,11 @@ def candidate_params(groups: Mapping[str, RequestGroup], *,
     for suffix, group in groups.items():
         if not _SUFFIX.match(suffix):
             raise exception.Invalid(reason=(
-                "request group suffix %r: expected '' or '_' followed by "
-                "1-64 of [A-Za-z0-9_-]" % suffix))
+                f"request group suffix {suffix!r}: expected '' or '_' "
+                "followed by 1-64 of [A-Za-z0-9_-]"))
         if group.resources:
             params.append(('resources' + suffix, ','.join(
-                '%s:%d' % item for item in sorted(group.resources.items()))))
+                f'{rc}:{n}' for rc, n in sorted(group.resources.items()))))
         plain = [t for t in group.required if not t.startswith('in:')]
         if plain:
             params.append(('required' + suffix, ','.join(plain)))
@@ -163,7 +166,7 @@ class PlacementClient:
         return cls(adapter, endpoint_hint=hint, **kwargs)
 
     @classmethod
-    def from_endpoint(cls, endpoint: str, *, token: str = 'admin',
+    def from_endpoint(cls, endpoint: str, *, token: str = NOAUTH_TOKEN,
                       timeout: float = placement_conf.DEFAULT_TIMEOUT,
                       **kwargs: Any) -> PlacementClient:
         """Build for a Placement with ``noauth2`` (development and tests)."""
@@ -188,14 +191,13 @@ class PlacementClient:
                 headers={'Accept': 'application/json'})
         except (ksa_exc.ConnectionError, ksa_exc.RequestTimeout) as exc:
             raise exception.PlacementUnavailable(reason=(
-                "cannot reach Placement at %s (%s %s): %s"
-                % (self.endpoint, method, path, exc))) from exc
+                f"cannot reach Placement at {self.endpoint} "
+                f"({method} {path}): {exc}")) from exc
         except ksa_exc.ClientException as exc:
             # No endpoint in the catalog, keystone refusing our credentials.
             raise exception.PlacementUnavailable(reason=(
-                "cannot use Placement at %s (%s %s): %s: %s"
-                % (self.endpoint, method, path, type(exc).__name__,
-                   exc))) from exc
+                f"cannot use Placement at {self.endpoint} "
+                f"({method} {path}): {type(exc).__name__}: {exc}")) from exc
         if resp.status_code < 400:
             if self._endpoint is None:
                 self._endpoint = self._adapter.get_endpoint()
@@ -208,8 +210,8 @@ class PlacementClient:
         status = resp.status_code
         if status >= 500 or status in (401, 403):
             return exception.PlacementUnavailable(reason=(
-                "Placement at %s answered %s %s with HTTP %s: %s"
-                % (self.endpoint, method, path, status, detail)))
+                f"Placement at {self.endpoint} answered {method} {path} "
+                f"with HTTP {status}: {detail}"))
         cls: type[exception.PlacementError] = exception.PlacementError
         if status == 404:
             cls = exception.PlacementNotFound
@@ -248,14 +250,14 @@ class PlacementClient:
     def get_provider(self, uuid: str) -> ResourceProvider | None:
         try:
             return ResourceProvider.from_body(
-                self._call('GET', '/resource_providers/%s' % uuid))
+                self._call('GET', f'/resource_providers/{uuid}'))
         except exception.PlacementNotFound:
             return None
 
     def get_provider_strict(self, uuid: str) -> ResourceProvider:
         """:raises PlacementNotFound: when there is no such provider."""
         return ResourceProvider.from_body(
-            self._call('GET', '/resource_providers/%s' % uuid))
+            self._call('GET', f'/resource_providers/{uuid}'))
 
     def list_providers(self, *, name: str | None = None,
                        in_tree: str | None = None,
@@ -312,7 +314,7 @@ class PlacementClient:
         :raises PlacementConflict: it has allocations or children.
         """
         try:
-            self._call('DELETE', '/resource_providers/%s' % uuid)
+            self._call('DELETE', f'/resource_providers/{uuid}')
         except exception.PlacementNotFound:
             return False
         return True
@@ -320,7 +322,7 @@ class PlacementClient:
     # -- inventories, traits, classes, aggregates --------------------------
 
     def get_inventories(self, uuid: str) -> tuple[int, dict[str, Json]]:
-        body = self._call('GET', '/resource_providers/%s/inventories' % uuid)
+        body = self._call('GET', f'/resource_providers/{uuid}/inventories')
         return (body['resource_provider_generation'], body['inventories'])
 
     def set_inventories(self, uuid: str,
@@ -334,7 +336,7 @@ class PlacementClient:
         """
         inv = {rc: dict(fields) for rc, fields in inventories.items()}
         body = self._put_generation(
-            uuid, 'inventories', '/resource_providers/%s/inventories' % uuid,
+            uuid, 'inventories', f'/resource_providers/{uuid}/inventories',
             lambda g: {'resource_provider_generation': g, 'inventories': inv},
             generation)
         return int(body['resource_provider_generation'])
@@ -344,11 +346,11 @@ class PlacementClient:
         for trait in traits:
             if trait.startswith('CUSTOM_') and \
                     trait not in self._known_traits:
-                self._call('PUT', '/traits/%s' % trait)
+                self._call('PUT', f'/traits/{trait}')
                 self._known_traits.add(trait)
 
     def get_traits(self, uuid: str) -> tuple[int, set[str]]:
-        body = self._call('GET', '/resource_providers/%s/traits' % uuid)
+        body = self._call('GET', f'/resource_providers/{uuid}/traits')
         return (body['resource_provider_generation'], set(body['traits']))
 
     def set_traits(self, uuid: str, traits: Iterable[str], *,
@@ -357,7 +359,7 @@ class PlacementClient:
         wanted = sorted(set(traits))
         self.ensure_traits(wanted)
         body = self._put_generation(
-            uuid, 'traits', '/resource_providers/%s/traits' % uuid,
+            uuid, 'traits', f'/resource_providers/{uuid}/traits',
             lambda g: {'resource_provider_generation': g, 'traits': wanted},
             generation)
         return int(body['resource_provider_generation'])
@@ -365,21 +367,21 @@ class PlacementClient:
     def ensure_resource_class(self, name: str) -> None:
         """Create custom resource class ``name`` (``CUSTOM_...``) if absent."""
         if name not in self._known_classes:
-            self._call('PUT', '/resource_classes/%s' % name)
+            self._call('PUT', f'/resource_classes/{name}')
             self._known_classes.add(name)
 
     def set_aggregates(self, uuid: str, aggregates: Iterable[str], *,
                        generation: int | None = None) -> int:
         wanted = sorted(set(aggregates))
         body = self._put_generation(
-            uuid, 'aggregates', '/resource_providers/%s/aggregates' % uuid,
+            uuid, 'aggregates', f'/resource_providers/{uuid}/aggregates',
             lambda g: {'resource_provider_generation': g,
                        'aggregates': wanted},
             generation)
         return int(body['resource_provider_generation'])
 
     def get_provider_usages(self, uuid: str) -> dict[str, int]:
-        body = self._call('GET', '/resource_providers/%s/usages' % uuid)
+        body = self._call('GET', f'/resource_providers/{uuid}/usages')
         return dict(body['usages'])
 
     # -- allocation candidates and allocations -----------------------------
@@ -399,7 +401,7 @@ class PlacementClient:
 
     def get_allocations(self, consumer: str) -> Allocations:
         """The consumer's allocations; empty, generation None if unknown."""
-        body = self._call('GET', '/allocations/%s' % consumer)
+        body = self._call('GET', f'/allocations/{consumer}')
         return Allocations(
             consumer_uuid=consumer,
             allocations={rp: dict(a['resources'])
@@ -425,7 +427,7 @@ class PlacementClient:
                 'consumer_generation': consumer_generation,
                 'project_id': project_id, 'user_id': user_id,
                 'consumer_type': consumer_type}
-        path = '/allocations/%s' % consumer
+        path = f'/allocations/{consumer}'
         for attempt in range(1, self._attempts + 1):
             try:
                 self._call('PUT', path, body=body)
@@ -455,7 +457,7 @@ class PlacementClient:
         """
         if consumer_generation is None:
             try:
-                self._call('DELETE', '/allocations/%s' % consumer)
+                self._call('DELETE', f'/allocations/{consumer}')
             except exception.PlacementNotFound:
                 return False
             return True

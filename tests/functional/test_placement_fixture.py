@@ -1,0 +1,94 @@
+"""The Placement server fixture: start, answer, stop, restart, clean up."""
+
+from __future__ import annotations
+
+import json
+import socket
+import urllib.error
+import urllib.request
+from typing import Any
+
+import testtools
+
+from tests.functional.fixtures import placement
+
+
+def _get(url: str, token: str | None = 'admin') -> Any:
+    req = urllib.request.Request(url)
+    if token:
+        req.add_header('X-Auth-Token', token)
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(req, timeout=10) as resp:
+        return json.load(resp)
+
+
+def _post(url: str, body: dict[str, object]) -> None:
+    req = urllib.request.Request(
+        url, data=json.dumps(body).encode(), method='POST',
+        headers={'X-Auth-Token': 'admin',
+                 'Content-Type': 'application/json'})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(req, timeout=10) as resp:
+        assert resp.status in (200, 201)
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(('127.0.0.1', port)) == 0
+
+
+class PlacementFixtureTest(testtools.TestCase):
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.server = self.useFixture(placement.PlacementFixture())
+
+    def test_answers_on_loopback_with_noauth2(self) -> None:
+        self.assertTrue(self.server.url.startswith('http://127.0.0.1:'))
+        versions = _get(self.server.url + '/', token=None)['versions']
+        self.assertEqual('1.39', versions[0]['max_version'])
+        self.assertEqual({'resource_providers': []},
+                         _get(self.server.url + '/resource_providers'))
+        # noauth2 still wants a token on everything but the root.
+        error = self.assertRaises(
+            urllib.error.HTTPError, _get,
+            self.server.url + '/resource_providers', token=None)
+        self.assertEqual(401, error.code)
+        error.close()
+        # Started within a few seconds on this 2-core machine (~0.9 s).
+        self.assertLess(self.server.start_seconds, 30)
+
+    def test_stop_start_keeps_port_and_data(self) -> None:
+        url, port = self.server.url, self.server.port
+        _post(url + '/resource_providers', {'name': 'kept'})
+        self.server.stop()
+        self.assertFalse(self.server.running)
+        self.assertFalse(_listening(port))
+        self.assertRaises(OSError, _get, url + '/resource_providers')
+        self.server.start()
+        self.assertEqual((url, port), (self.server.url, self.server.port))
+        providers = _get(url + '/resource_providers')['resource_providers']
+        self.assertEqual(['kept'], [rp['name'] for rp in providers])
+
+    def test_cleanup_kills_the_server(self) -> None:
+        server = placement.PlacementFixture()
+        server.setUp()
+        port = server.port
+        self.assertTrue(_listening(port))
+        server.cleanUp()
+        self.assertFalse(server.running)
+        self.assertFalse(_listening(port))
+
+    def test_failed_start_reports_the_log_tail(self) -> None:
+        self.server.stop()
+        # Someone else takes the port while Placement is down.
+        with socket.socket() as squatter:
+            squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            squatter.bind(('127.0.0.1', self.server.port))
+            squatter.listen()
+            error = self.assertRaises(placement.PlacementServerError,
+                                      self.server.start)
+        self.assertIn(self.server.url, str(error))
+        self.assertIn('log tail', str(error))
+        self.assertIn('in use', str(error))
+        self.assertFalse(self.server.running)
