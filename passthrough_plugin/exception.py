@@ -160,3 +160,32 @@ class PlacementCapacityExceeded(PlacementConflict):
 
 class PlacementUnavailable(StoreUnavailable):
     msg_fmt = "The placement report store is unavailable: %(reason)s"
+
+
+# -- lifecycle ledger (issue 6) ----------------------------------------------
+
+class LedgerUnavailable(LedgerError):
+    msg_fmt = "The ledger at %(url)s cannot be opened: %(reason)s"
+
+
+class UnknownInstance(LedgerError):
+    msg_fmt = ("Unknown instance %(value)r in %(field)s: the ledger has "
+               "no record of it%(hint)s")
+
+
+class InvalidLedgerInput(Invalid):
+    msg_fmt = "Invalid %(field)s %(value)r: %(reason)s"
+
+
+class HotplugRefused(LedgerError):
+    msg_fmt = ("Hotplug of %(request)s into instance %(instance)s on host "
+               "%(host)s refused (%(reason)s): %(detail)s")
+
+
+class EvacuateRefused(LedgerError):
+    msg_fmt = ("Evacuation of instance %(instance)s to host %(host)s "
+               "refused (%(reason)s): %(detail)s")
+
+
+class DomainXmlError(LedgerError):
+    msg_fmt = "Cannot read the domain XML of %(source)s: %(reason)s"

@@ -1,0 +1,142 @@
+"""``passthrough-billing``: device-hours per instance, project and source."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from oslo_config import cfg
+
+from passthrough_plugin import exception
+from passthrough_plugin.conf import lifecycle as conf_lifecycle
+from passthrough_plugin.lifecycle import billing
+from passthrough_plugin.lifecycle import formatting
+from passthrough_plugin.lifecycle import ledger as ledger_mod
+
+PROG = 'passthrough-billing'
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+DATE_HELP = ('an ISO 8601 date or time in UTC unless an offset is given, '
+             'e.g. 2026-11-01 or 2026-11-01T08:30:00Z')
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """Bad input is one line naming the field and the value; exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, '%s: error: %s\n' % (self.prog, message))
+
+
+def parse_time(field: str, value: str) -> datetime.datetime:
+    """A date (midnight UTC) or a date and time; naive means UTC.
+
+    :raises: InvalidLedgerInput naming ``field``.
+    """
+    text = value.strip()
+    if text.endswith(('Z', 'z')):
+        text = text[:-1] + '+00:00'
+    try:
+        parsed = datetime.datetime.fromisoformat(text)
+    except ValueError:
+        raise exception.InvalidLedgerInput(
+            field=field, value=value, reason='expected %s' % DATE_HELP
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
+    return parsed.astimezone(datetime.timezone.utc)
+
+
+def build_parser() -> OneLineParser:
+    parser = OneLineParser(
+        prog=PROG, description='Device-hours from the passthrough-plugin '
+        'ledger: flavor devices and hot-plugged add-ons apart.')
+    parser.add_argument(
+        '--config-file', action='append', default=[], metavar='PATH',
+        help='passthrough-plugin configuration ([lifecycle] connection); '
+        'repeatable; default: the usual oslo.config locations')
+    parser.add_argument(
+        '--ledger', metavar='URL',
+        help='SQLAlchemy URL of the ledger, overriding [lifecycle] '
+        'connection')
+    commands = parser.add_subparsers(dest='command', required=True,
+                                     parser_class=OneLineParser)
+    rep = commands.add_parser(
+        'report', help='device-hours in [--from, --to)',
+        description='Device use in the half-open period [--from, --to), '
+        'per project, instance, resource class and source (flavor or '
+        'hotplug), to the second, with per-project totals. Devices still '
+        'held count until now.')
+    rep.add_argument('--from', dest='start', required=True, metavar='TIME',
+                     help='start of the period, ' + DATE_HELP)
+    rep.add_argument('--to', dest='end', required=True, metavar='TIME',
+                     help='end of the period (excluded)')
+    rep.add_argument('--project', help='only this project ID')
+    rep.add_argument('--format', choices=formatting.FORMATS,
+                     default='table', help='output format (default: table)')
+    return parser
+
+
+def load_conf(config_files: Sequence[str],
+              ledger_url: str | None = None) -> cfg.ConfigOpts:
+    conf = cfg.ConfigOpts()
+    conf_lifecycle.register_opts(conf)
+    conf(args=[], project='passthrough-plugin',
+         default_config_files=list(config_files) or None)
+    if ledger_url:
+        conf.set_override('connection', ledger_url, group='lifecycle')
+    return conf
+
+
+def render(report: billing.Report, fmt: str) -> str:
+    if fmt == 'json':
+        return json.dumps(report.to_dict(), indent=2, sort_keys=True)
+    lines = [line.to_dict() for line in report.lines]
+    if fmt == 'csv':
+        return formatting.to_csv(lines, billing.LINE_COLUMNS)
+    period = 'Device use from %s to %s (half-open, UTC)' % (
+        formatting.cell(report.start), formatting.cell(report.end))
+    if not lines:
+        return period + '\nNo device was held in this period.'
+    return '\n'.join((period,
+                      formatting.table(lines, billing.LINE_COLUMNS),
+                      'Totals',
+                      formatting.table(report.totals(),
+                                       billing.TOTAL_COLUMNS)))
+
+
+def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> str:
+    start = parse_time('--from', args.start)
+    end = parse_time('--to', args.end)
+    if start >= end:
+        raise exception.InvalidLedgerInput(
+            field='--from', value=args.start,
+            reason='must be before --to %s' % args.end)
+    ledger = ledger_mod.Ledger(conf.lifecycle.connection)
+    try:
+        return render(billing.report(ledger, start, end, args.project),
+                      args.format)
+    finally:
+        ledger.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        conf = load_conf(args.config_file, args.ledger)
+        print(run(args, conf))
+    except exception.Invalid as exc:
+        print('%s: error: %s' % (PROG, exc), file=sys.stderr)
+        return EXIT_USAGE
+    except (exception.PassthroughException, cfg.Error) as exc:
+        print('%s: error: %s' % (PROG, exc), file=sys.stderr)
+        return EXIT_FAILURE
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
