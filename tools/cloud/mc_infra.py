@@ -123,6 +123,13 @@ def start_mysql(s: Settings, template: str) -> None:
                             password=False), 'creating the databases')
 
 
+def mysql_query(s: Settings, sql: str) -> str:
+    """Tab-separated rows of ``sql``, '' if the server does not answer."""
+    proc = subprocess.run(_mysql(s, 'mariadb', '-N', '-B', '-e', sql),
+                          capture_output=True, text=True, check=False)
+    return proc.stdout if proc.returncode == 0 else ''
+
+
 # -- RabbitMQ ------------------------------------------------------------
 
 def rabbit_env(s: Settings) -> dict[str, str]:

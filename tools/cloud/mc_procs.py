@@ -94,6 +94,9 @@ def stop(name: str, run_dir: Path, grace: float = 30.0) -> bool:
         time.sleep(0.2)
     if alive(pid):
         log('%s (pid %d) ignored SIGTERM for %.0fs: SIGKILL', name, pid, grace)
+    else:
+        log('%s (pid %d) stopped in %.1fs', name, pid,
+            grace - (deadline - time.monotonic()))
     # The group may hold children (gunicorn workers, beam's helpers).
     _signal(pid, signal.SIGKILL)
     pidfile.unlink(missing_ok=True)
@@ -101,13 +104,17 @@ def stop(name: str, run_dir: Path, grace: float = 30.0) -> bool:
 
 
 def _signal(pid: int, sig: int) -> None:
+    """Signal the group ``pid`` leads (spawn's daemons), else just ``pid``.
+
+    A daemon that forked itself away (epmd) leads no group of its own.
+    """
     try:
-        # Each daemon leads its own session, so its group id is its pid.
-        os.killpg(pid, sig)
+        if os.getpgid(pid) == pid:
+            os.killpg(pid, sig)
+        else:
+            os.kill(pid, sig)
     except ProcessLookupError:
         pass
-    except PermissionError:
-        os.kill(pid, sig)
 
 
 def port_free(port: int) -> bool:

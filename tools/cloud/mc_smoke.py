@@ -1,0 +1,103 @@
+"""Smoke test of a running mini cloud: a PCI server boots, holds, releases."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import mc_api
+import mc_tempest
+from mc_procs import CloudError, log
+from mc_settings import Settings
+
+NOVA_MICROVERSION = {'OpenStack-API-Version': 'compute 2.37'}
+
+
+def _server(api: mc_api.Api, server_id: str) -> dict[str, Any] | None:
+    status, body = api.request(
+        'GET', '%s/servers/%s' % (api.s.url('nova-api'), server_id),
+        headers=NOVA_MICROVERSION)
+    return None if status == 404 else dict(body['server'])
+
+
+def _wait_status(api: mc_api.Api, server_id: str, want: set[str],
+                 timeout: float) -> dict[str, Any]:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        server = _server(api, server_id)
+        if server and server['status'] in want:
+            return server
+        time.sleep(0.5)
+    raise CloudError('server %s not %s after %.0fs' % (
+        server_id, '/'.join(sorted(want)), timeout))
+
+
+def _allocations(api: mc_api.Api, consumer: str) -> dict[str, int]:
+    body = api.call('GET', '%s/allocations/%s' % (
+        api.s.url('placement'), consumer))
+    total: dict[str, int] = {}
+    for rp in body['allocations'].values():
+        for rc, amount in rp['resources'].items():
+            total[rc] = total.get(rc, 0) + amount
+    return total
+
+
+def boot(api: mc_api.Api, flavor: str, name: str, image: str) -> str:
+    body = api.call('POST', api.s.url('nova-api') + '/servers', {'server': {
+        'name': name, 'imageRef': image, 'flavorRef': flavor,
+        'networks': 'none'}}, headers=NOVA_MICROVERSION)
+    return str(body['server']['id'])
+
+
+def delete(api: mc_api.Api, server_id: str, timeout: float) -> None:
+    api.call('DELETE', '%s/servers/%s' % (api.s.url('nova-api'), server_id),
+             ok=(204, 404))
+    t0 = time.monotonic()
+    while _server(api, server_id) is not None:
+        if time.monotonic() - t0 > timeout:
+            raise CloudError('server %s not gone after %.0fs' % (
+                server_id, timeout))
+        time.sleep(0.5)
+
+
+def smoke(s: Settings) -> None:
+    """Boot the PCI flavor (ACTIVE, VF allocated), delete it (released),
+    and boot the over-asking flavor (ERROR: No valid host)."""
+    api = mc_api.Api(s)
+    api.login()
+    image = api.ensure_image()
+    t0 = time.monotonic()
+    sid = boot(api, mc_tempest.PCI_FLAVOR, 'smoke-pci', image)
+    try:
+        server = _wait_status(api, sid, {'ACTIVE', 'ERROR'}, s.timeout)
+        if server['status'] != 'ACTIVE':
+            raise CloudError('PCI server %s went ERROR: %s' % (
+                sid, server.get('fault', {}).get('message')))
+        log('server %s (flavor %s) ACTIVE after %.1fs on %s', sid,
+            mc_tempest.PCI_FLAVOR, time.monotonic() - t0,
+            server.get('OS-EXT-SRV-ATTR:host'))
+        allocs = _allocations(api, sid)
+        log('placement allocations of %s: %s', sid, allocs)
+        if allocs.get('CUSTOM_FAKE_VF') != 1:
+            raise CloudError('expected 1 CUSTOM_FAKE_VF allocated to %s, got '
+                             '%s' % (sid, allocs))
+    finally:
+        t1 = time.monotonic()
+        delete(api, sid, s.timeout)
+        log('server %s deleted after %.1fs', sid, time.monotonic() - t1)
+    if _allocations(api, sid):
+        raise CloudError('allocations of deleted server %s remain' % sid)
+    t2 = time.monotonic()
+    sid = boot(api, mc_tempest.PCI_FLAVOR_OVER, 'smoke-over', image)
+    try:
+        server = _wait_status(api, sid, {'ACTIVE', 'ERROR'}, s.timeout)
+        fault = server.get('fault', {}).get('message', '')
+        if server['status'] != 'ERROR' or 'No valid host' not in fault:
+            raise CloudError('over-asking flavor %s: expected ERROR with No '
+                             'valid host, got %s %r' % (
+                                 mc_tempest.PCI_FLAVOR_OVER,
+                                 server['status'], fault))
+        log('server %s (flavor %s) ERROR after %.1fs: %s', sid,
+            mc_tempest.PCI_FLAVOR_OVER, time.monotonic() - t2, fault)
+    finally:
+        delete(api, sid, s.timeout)
