@@ -1,0 +1,377 @@
+"""The standalone engine: summaries, filter, weigh, claim and release."""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from collections.abc import Iterable, Mapping, Sequence
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from passthrough_plugin import exception
+from passthrough_plugin.conf import pci as pci_conf
+from passthrough_plugin.conf import scheduler as scheduler_conf
+from passthrough_plugin.conf import store as store_conf
+from passthrough_plugin.pci import alias as alias_mod
+from passthrough_plugin.pci import explain
+from passthrough_plugin.pci import pools as pools_mod
+from passthrough_plugin.pci import request as request_mod
+from passthrough_plugin.scheduler import summary as summary_mod
+from passthrough_plugin.store import base as store_base
+from passthrough_plugin.store import loader
+
+LOG = logging.getLogger(__name__)
+REBUILD = 'rebuild'
+_TOKENS = itertools.count(1)
+
+
+@dataclasses.dataclass(frozen=True)
+class Request:
+    """One scheduling request, parsed once and shared by every host."""
+
+    requests: request_mod.RequestSet
+    numa_cells: tuple[int, ...] | None = None
+    # The guest has this many NUMA cells not yet pinned to host cells.
+    numa_cell_count: int | None = None
+    instance_uuid: str | None = None
+    rebuild: bool = False
+    token: int = 0
+
+    @property
+    def wants_devices(self) -> bool:
+        return bool(self.requests.requests)
+
+
+@dataclasses.dataclass(frozen=True)
+class Answer:
+    """One host's answer: fits (with its weight) or why not."""
+
+    host: str
+    ok: bool
+    reason: str | None = None
+    detail: str = ''
+    weight: float = 0.0
+    free_before: int = 0
+    free_after: int = 0
+
+
+def hotplug_requests(keys: Iterable[summary_mod.HotplugKey]
+                     ) -> list[request_mod.DeviceRequest]:
+    """Requests for an instance's hot-plugged devices, one per kind."""
+    counts: dict[summary_mod.HotplugKey, int] = {}
+    for key in keys:
+        counts[key] = counts.get(key, 0) + 1
+    result = []
+    for (vendor, product, dev_type, rc), count in sorted(counts.items()):
+        spec = alias_mod.AliasSpec(int(vendor, 16), int(product, 16),
+                                   dev_type, rc or None)
+        result.append(request_mod.DeviceRequest(
+            'hotplug:%s:%s' % (vendor, product), count, (spec,),
+            source=request_mod.SOURCE_HOTPLUG))
+    return result
+
+
+class Engine:
+    """Filters and weighs hosts against the reports in a store."""
+
+    def __init__(self, conf: cfg.ConfigOpts,
+                 store: store_base.ReportStore | None = None,
+                 aliases: Mapping[str, alias_mod.Alias] | None = None
+                 ) -> None:
+        scheduler_conf.register_opts(conf)
+        store_conf.register_opts(conf)
+        self.conf = conf
+        self.store = store if store is not None else loader.load_store(conf)
+        self._aliases = aliases
+        self._fixed_aliases = aliases is not None
+        if not self._fixed_aliases:
+            _ensure_pci_opts(conf)
+        self._alias_source: tuple[str, ...] | None = None
+        self.summaries: dict[str, summary_mod.HostSummary] = {}
+        self.shapes: dict[bytes, summary_mod.Shape] = {}
+        self._tokens: dict[tuple[object, ...], int] = {}
+        self.refreshed_at = 0.0
+
+    # -- configuration -------------------------------------------------------
+
+    @property
+    def aliases(self) -> Mapping[str, alias_mod.Alias]:
+        """``[pci] alias``, parsed again only when its values change.
+
+        :raises: InvalidAlias
+        """
+        if self._fixed_aliases:
+            assert self._aliases is not None
+            return self._aliases
+        values = tuple(self.conf.pci.alias)
+        if values != self._alias_source or self._aliases is None:
+            self._aliases = alias_mod.parse_aliases(list(values))
+            self._alias_source = values
+        return self._aliases
+
+    # -- summaries -----------------------------------------------------------
+
+    def refresh(self) -> None:
+        """Bring the summaries up to the store's generations.
+
+        One ``generations()`` call; a report is read only for the hosts
+        whose generation changed.
+
+        :raises: StoreUnavailable
+        """
+        generations = self.store.generations()
+        summaries = self.summaries
+        for host in [h for h in summaries if h not in generations]:
+            del summaries[host]
+        limit = self.conf.passthrough_scheduler.summary_cache_size
+        for host, generation in generations.items():
+            known = summaries.get(host)
+            if known is not None and known.generation == generation:
+                continue
+            if known is None and len(summaries) >= limit:
+                continue  # read on demand, see summary()
+            summaries[host] = self._load(host, generation)
+        self._prune_shapes()
+        self.refreshed_at = time.monotonic()
+
+    def _load(self, host: str, generation: int) -> summary_mod.HostSummary:
+        try:
+            report = self.store.get(host)
+        except exception.InvalidHostReport as exc:
+            LOG.warning('Report of host %s is unusable: %s', host,
+                        exc.message)
+            return summary_mod.broken(host, generation, exc.message)
+        except exception.HostReportNotFound as exc:
+            return summary_mod.broken(host, generation, exc.message)
+        try:
+            found = summary_mod.summarise(report, self.shapes)
+        except exception.InvalidHostReport as exc:
+            LOG.warning('Report of host %s is unusable: %s', host,
+                        exc.message)
+            return summary_mod.broken(host, generation, exc.message)
+        # Keep the generation we were told, so the cache check matches.
+        found.generation = generation
+        return found
+
+    def _prune_shapes(self) -> None:
+        if len(self.shapes) <= 2 * len(self.summaries) + 16:
+            return
+        used = {id(s.shape) for s in self.summaries.values()}
+        self.shapes = {k: s for k, s in self.shapes.items()
+                       if id(s) in used}
+
+    def summary(self, host: str) -> summary_mod.HostSummary | None:
+        found = self.summaries.get(host)
+        if found is None and len(
+                self.summaries) >= \
+                self.conf.passthrough_scheduler.summary_cache_size:
+            # Over the cache size: read the host on demand, uncached.
+            try:
+                return self._load(host, self.store.get(host).generation)
+            except exception.PassthroughException:
+                return None
+        return found
+
+    def hosts(self) -> list[str]:
+        return sorted(self.summaries)
+
+    # -- requests ------------------------------------------------------------
+
+    def request(self, extra_specs: Mapping[str, str], *,
+                numa_cells: Sequence[int] | None = None,
+                instance_uuid: str | None = None, move: bool = False,
+                rebuild: bool = False,
+                numa_cell_count: int | None = None) -> Request:
+        """Parse a request once; on a move, add the instance's hot-plugged
+        devices remembered by the store.
+
+        :raises: InvalidExtraSpec, UnknownAlias, InvalidAlias
+        """
+        requests = request_mod.RequestSet.from_extra_specs(
+            dict(extra_specs), self.aliases)
+        if move and instance_uuid:
+            keys: list[summary_mod.HotplugKey] = []
+            for summary in self.summaries.values():
+                if summary.hotplug and instance_uuid in summary.hotplug:
+                    keys.extend(summary.hotplug[instance_uuid])
+            requests = requests.with_extra(hotplug_requests(keys))
+        cells = tuple(numa_cells) if numa_cells is not None else None
+        key = (requests, cells, numa_cell_count)
+        token = self._tokens.get(key)
+        if token is None:
+            if len(self._tokens) > 4096:
+                self._tokens.clear()
+            token = self._tokens[key] = next(_TOKENS)
+        return Request(requests, cells, numa_cell_count, instance_uuid,
+                       rebuild, token)
+
+    # -- deciding ------------------------------------------------------------
+
+    def decide(self, host: str, request: Request
+               ) -> summary_mod.Decision:
+        """Does ``request`` fit ``host``? Memoised per shape."""
+        found = self.summary(host)
+        if request.rebuild:
+            if found is not None and request.instance_uuid in found.owners:
+                return summary_mod.Decision(True, host=host)
+            if not request.instance_uuid or not any(
+                    request.instance_uuid in s.owners
+                    for s in self.summaries.values()):
+                # No devices held anywhere: nothing to keep, decide freely.
+                request = dataclasses.replace(request, rebuild=False)
+                return self.decide(host, request)
+            return summary_mod.Decision(
+                False, REBUILD, '%s: a rebuild keeps the instance and its '
+                'devices on the host that holds them' % host, host)
+        if found is None:
+            if (not request.wants_devices and self.conf.
+                    passthrough_scheduler.missing_report == 'pass'):
+                return summary_mod.Decision(True, host=host)
+            return summary_mod.Decision(
+                False, explain.NO_REPORT, '%s has no PCI report in the '
+                '%s report store' % (host, self.conf.report_store.driver),
+                host)
+        if found.shape is None:
+            return summary_mod.Decision(False, explain.BAD_REPORT,
+                                        found.error or '', host)
+        return found.shape.decide(request.token, request.requests,
+                                  request.numa_cells,
+                                  request.numa_cell_count)
+
+    def raw_weight(self, host: str, request: Request,
+                   decision: summary_mod.Decision | None = None) -> float:
+        """The weigher's figure before normalisation (higher wins)."""
+        if decision is None:
+            decision = self.decide(host, request)
+        if not request.wants_devices:
+            # Steer requests without devices away from PCI hosts.
+            found = self.summaries.get(host)
+            shape = found.shape if found is not None else None
+            return -float(shape.free if shape is not None else 0)
+        if not decision.ok:
+            return float('-inf')
+        if self.conf.passthrough_scheduler.weigh_strategy == 'spread':
+            return decision.spread
+        return decision.pack
+
+    def weigh(self, hosts: Sequence[str], request: Request,
+              decisions: Sequence[summary_mod.Decision] | None = None
+              ) -> list[float]:
+        """Normalised (0..1) weights times ``weight_multiplier``."""
+        if decisions is None:
+            decisions = [self.decide(h, request) for h in hosts]
+        raw = [self.raw_weight(h, request, d)
+               for h, d in zip(hosts, decisions, strict=True)]
+        return normalise(raw, self.conf.passthrough_scheduler.
+                         weight_multiplier)
+
+    def explain(self, request: Request,
+                hosts: Sequence[str] | None = None) -> list[Answer]:
+        """Every host's answer, in host order."""
+        hosts = list(hosts) if hosts is not None else self.hosts()
+        decisions = [self.decide(h, request) for h in hosts]
+        fitting = [(h, d) for h, d in zip(hosts, decisions, strict=True)
+                   if d.ok]
+        weights = dict(zip([h for h, _ in fitting], self.weigh(
+            [h for h, _ in fitting], request, [d for _, d in fitting]),
+            strict=True))
+        return [Answer(h, d.ok, d.reason, d.detail_for(h),
+                       weights.get(h, 0.0), d.free_before, d.free_after)
+                for h, d in zip(hosts, decisions, strict=True)]
+
+    def select(self, request: Request,
+               hosts: Sequence[str] | None = None) -> list[Answer]:
+        """The hosts that fit, best first (ties by host name)."""
+        answers = [a for a in self.explain(request, hosts) if a.ok]
+        answers.sort(key=lambda a: (-a.weight, a.host))
+        return answers
+
+    # -- claims --------------------------------------------------------------
+
+    def claim(self, host: str, request: Request, consumer: str,
+              attempts: int = 3) -> list[str]:
+        """Pick devices on ``host`` from its current report and claim them.
+
+        :raises: ClaimFailed (does not fit), GenerationConflict after
+            ``attempts`` races, HostReportNotFound, StoreUnavailable
+        """
+        for attempt in range(1, attempts + 1):
+            report = self.store.get(host)
+            pools = pools_mod.HostPools.from_report(report)
+            fit = self._fit_for_claim(pools, request)
+            if not fit.ok:
+                raise exception.ClaimFailed(consumer=consumer, host=host,
+                                            reason=fit.detail)
+            source = request_mod.SOURCE_FLAVOR
+            try:
+                self.store.claim(host, consumer,
+                                 list(fit.addresses + fit.companions),
+                                 expected_generation=report.generation,
+                                 source=source)
+            except exception.GenerationConflict:
+                if attempt == attempts:
+                    raise
+                LOG.debug('Host %s changed while claiming for %s; retrying',
+                          host, consumer)
+                continue
+            return list(fit.addresses + fit.companions)
+        raise AssertionError('unreachable')  # pragma: no cover
+
+    @staticmethod
+    def _fit_for_claim(pools: pools_mod.HostPools,
+                       request: Request) -> pools_mod.Fit:
+        if request.numa_cells is not None or not request.numa_cell_count:
+            return pools.fit(request.requests, request.numa_cells)
+        fit = pools.fit(request.requests, None)
+        for cells in itertools.combinations(sorted(pools.sockets),
+                                            request.numa_cell_count):
+            fit = pools.fit(request.requests, list(cells))
+            if fit.ok:
+                break
+        return fit
+
+    def release(self, host: str, consumer: str) -> list[str]:
+        """:raises: HostReportNotFound, StoreUnavailable"""
+        return self.store.release(host, consumer)
+
+
+def _ensure_pci_opts(conf: cfg.ConfigOpts) -> None:
+    """Register ``[pci]`` unless someone (nova) already has."""
+    try:
+        conf.pci.alias  # noqa: B018
+    except (cfg.NoSuchOptError, cfg.NoSuchGroupError):
+        pci_conf.register_opts(conf)
+
+
+def normalise(raw: Sequence[float], multiplier: float) -> list[float]:
+    """nova's min-max normalisation (ignoring -inf), times the multiplier."""
+    finite = [w for w in raw if w != float('-inf')]
+    if not finite:
+        return [0.0] * len(raw)
+    low, high = min(finite), max(finite)
+    span = high - low
+    out = []
+    for w in raw:
+        if w == float('-inf'):
+            out.append(0.0)
+        elif span:
+            out.append(multiplier * (w - low) / span)
+        else:
+            out.append(0.0)
+    return out
+
+
+# ConfigOpts is an unhashable Mapping: key by identity, keep it referenced.
+_ENGINES: dict[int, tuple[cfg.ConfigOpts, Engine]] = {}
+
+
+def for_conf(conf: cfg.ConfigOpts) -> Engine:
+    """The one engine of ``conf``, shared by the filter and the weigher."""
+    found = _ENGINES.get(id(conf))
+    if found is None or found[0] is not conf:
+        if len(_ENGINES) > 64:
+            _ENGINES.clear()
+        found = _ENGINES[id(conf)] = (conf, Engine(conf))
+    return found[1]

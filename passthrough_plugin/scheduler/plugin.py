@@ -1,0 +1,70 @@
+"""What the filter and the weigher share: config, engine, parsed requests."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from passthrough_plugin import exception
+from passthrough_plugin.scheduler import engine as engine_mod
+from passthrough_plugin.scheduler import nova_adapter
+
+LOG = logging.getLogger(__name__)
+# Within one request nova asks about every host; between requests the store
+# is re-read at most this often (seconds) even for a burst of requests.
+REFRESH_TTL = 1.0
+
+
+class PluginBase:
+    """Finds its configuration: the given ConfigOpts, else nova's CONF."""
+
+    def __init__(self, conf: cfg.ConfigOpts | None = None) -> None:
+        self._conf = conf
+        self._engine: engine_mod.Engine | None = None
+        self._last_key: tuple[object, ...] | None = None
+        self._last: engine_mod.Request | exception.Invalid | None = None
+
+    @property
+    def engine(self) -> engine_mod.Engine:
+        if self._engine is None:
+            conf = self._conf if self._conf is not None else \
+                nova_adapter.nova_conf()
+            self._engine = engine_mod.for_conf(conf)
+        return self._engine
+
+    def request_for(self, spec: Any) -> engine_mod.Request:
+        """Parse ``spec`` once per request (and refresh the summaries).
+
+        ``spec`` is an engine Request or a nova RequestSpec.
+
+        :raises: Invalid (bad extra spec or alias), StoreUnavailable
+        """
+        if isinstance(spec, engine_mod.Request):
+            return spec
+        key = nova_adapter.request_key(spec)
+        engine = self.engine
+        if key == self._last_key and self._last is not None and (
+                time.monotonic() - engine.refreshed_at < REFRESH_TTL):
+            if isinstance(self._last, exception.Invalid):
+                raise self._last
+            return self._last
+        self._last_key = key
+        self._last = None
+        if time.monotonic() - engine.refreshed_at >= REFRESH_TTL or \
+                key[0] != getattr(self, '_refreshed_for', None):
+            engine.refresh()
+            self._refreshed_for = key[0]
+        try:
+            self._last = engine.request(
+                nova_adapter.extra_specs(spec),
+                instance_uuid=nova_adapter.instance_uuid(spec),
+                move=True, rebuild=nova_adapter.is_rebuild(spec),
+                numa_cell_count=nova_adapter.numa_cell_count(spec))
+        except exception.Invalid as exc:
+            self._last = exc
+            LOG.error('Every host rejected: %s', exc.message)
+            raise
+        return self._last

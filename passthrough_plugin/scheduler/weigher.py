@@ -1,0 +1,56 @@
+"""PciPoolWeigher: pack or spread devices, keep non-PCI work off PCI hosts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from oslo_log import log as logging
+
+from passthrough_plugin import exception
+from passthrough_plugin.scheduler import nova_adapter
+from passthrough_plugin.scheduler import plugin
+
+LOG = logging.getLogger(__name__)
+
+
+class PciPoolWeigher(plugin.PluginBase):
+    """Raw weights by ``[passthrough_scheduler] weigh_strategy``.
+
+    The handler (nova's, or the engine's) normalises them to 0..1 and
+    multiplies by :meth:`weight_multiplier`.
+    """
+
+    minval = None
+    maxval = None
+
+    def weight_multiplier(self, host_state: Any = None) -> float:
+        return float(
+            self.engine.conf.passthrough_scheduler.weight_multiplier)
+
+    def _weigh_object(self, host_state: Any, weight_properties: Any
+                      ) -> float:
+        return self.weigh_objects([_Weighed(host_state)],
+                                  weight_properties)[0]
+
+    def weigh_objects(self, weighed_obj_list: Sequence[Any],
+                      weight_properties: Any) -> list[float]:
+        hosts = [nova_adapter.host_name(o.obj) for o in weighed_obj_list]
+        try:
+            request = self.request_for(weight_properties)
+        except exception.PassthroughException as exc:
+            # The filter has already said why; do not reorder the hosts.
+            LOG.debug('Not weighing: %s', exc.message)
+            return [0.0] * len(hosts)
+        engine = self.engine
+        raw = [engine.raw_weight(h, request) for h in hosts]
+        finite = [w for w in raw if w != float('-inf')]
+        floor = min(finite) - 1.0 if finite else 0.0
+        return [floor if w == float('-inf') else w for w in raw]
+
+
+class _Weighed:
+    __slots__ = ('obj',)
+
+    def __init__(self, obj: Any) -> None:
+        self.obj = obj

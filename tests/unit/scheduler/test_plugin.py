@@ -1,0 +1,164 @@
+"""PciPoolFilter and PciPoolWeigher, standalone and as nova loads them."""
+
+from __future__ import annotations
+
+import logging
+import types
+
+import fixtures
+import testtools
+from stevedore import extension
+
+from passthrough_plugin.scheduler import filter as filter_mod
+from passthrough_plugin.scheduler import filters
+from passthrough_plugin.scheduler import nova_adapter
+from passthrough_plugin.scheduler import weigher as weigher_mod
+from passthrough_plugin.scheduler import weighers
+from passthrough_plugin.store import base as store_base
+from passthrough_plugin.store import file as file_store
+from tests.unit.scheduler import fakes
+
+
+def request_spec(extra_specs: dict[str, str], uuid: str = '8f5b7a56-4c3e-4d0b-9d57-1f1e6f0a0c11',
+                 hints: dict[str, list[str]] | None = None):  # type: ignore[no-untyped-def]
+    from nova import objects
+
+    objects.register_all()
+    return objects.RequestSpec(
+        flavor=objects.Flavor(extra_specs=extra_specs), instance_uuid=uuid,
+        scheduler_hints=hints or {}, numa_topology=None)
+
+
+def host_state(name: str) -> types.SimpleNamespace:
+    return types.SimpleNamespace(host=name, nodename=name)
+
+
+class EntryPointTest(testtools.TestCase):
+    """The installed entry points load: a typo in setup.cfg fails here."""
+
+    def test_installed_namespaces(self) -> None:
+        for namespace, name, cls in (
+                (store_base.NAMESPACE, 'file', file_store.FileReportStore),
+                (filters.NAMESPACE, 'pci_pool', filter_mod.PciPoolFilter),
+                (weighers.NAMESPACE, 'pci_pool',
+                 weigher_mod.PciPoolWeigher)):
+            manager = extension.ExtensionManager(namespace)
+            self.assertIn(name, manager.names(), namespace)
+            self.assertIs(cls, manager[name].plugin)
+
+    def test_all_filters_are_nova_filters(self) -> None:
+        from nova.scheduler import filters as nova_filters
+
+        classes = filters.all_filters()
+        self.assertEqual(['PciPoolFilter'], [c.__name__ for c in classes])
+        self.assertTrue(issubclass(classes[0], nova_filters.BaseHostFilter))
+        self.assertTrue(issubclass(classes[0], filter_mod.PciPoolFilter))
+        self.assertFalse(classes[0].RUN_ON_REBUILD)
+        # The same class every time, as nova's loader expects.
+        self.assertIs(classes[0], filters.all_filters()[0])
+
+    def test_all_weighers_are_nova_weighers(self) -> None:
+        from nova.scheduler import weights as nova_weights
+
+        classes = weighers.all_weighers()
+        self.assertEqual(['PciPoolWeigher'], [c.__name__ for c in classes])
+        self.assertTrue(issubclass(classes[0],
+                                   nova_weights.BaseHostWeigher))
+
+    def test_nova_loader_takes_the_functions(self) -> None:
+        from nova.scheduler import filters as nova_filters
+        from nova.scheduler import weights as nova_weights
+
+        found = nova_filters.HostFilterHandler().get_matching_classes(
+            ['passthrough_plugin.scheduler.filters.all_filters'])
+        self.assertEqual(['PciPoolFilter'], [c.__name__ for c in found])
+        found = nova_weights.HostWeightHandler().get_matching_classes(
+            ['passthrough_plugin.scheduler.weighers.all_weighers'])
+        self.assertEqual(['PciPoolWeigher'], [c.__name__ for c in found])
+
+
+class PluginTest(testtools.TestCase):
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.path = self.useFixture(fixtures.TempDir()).path
+        self.conf = fakes.config(self, self.path)
+        self.store = file_store.FileReportStore(self.conf)
+        self.store.publish(fakes.sriov_host('small', pfs=1, vfs=1))
+        self.store.publish(fakes.sriov_host('big', pfs=2, vfs=4))
+        self.log = self.useFixture(fixtures.FakeLogger(level=logging.INFO))
+        self.filter = nova_adapter.novaize(
+            filter_mod.PciPoolFilter, 'filter')(self.conf)
+
+    def test_nova_filter_passes_and_logs_the_reason(self) -> None:
+        spec = request_spec({'pci_passthrough:alias': 'vf:2'})
+        hosts = [host_state('small'), host_state('big'),
+                 host_state('ghost')]
+        passed = list(self.filter.filter_all(hosts, spec))
+        self.assertEqual(['big'], [h.host for h in passed])
+        self.assertIn('small rejected: small needs 2 x vf', self.log.output)
+        self.assertIn('ghost rejected: ghost has no PCI report',
+                      self.log.output)
+
+    def test_bad_extra_spec_fails_every_host_with_one_reason(self) -> None:
+        spec = request_spec({'pci_passthrough:alias': 'vf:two'})
+        hosts = [host_state('small'), host_state('big')]
+        self.assertEqual([], list(self.filter.filter_all(hosts, spec)))
+        lines = [line for line in self.log.output.splitlines()
+                 if 'pci_passthrough:alias' in line]
+        self.assertEqual(1, len(lines), self.log.output)
+        self.assertIn("count 'two' of 'vf'", lines[0])
+
+    def test_rebuild_passes_without_fitting(self) -> None:
+        spec = request_spec({'pci_passthrough:alias': 'vf:8'},
+                            hints={'_nova_check_type': ['rebuild']})
+        self.assertEqual(
+            ['small'], [h.host for h in self.filter.filter_all(
+                [host_state('small')], spec)])
+
+    def test_store_change_seen_by_the_next_request(self) -> None:
+        hosts = [host_state('small')]
+        spec = request_spec({'pci_passthrough:alias': 'vf:1'})
+        self.assertEqual(1, len(list(self.filter.filter_all(hosts, spec))))
+        self.store.claim('small', 'other', ['0000:81:02.0'])
+        spec = request_spec({'pci_passthrough:alias': 'vf:1'})
+        self.assertEqual([], list(self.filter.filter_all(hosts, spec)))
+
+    def test_weigher_pack_and_multiplier(self) -> None:
+        self.store.publish(fakes.sriov_host('used', pfs=2, vfs=4,
+                                            used_vfs=2))
+        self.conf.set_override('weight_multiplier', 3.0,
+                               'passthrough_scheduler')
+        weigher = nova_adapter.novaize(
+            weigher_mod.PciPoolWeigher, 'weigher')(self.conf)
+        spec = request_spec({'pci_passthrough:alias': 'vf:1'})
+        objs = [types.SimpleNamespace(obj=host_state(h))
+                for h in ('big', 'used')]
+        big, used = weigher.weigh_objects(objs, spec)
+        self.assertGreater(used, big)
+        self.assertEqual(3.0, weigher.weight_multiplier(objs[0].obj))
+
+    def test_standalone_filter_takes_names_and_requests(self) -> None:
+        standalone = filter_mod.PciPoolFilter(self.conf)
+        engine = standalone.engine
+        engine.refresh()
+        request = engine.request({'pci_passthrough:alias': 'vf:2'})
+        self.assertEqual(['big'], list(standalone.filter_all(
+            ['small', 'big'], request)))
+
+    def test_inside_nova_reads_nova_conf(self) -> None:
+        import nova.conf
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'passthrough_plugin.scheduler.nova_adapter.nova_conf',
+            lambda: _registered(nova.conf.CONF)))
+        nova_filter = filters.all_filters()[0]()
+        self.assertIs(nova.conf.CONF, nova_filter.engine.conf)
+
+
+def _registered(conf):  # type: ignore[no-untyped-def]
+    from passthrough_plugin.conf import scheduler, store
+
+    scheduler.register_opts(conf)
+    store.register_opts(conf)
+    return conf
