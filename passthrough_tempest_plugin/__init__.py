@@ -1,1 +1,1 @@
-"""Tempest plugin of passthrough-plugin: PCI passthrough tests for any cloud."""
+"""Tempest plugin of passthrough-plugin: PCI passthrough tests, any cloud."""

@@ -40,5 +40,5 @@ class PassthroughBaseTest(test.BaseTestCase):
     def pci_providers(self, resource_class: str) -> list[dict[str, Any]]:
         """Providers with an inventory of ``resource_class``."""
         body = self.rp_client.list_resource_providers(
-            resources='%s:1' % resource_class)
+            resources=f'{resource_class}:1')
         return list(body['resource_providers'])

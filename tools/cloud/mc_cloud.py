@@ -63,12 +63,12 @@ def _parallel(*steps: Callable[[], None]) -> None:
 def setup(s: Settings) -> None:
     """Wipe all state (never the venv), write configs, create the DBs."""
     if not (s.venv / 'bin' / 'nova-manage').exists():
-        raise CloudError('%s has no nova: run `minicloud.py install` first'
-                         % s.venv)
+        raise CloudError(
+            f'{s.venv} has no nova: run `minicloud.py install` first')
     busy = running(s)
     if busy:
-        raise CloudError('still running: %s; run `minicloud.py stop` first'
-                         % ', '.join(busy))
+        raise CloudError(f'still running: {", ".join(busy)}; run '
+                         '`minicloud.py stop` first')
     # The fake virt driver keeps no node identity: a restarted nova-compute
     # refuses an old DB, so every setup starts from empty.
     for sub in STATE_DIRS:
@@ -125,17 +125,18 @@ def _gunicorn(s: Settings, name: str) -> None:
     workers, threads = GUNICORN[name]
     mc_procs.spawn(name, [
         s.bin('gunicorn'), '--chdir', str(s.base / 'wsgi'),
-        '--bind', '127.0.0.1:%d' % s.port(name),
+        '--bind', f'127.0.0.1:{s.port(name)}',
         '--workers', str(workers), '--threads', str(threads),
         '--timeout', '300', '--access-logfile',
-        str(s.logs / ('%s-access.log' % name)),
-        '%s_app:application' % name.replace('-', '_')],
+        str(s.logs / (f'{name}-access.log')),
+        '{}_app:application'.format(name.replace('-', '_'))],
         s.run, s.logs, env=_service_env(s))
 
 
 def _wait_http(s: Settings, name: str) -> None:
     mc_procs.wait_for(name, mc_procs.http_up(s.url(name) + '/'), s.timeout,
-                      name, s.run, s.logs / ('%s.out' % name))
+                      name=name, run_dir=s.run,
+                      log_file=s.logs / f'{name}.out')
 
 
 def _check_ports(s: Settings) -> None:
@@ -146,8 +147,8 @@ def _check_ports(s: Settings) -> None:
         port = s.port(name)
         if not mc_procs.port_free(port):
             raise CloudError(
-                'port %d (%s) is in use by %s; stop it or pass --port-offset'
-                % (port, name, mc_procs.port_holder(port)))
+                f'port {port} ({name}) is in use by '
+                f'{mc_procs.port_holder(port)}; stop it or pass --port-offset')
 
 
 def _ports() -> list[str]:
@@ -158,8 +159,8 @@ def start(s: Settings) -> None:
     """Start every service, seed the cloud, write the tempest workspace."""
     busy = [n for n in running(s) if n != 'mysqld']
     if busy:
-        raise CloudError('already running: %s; `minicloud.py stop` first'
-                         % ', '.join(busy))
+        raise CloudError(f'already running: {", ".join(busy)}; '
+                         '`minicloud.py stop` first')
     if (s.run / STARTED_MARK).exists() or not (s.etc / 'nova').exists():
         log('state is not fresh (fake driver: no node identity): setup')
         mc_procs.stop('mysqld', s.run)
@@ -221,14 +222,16 @@ def _wait_compute(s: Settings, api: mc_api.Api) -> None:
     """Compute up, its PCI providers in placement, the host in cell1."""
     lf = s.logs / 'nova-compute.log'
     mc_procs.wait_for('nova-compute service', api.compute_up, s.timeout,
-                      'nova-compute', s.run, lf, interval=1)
+                      name='nova-compute', run_dir=s.run, log_file=lf,
+                      interval=1)
 
     def pci_rps() -> bool:
         # The compute node and its 3 PCI children (nova's report_in_placement)
         return len(api.resource_providers()) >= 4
 
     mc_procs.wait_for('PCI resource providers', pci_rps, s.timeout,
-                      'nova-compute', s.run, lf, interval=1)
+                      name='nova-compute', run_dir=s.run, log_file=lf,
+                      interval=1)
     # nova-scheduler maps new hosts every 2 s ([scheduler]
     # discover_hosts_in_cells_interval); asking MariaDB is instant, while a
     # nova-manage run costs seconds: run it only if the mapping lags.
@@ -246,7 +249,7 @@ def _wait_compute(s: Settings, api: mc_api.Api) -> None:
             last[0] = time.monotonic()
         return False
 
-    mc_procs.wait_for('host mapping of %s' % COMPUTE_HOST, mapped,
+    mc_procs.wait_for(f'host mapping of {COMPUTE_HOST}', mapped,
                       s.timeout, interval=0.5)
 
 
@@ -285,5 +288,5 @@ def status(s: Settings) -> bool:
     for name in SERVICES + ['rabbit', 'mysqld']:
         pid = mc_procs.recorded(s.run, name)
         up = up and pid is not None
-        print('%-15s %s' % (name, 'pid %d' % pid if pid else 'stopped'))
+        print(f'{name:15} ' + (f'pid {pid}' if pid else 'stopped'))
     return up

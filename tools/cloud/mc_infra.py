@@ -1,4 +1,4 @@
-"""The parts from outside Python: the venv, and Debian's MariaDB and RabbitMQ."""
+"""What runs outside Python: the venv install, MariaDB and RabbitMQ."""
 
 from __future__ import annotations
 
@@ -10,11 +10,17 @@ import time
 from pathlib import Path
 
 import mc_procs
-from mc_procs import CloudError, log
+from mc_procs import CloudError
 from mc_settings import PASSWORD, PIP_PACKAGES, Settings
 
 RABBIT_SERVER = Path('/usr/lib/rabbitmq/bin/rabbitmq-server')
 NOVA_DBS = ('nova_api', 'nova', 'nova_cell0', 'placement')
+
+
+def install(s: Settings) -> None:
+    """Everything `setup` needs: Debian packages, then the venv."""
+    install_debian(s)
+    install_venv(s)
 
 
 def install_venv(s: Settings) -> None:
@@ -36,7 +42,7 @@ def install_venv(s: Settings) -> None:
         # Constrain by the services' pins, so a repo or plugin requirement
         # cannot silently move nova or SQLAlchemy.
         mc_procs.run(pip + extra + [p for p in PIP_PACKAGES if '=' in p],
-                     'pip install of %s' % ' '.join(extra), retries=3,
+                     'pip install of {}'.format(' '.join(extra)), retries=3,
                      log_file=pip_log)
 
 
@@ -50,8 +56,8 @@ def install_debian(s: Settings) -> None:
     if not missing:
         return
     if os.geteuid() != 0:
-        raise CloudError('%s missing and not root: run `apt-get install %s` '
-                         'or rerun as root' % (', '.join(missing),
+        raise CloudError('{} missing and not root: run `apt-get install {}` '
+                         'or rerun as root'.format(', '.join(missing),
                                                ' '.join(missing)))
     env = dict(os.environ, DEBIAN_FRONTEND='noninteractive')
     # The package scripts would start the system services; a policy-rc.d
@@ -67,7 +73,7 @@ def install_debian(s: Settings) -> None:
                      retries=3, log_file=apt_log)
         mc_procs.run(['apt-get', 'install', '-y', '-q',
                       '--no-install-recommends'] + missing,
-                     'apt-get install %s' % ' '.join(missing), env=env,
+                     'apt-get install {}'.format(' '.join(missing)), env=env,
                      retries=2, log_file=apt_log)
     finally:
         if own_policy:
@@ -81,9 +87,9 @@ def _mysql_cnf(s: Settings) -> Path:
 
 
 def _mysql(s: Settings, *args: str, password: bool = True) -> list[str]:
-    cmd = [args[0], '--defaults-file=%s' % _mysql_cnf(s), '-uroot']
+    cmd = [args[0], f'--defaults-file={_mysql_cnf(s)}', '-uroot']
     if password:
-        cmd.append('-p%s' % PASSWORD)
+        cmd.append(f'-p{PASSWORD}')
     return cmd + list(args[1:])
 
 
@@ -103,22 +109,23 @@ def start_mysql(s: Settings, template: str) -> None:
     fresh = not (datadir / 'mysql').exists()
     if fresh:
         mc_procs.run(['mariadb-install-db',
-                      '--defaults-file=%s' % _mysql_cnf(s),
+                      f'--defaults-file={_mysql_cnf(s)}',
                       '--auth-root-authentication-method=normal',
                       '--skip-test-db'], 'mariadb-install-db',
                      log_file=s.logs / 'mysql-install.log')
-    mc_procs.spawn('mysqld', ['mariadbd', '--defaults-file=%s'
-                              % _mysql_cnf(s)], s.run, s.logs)
+    mc_procs.spawn('mysqld', ['mariadbd', f'--defaults-file={_mysql_cnf(s)}'],
+                   s.run, s.logs)
     mc_procs.wait_for('mariadb', lambda: _mysql_pinged(s, not fresh),
-                      60, 'mysqld', s.run, s.logs / 'mysqld.err')
+                      60, name='mysqld', run_dir=s.run,
+                      log_file=s.logs / 'mysqld.err')
     if fresh:
         sql = []
         for host in ('localhost', '127.0.0.1'):
-            user = "'root'@'%s'" % host
-            sql += ["CREATE USER IF NOT EXISTS %s;" % user,
-                    "ALTER USER %s IDENTIFIED BY '%s';" % (user, PASSWORD),
-                    "GRANT ALL ON *.* TO %s WITH GRANT OPTION;" % user]
-        sql += ['CREATE DATABASE %s;' % db for db in NOVA_DBS]
+            user = f"'root'@'{host}'"
+            sql += [f"CREATE USER IF NOT EXISTS {user};",
+                    f"ALTER USER {user} IDENTIFIED BY '{PASSWORD}';",
+                    f"GRANT ALL ON *.* TO {user} WITH GRANT OPTION;"]
+        sql += [f'CREATE DATABASE {db};' for db in NOVA_DBS]
         mc_procs.run(_mysql(s, 'mariadb', '-e', ' '.join(sql),
                             password=False), 'creating the databases')
 
@@ -171,8 +178,8 @@ def start_rabbit(s: Settings) -> None:
 def wait_rabbit(s: Settings) -> None:
     port = s.port('rabbit')
     mc_procs.wait_for('rabbitmq', lambda: mc_procs.tcp_open(port),
-                      s.timeout, 'rabbit', s.run, s.logs / 'rabbit.out',
-                      interval=0.5)
+                      s.timeout, name='rabbit', run_dir=s.run,
+                      log_file=s.logs / 'rabbit.out', interval=0.5)
     # epmd daemonizes out of our process group: remember it if it is ours.
     before = (s.run / 'epmd.before').read_text().strip()
     for _ in range(20):

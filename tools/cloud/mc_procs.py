@@ -20,7 +20,7 @@ class CloudError(Exception):
 
 def log(msg: str, *args: object) -> None:
     text = msg % args if args else msg
-    print('[minicloud %s] %s' % (time.strftime('%H:%M:%S'), text),
+    print('[minicloud {}] {}'.format(time.strftime('%H:%M:%S'), text),
           file=sys.stderr, flush=True)
 
 
@@ -29,14 +29,14 @@ def tail(path: Path, lines: int = 25) -> str:
     try:
         text = path.read_text(errors='replace').splitlines()
     except OSError:
-        return '(no log at %s)' % path
+        return f'(no log at {path})'
     return '\n'.join('    ' + line for line in text[-lines:])
 
 
 def _start_time(pid: int) -> str | None:
     """The kernel's start time of a pid: guards pid files against reuse."""
     try:
-        stat = Path('/proc/%d/stat' % pid).read_text()
+        stat = Path(f'/proc/{pid}/stat').read_text()
     except OSError:
         return None
     fields = stat.rsplit(')', 1)[1].split()
@@ -49,11 +49,11 @@ def alive(pid: int) -> bool:
     return _start_time(pid) is not None
 
 
-def spawn(name: str, argv: Sequence[str], run_dir: Path, log_dir: Path,
+def spawn(name: str, argv: Sequence[str], run_dir: Path, log_dir: Path, *,
           env: Mapping[str, str] | None = None,
           cwd: Path | None = None) -> int:
     """Start a detached daemon in its own session; record ``<name>.pid``."""
-    with open(log_dir / ('%s.out' % name), 'ab') as out:
+    with open(log_dir / (f'{name}.out'), 'ab') as out:
         proc = subprocess.Popen(
             list(argv), stdout=out, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, env=dict(env) if env else None,
@@ -63,20 +63,20 @@ def spawn(name: str, argv: Sequence[str], run_dir: Path, log_dir: Path,
 
 
 def record(name: str, pid: int, run_dir: Path) -> None:
-    (run_dir / ('%s.pid' % name)).write_text(
-        '%d %s\n' % (pid, _start_time(pid) or '?'))
+    (run_dir / (f'{name}.pid')).write_text(
+        f"{pid} {_start_time(pid) or '?'}\n")
 
 
 def recorded(run_dir: Path, name: str) -> int | None:
     """The pid in ``<name>.pid`` if that very process still runs."""
-    path = run_dir / ('%s.pid' % name)
+    path = run_dir / (f'{name}.pid')
     try:
         pid_s, start = path.read_text().split()
     except (OSError, ValueError):
         return None
     pid = int(pid_s)
     now = _start_time(pid)
-    if now is None or (start != '?' and now != start):
+    if now is None or start not in ('?', now):
         return None
     return pid
 
@@ -84,7 +84,7 @@ def recorded(run_dir: Path, name: str) -> int | None:
 def stop(name: str, run_dir: Path, grace: float = 30.0) -> bool:
     """SIGTERM the process group of ``name``, SIGKILL it after ``grace``."""
     pid = recorded(run_dir, name)
-    pidfile = run_dir / ('%s.pid' % name)
+    pidfile = run_dir / (f'{name}.pid')
     if pid is None:
         pidfile.unlink(missing_ok=True)
         return False
@@ -138,7 +138,7 @@ def port_holder(port: int) -> str:
         for row in rows:
             cols = row.split()
             if cols[3] == '0A' and int(cols[1].rsplit(':', 1)[1], 16) == port:
-                inodes.add('socket:[%s]' % cols[9])
+                inodes.add(f'socket:[{cols[9]}]')
     for proc in Path('/proc').iterdir():
         if not proc.name.isdigit():
             continue
@@ -148,7 +148,7 @@ def port_holder(port: int) -> str:
         except OSError:
             continue
         if inodes.intersection(fds):
-            return 'pid %s (%s)' % (proc.name, cmd.decode()[:80].strip())
+            return f'pid {proc.name} ({cmd.decode()[:80].strip()})'
     return 'an unknown process'
 
 
@@ -167,7 +167,7 @@ def tcp_open(port: int) -> bool:
 
 def http_status(url: str) -> int | None:
     try:
-        with urllib.request.urlopen(url, timeout=3) as resp:
+        with urllib.request.urlopen(url, timeout=3) as resp:  # noqa: S310
             return int(resp.status)
     except urllib.error.HTTPError as exc:
         return int(exc.code)
@@ -175,7 +175,7 @@ def http_status(url: str) -> int | None:
         return None
 
 
-def wait_for(what: str, check: Callable[[], bool], timeout: float,
+def wait_for(what: str, check: Callable[[], bool], timeout: float, *,
              name: str | None = None, run_dir: Path | None = None,
              log_file: Path | None = None, interval: float = 0.3) -> float:
     """Poll ``check`` until true; fail at once if the daemon ``name`` died.
@@ -191,10 +191,10 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float,
             log('%s up after %.1fs', what, took)
             return took
         if name and run_dir and recorded(run_dir, name) is None:
-            raise CloudError('%s exited while starting; end of %s:\n%s' % (
+            raise CloudError('{} exited while starting; end of {}:\n{}'.format(
                 name, log_file, tail(log_file) if log_file else ''))
         if time.monotonic() - t0 > timeout:
-            raise CloudError('%s not up after %.0fs; end of %s:\n%s' % (
+            raise CloudError('{} not up after {:.0f}s; end of {}:\n{}'.format(
                 what, timeout, log_file, tail(log_file) if log_file else ''))
         time.sleep(interval)
 
@@ -207,7 +207,8 @@ def http_up(url: str) -> Callable[[], bool]:
     return check
 
 
-def run(argv: Sequence[str], what: str, env: Mapping[str, str] | None = None,
+def run(argv: Sequence[str], what: str, *,
+        env: Mapping[str, str] | None = None,
         retries: int = 1, delay: float = 2.0,
         log_file: Path | None = None) -> str:
     """Run a command to completion; its output goes to ``log_file``.
@@ -222,11 +223,11 @@ def run(argv: Sequence[str], what: str, env: Mapping[str, str] | None = None,
         out = proc.stdout + proc.stderr
         if log_file:
             with open(log_file, 'a') as fh:
-                fh.write('$ %s\n%s\n' % (' '.join(argv), out))
+                fh.write('$ {}\n{}\n'.format(' '.join(argv), out))
         if proc.returncode == 0:
             return proc.stdout
         if attempt < retries:
             log('%s failed (attempt %d/%d), retrying', what, attempt, retries)
             time.sleep(delay)
     lines = '\n'.join('    ' + x for x in out.splitlines()[-25:])
-    raise CloudError('%s failed: %s\n%s' % (what, ' '.join(argv), lines))
+    raise CloudError('{} failed: {}\n{}'.format(what, ' '.join(argv), lines))

@@ -23,7 +23,8 @@ DEFAULT_PORTS: dict[str, int] = {
 }
 
 REPO_DEFAULT = Path(__file__).resolve().parents[2]
-PASSWORD = 'secret'
+# Every account of the throw-away loopback cloud; not a secret.
+PASSWORD = 'secret'  # noqa: S105
 REGION = 'RegionOne'
 COMPUTE_HOST = 'mc-compute'
 
@@ -84,14 +85,14 @@ class Settings:
 
     def url(self, service: str) -> str:
         suffix = {'keystone': '/v3', 'nova-api': '/v2.1'}.get(service, '')
-        return 'http://127.0.0.1:%d%s' % (self.port(service), suffix)
+        return f'http://127.0.0.1:{self.port(service)}{suffix}'
 
     def bin(self, name: str) -> str:
         return str(self.venv / 'bin' / name)
 
     def mysql_url(self, db: str) -> str:
-        return 'mysql+pymysql://root:%s@127.0.0.1:%d/%s?charset=utf8' % (
-            PASSWORD, self.port('mysql'), db)
+        return (f'mysql+pymysql://root:{PASSWORD}@127.0.0.1:'
+                f'{self.port("mysql")}/{db}?charset=utf8')
 
     def to_json(self) -> str:
         d: dict[str, Any] = dataclasses.asdict(self)
@@ -106,7 +107,7 @@ class Settings:
 
 def default_base() -> Path:
     return Path(os.environ.get('MINICLOUD_BASE') or Path(
-        os.environ.get('TMPDIR', '/tmp')) / 'passthrough-cloud')
+        os.environ.get('TMPDIR', '/tmp')) / 'passthrough-cloud')  # noqa: S108
 
 
 def load(base: Path) -> dict[str, Any]:

@@ -15,7 +15,7 @@ NOVA_MICROVERSION = {'OpenStack-API-Version': 'compute 2.37'}
 
 def _server(api: mc_api.Api, server_id: str) -> dict[str, Any] | None:
     status, body = api.request(
-        'GET', '%s/servers/%s' % (api.s.url('nova-api'), server_id),
+        'GET', '{}/servers/{}'.format(api.s.url('nova-api'), server_id),
         headers=NOVA_MICROVERSION)
     return None if status == 404 else dict(body['server'])
 
@@ -28,12 +28,12 @@ def _wait_status(api: mc_api.Api, server_id: str, want: set[str],
         if server and server['status'] in want:
             return server
         time.sleep(0.5)
-    raise CloudError('server %s not %s after %.0fs' % (
+    raise CloudError('server {} not {} after {:.0f}s'.format(
         server_id, '/'.join(sorted(want)), timeout))
 
 
 def _allocations(api: mc_api.Api, consumer: str) -> dict[str, int]:
-    body = api.call('GET', '%s/allocations/%s' % (
+    body = api.call('GET', '{}/allocations/{}'.format(
         api.s.url('placement'), consumer))
     total: dict[str, int] = {}
     for rp in body['allocations'].values():
@@ -50,13 +50,13 @@ def boot(api: mc_api.Api, flavor: str, name: str, image: str) -> str:
 
 
 def delete(api: mc_api.Api, server_id: str, timeout: float) -> None:
-    api.call('DELETE', '%s/servers/%s' % (api.s.url('nova-api'), server_id),
+    api.call('DELETE', f"{api.s.url('nova-api')}/servers/{server_id}",
              ok=(204, 404))
     t0 = time.monotonic()
     while _server(api, server_id) is not None:
         if time.monotonic() - t0 > timeout:
-            raise CloudError('server %s not gone after %.0fs' % (
-                server_id, timeout))
+            raise CloudError(
+                f'server {server_id} not gone after {timeout:.0f}s')
         time.sleep(0.5)
 
 
@@ -71,7 +71,7 @@ def smoke(s: Settings) -> None:
     try:
         server = _wait_status(api, sid, {'ACTIVE', 'ERROR'}, s.timeout)
         if server['status'] != 'ACTIVE':
-            raise CloudError('PCI server %s went ERROR: %s' % (
+            raise CloudError('PCI server {} went ERROR: {}'.format(
                 sid, server.get('fault', {}).get('message')))
         log('server %s (flavor %s) ACTIVE after %.1fs on %s', sid,
             mc_tempest.PCI_FLAVOR, time.monotonic() - t0,
@@ -79,22 +79,22 @@ def smoke(s: Settings) -> None:
         allocs = _allocations(api, sid)
         log('placement allocations of %s: %s', sid, allocs)
         if allocs.get('CUSTOM_FAKE_VF') != 1:
-            raise CloudError('expected 1 CUSTOM_FAKE_VF allocated to %s, got '
-                             '%s' % (sid, allocs))
+            raise CloudError(f'expected 1 CUSTOM_FAKE_VF allocated to {sid}, '
+                             f'got {allocs}')
     finally:
         t1 = time.monotonic()
         delete(api, sid, s.timeout)
         log('server %s deleted after %.1fs', sid, time.monotonic() - t1)
     if _allocations(api, sid):
-        raise CloudError('allocations of deleted server %s remain' % sid)
+        raise CloudError(f'allocations of deleted server {sid} remain')
     t2 = time.monotonic()
     sid = boot(api, mc_tempest.PCI_FLAVOR_OVER, 'smoke-over', image)
     try:
         server = _wait_status(api, sid, {'ACTIVE', 'ERROR'}, s.timeout)
         fault = server.get('fault', {}).get('message', '')
         if server['status'] != 'ERROR' or 'No valid host' not in fault:
-            raise CloudError('over-asking flavor %s: expected ERROR with No '
-                             'valid host, got %s %r' % (
+            raise CloudError('over-asking flavor {}: expected ERROR with No '
+                             'valid host, got {} {!r}'.format(
                                  mc_tempest.PCI_FLAVOR_OVER,
                                  server['status'], fault))
         log('server %s (flavor %s) ERROR after %.1fs: %s', sid,

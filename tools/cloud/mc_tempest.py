@@ -27,19 +27,19 @@ def write_workspace(s: Settings, image_id: str) -> None:
          'import os, tempest; print(os.path.dirname(tempest.__file__))'],
         capture_output=True, text=True, check=False)
     if proc.returncode:
-        raise CloudError('tempest is not importable in %s: %s' % (
-            s.venv, proc.stderr.strip()[-300:]))
+        raise CloudError(f'tempest is not importable in {s.venv}: '
+                         f'{proc.stderr.strip()[-300:]}')
     site = proc.stdout.strip()
     (ws / '.stestr.conf').write_text(
-        '[DEFAULT]\ntest_path=%s/test_discover\ntop_dir=%s\n'
-        'group_regex=([^\\.]*\\.)*\n' % (site, site))
+        f'[DEFAULT]\ntest_path={site}/test_discover\ntop_dir={site}\n'
+        'group_regex=([^\\.]*\\.)*\n')
     (ws / 'etc' / 'tempest.conf').write_text(mc_configs.render(
         'tempest.conf', s, image_id=image_id, pci_flavor=PCI_FLAVOR,
         pci_flavor_over=PCI_FLAVOR_OVER))
     (s.base / 'admin-openrc').write_text(
-        'export OS_AUTH_URL=%s OS_USERNAME=admin OS_PASSWORD=%s\n'
+        'export OS_AUTH_URL={} OS_USERNAME=admin OS_PASSWORD={}\n'
         'export OS_PROJECT_NAME=admin OS_USER_DOMAIN_NAME=Default\n'
         'export OS_PROJECT_DOMAIN_NAME=Default OS_IDENTITY_API_VERSION=3\n'
-        'export OS_REGION_NAME=%s PYTHONWARNINGS=ignore\n'
-        'export PATH=%s/bin:$PATH\n'
-        % (s.url('keystone'), PASSWORD, REGION, s.venv))
+        'export OS_REGION_NAME={} PYTHONWARNINGS=ignore\n'
+        'export PATH={}/bin:$PATH\n'.format(
+            s.url('keystone'), PASSWORD, REGION, s.venv))

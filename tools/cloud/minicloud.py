@@ -43,14 +43,14 @@ def _settings(args: argparse.Namespace) -> Settings:
     for item in args.env:
         key, sep, value = item.partition('=')
         if not sep or not key:
-            raise CloudError('--env %r: expected KEY=VALUE' % item)
+            raise CloudError(f'--env {item!r}: expected KEY=VALUE')
         env[key] = value
     extra_nova = list(saved.get('nova_conf_extra', []))
     for item in args.nova_conf_extra:
         text = Path(item).read_text() if os.path.isfile(item) else item
         if '[' not in text:
-            raise CloudError('--nova-conf-extra %r: not a file and not INI '
-                             'text with a [section]' % item)
+            raise CloudError(f'--nova-conf-extra {item!r}: not a file and '
+                             'not INI text with a [section]')
         extra_nova.append(text)
     if 'MINICLOUD_NOVA_CONF_EXTRA' in os.environ:
         extra_nova.append(Path(
@@ -117,9 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         if cmd in ('install', 'setup', 'all', 'start'):
             s.save()
         if cmd in ('install', 'all'):
-            _timed(timings, 'install', lambda: (
-                mc_infra.install_debian(s), mc_infra.install_venv(s))
-                and None)
+            _timed(timings, 'install', lambda: mc_infra.install(s))
         if cmd in ('setup', 'all'):
             _timed(timings, 'setup', lambda: mc_cloud.setup(s))
         if cmd in ('start', 'all'):
@@ -146,7 +144,8 @@ def _save_timings(s: Settings, timings: dict[str, float]) -> None:
     old = json.loads(path.read_text()) if path.exists() else {}
     old.update(timings)
     path.write_text(json.dumps(old, indent=2, sort_keys=True) + '\n')
-    log('timings: %s', ', '.join('%s %.1fs' % kv for kv in timings.items()))
+    log('timings: %s',
+        ', '.join(f'{k} {v:.1f}s' for k, v in timings.items()))
 
 
 if __name__ == '__main__':

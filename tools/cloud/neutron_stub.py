@@ -20,7 +20,7 @@ class Handler(BaseHTTPRequestHandler):
     server_version = 'neutron-stub/1'
 
     def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-        sys.stderr.write('%s %s\n' % (self.command, self.path))
+        sys.stderr.write(f'{self.command} {self.path}\n')
 
     def _send(self, code: int, body: object) -> None:
         data = json.dumps(body).encode()
@@ -32,12 +32,12 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         path = self.path.split('?')[0].rstrip('/')
-        port = self.server.server_address[1]
+        port = self.server.server_port  # type: ignore[attr-defined]
         if path in ('', '/v2.0'):
             self._send(200, {'versions': [{
                 'id': 'v2.0', 'status': 'CURRENT', 'links': [{
                     'rel': 'self',
-                    'href': 'http://127.0.0.1:%s/v2.0/' % port}]}]})
+                    'href': f'http://127.0.0.1:{port}/v2.0/'}]}]})
         elif QUOTA.match(path):
             self._send(200, {'quota': {
                 'port': -1, 'network': -1, 'subnet': -1,

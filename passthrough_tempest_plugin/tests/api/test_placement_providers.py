@@ -29,7 +29,7 @@ class PciProvidersTest(base.PassthroughBaseTest):
         for rc in CONF.passthrough.resource_classes:
             providers = self.pci_providers(rc)
             self.assertNotEmpty(
-                providers, 'no resource provider has an inventory of %s' % rc)
+                providers, f'no resource provider has an inventory of {rc}')
             for rp in providers:
                 inv = self.rp_client.list_resource_provider_inventories(
                     rp['uuid'])['inventories']
@@ -43,7 +43,7 @@ class PciProvidersTest(base.PassthroughBaseTest):
             for rp in self.pci_providers(rc):
                 self.assertIsNotNone(
                     rp['parent_provider_uuid'],
-                    '%s provider %s is not nested' % (rc, rp['name']))
+                    '{} provider {} is not nested'.format(rc, rp['name']))
                 root = self.rp_client.show_resource_provider(
                     rp['root_provider_uuid'])
                 root_inv = self.rp_client.list_resource_provider_inventories(
@@ -60,4 +60,4 @@ class PciProvidersTest(base.PassthroughBaseTest):
                 traits = self.rp_client.list_resource_provider_traits(
                     rp['uuid'])['traits']
                 for trait in CONF.passthrough.traits:
-                    self.assertIn(trait, traits, 'provider %s' % rp['name'])
+                    self.assertIn(trait, traits, rp['name'])
