@@ -362,11 +362,15 @@ class HostPools:
         anti = request.anti_affinity
         # Fast check before walking devices: enough free devices at all?
         total = 0
+        parents: set[str] = set()
         for pool in pools:
             count = self._count(pool, blocked)
-            total += min(count, 1) if anti and pool.sig.dev_type == TYPE_VF \
-                else count
-        if total < need:
+            if anti and pool.sig.dev_type == TYPE_VF:
+                if count:
+                    parents.add(pool.address)
+            else:
+                total += count
+        if total + len(parents) < need:
             return None
         chosen: list[int] = []
         companions: list[int] = []

@@ -20,6 +20,19 @@ TYPE_PF = pools_mod.TYPE_PF
 TYPE_VF = pools_mod.TYPE_VF
 
 
+_CELL_SETS: dict[tuple[int, ...], frozenset[int]] = {}
+
+
+def _cell_set(cells: Sequence[int]) -> frozenset[int]:
+    key = tuple(cells)
+    found = _CELL_SETS.get(key)
+    if found is None:
+        if len(_CELL_SETS) > 1024:
+            _CELL_SETS.clear()
+        found = _CELL_SETS[key] = frozenset(key)
+    return found
+
+
 class Slot:
     """One pool of a summary: its signature, NUMA node and free count."""
 
@@ -96,13 +109,21 @@ class Summary:
         if not used and not blocked:
             # The common case: one request on an untouched summary.
             if cells:
-                slots = [s for s in self.slots if match.spec(s.sig)]
-                counts = {s: s.free for s in slots}
-                if sum(counts.values()) < need:
+                spec = match.spec
+                slots = [s for s in self.slots if spec(s.sig)]
+                if sum(s.free for s in slots) < need:
                     return False
-                slots = pools_mod.numa_filter(slots, counts, request, cells,
-                                              self.sockets)
-                slots = [s for s in slots if match.usable(s.sig)]
+                wanted = _cell_set(cells)
+                strict = [s for s in slots if s.numa_node in wanted]
+                if (request.numa_policy == 'required'
+                        or sum(s.free for s in strict) >= need):
+                    slots = strict
+                else:
+                    slots = pools_mod.numa_filter(
+                        slots, {s: s.free for s in slots}, request, cells,
+                        self.sockets)
+                usable = match.usable
+                slots = [s for s in slots if usable(s.sig)]
             else:
                 usable = match.usable
                 slots = [s for s in self.slots if usable(s.sig)]
@@ -127,10 +148,12 @@ class Summary:
             avail = {s: left(s) for s in slots}
         anti = request.anti_affinity
         if anti:
-            total = sum(min(n, 1) if s.sig.dev_type == TYPE_VF else n
-                        for s, n in avail.items())
+            total = len({s.address for s, n in avail.items()
+                         if n > 0 and s.sig.dev_type == TYPE_VF}) + sum(
+                n for s, n in avail.items() if s.sig.dev_type != TYPE_VF)
             if total < need:
                 return False
+        parents: set[str] = set()
         # Greedy consumption in pool order, as nova and HostPools do.
         for slot in slots:
             have = avail[slot]
@@ -138,6 +161,9 @@ class Summary:
                 continue
             take = min(have, need)
             if anti and slot.sig.dev_type == TYPE_VF:
+                if slot.address in parents:
+                    continue
+                parents.add(slot.address)
                 take = 1
             used[slot] = used.get(slot, 0) + take
             blocked.update(slot.dependents)
