@@ -47,8 +47,13 @@ class MessagingNotifier:
         import oslo_messaging
 
         transport = oslo_messaging.get_notification_transport(conf)
+        # oslo.messaging's own default driver drops everything; an operator
+        # who turned notifications on wants them sent unless
+        # [oslo_messaging_notifications] driver says otherwise.
+        driver = None if conf.oslo_messaging_notifications.driver \
+            else 'messagingv2'
         self._notifier = oslo_messaging.Notifier(
-            transport, publisher_id=PUBLISHER_ID, driver='messagingv2',
+            transport, publisher_id=PUBLISHER_ID, driver=driver,
             topics=[conf.lifecycle.notification_topic])
 
     def attach(self, interval: records.Interval) -> None:
