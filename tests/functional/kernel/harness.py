@@ -1,0 +1,352 @@
+"""Boot a QEMU (TCG) guest with IOMMU and SR-IOV devices; run a script in it.
+
+The guest kernel is Debian's; its userspace is the host's own root, shared
+read-only over 9p with a tmpfs overlay on top, so a script in the guest can
+run the host's python, venvs and this repository, with a writable out dir
+shared back.  Assets (QEMU from bookworm-backports, busybox, kmod, the
+kernel) are fetched once into ``${PASSTHROUGH_KERNEL_CACHE:-~/.cache/
+passthrough-plugin/kernel}`` by a private apt configuration (see assets.py);
+the guest devices are described in topology.py.
+
+How to run our agent inside the guest
+-------------------------------------
+Install the project into a venv on the host (``/work/venv``, or the tox
+env: ``.tox/functional``), then hand its python to the guest::
+
+    from tests.functional.kernel import harness
+
+    class AgentKernelTest(testtools.TestCase):
+        def test_discover(self):
+            guest = self.useFixture(harness.KernelGuest(
+                python="/work/main/.tox/functional/bin/python"))
+            result = guest.run(
+                'passthrough-agent discover --format json'
+                ' > "$PT_OUT/discover.json"\\n'
+                '"$PT_PYTHON" -m passthrough_plugin.cmd.agent doctor\\n',
+                timeout=600, env={"OS_DEBUG": "1"})
+            self.assertEqual(0, result.rc, result.output)
+            report = json.loads((result.out_dir / "discover.json").read_text())
+
+In the guest the script runs as root under ``/bin/sh`` (``shell=`` picks
+another), in ``cwd`` (default: the repository root), with the venv's bin
+first on PATH and these variables set: ``PT_PYTHON`` (the python given),
+``PT_OUT`` (the out dir, also ``result.out_dir`` on the host), ``PT_REPO``
+(the repository root), plus ``env``.  The guest has its own ``/sys`` and
+``/dev`` (``/dev/vfio/N`` appear there), ``modprobe`` finds the guest
+kernel's modules (kmod is provided if the host lacks it), and anything
+written outside ``$PT_OUT`` is lost at power-off.  Each ``run`` is one fresh
+boot (~25 s under TCG before the script starts).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import os
+import pathlib
+import re
+import secrets
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Mapping, Sequence
+
+import fixtures
+import testtools
+from oslo_log import log as logging
+
+from tests.functional.kernel import assets as assets_mod
+from tests.functional.kernel import initramfs
+from tests.functional.kernel import topology
+
+LOG = logging.getLogger(__name__)
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[3]
+REQUIRED_ENV = "PASSTHROUGH_KERNEL_REQUIRED"
+ACCEL_ENV = "PASSTHROUGH_KERNEL_ACCEL"
+_HIDDEN_PREFIXES = ("/proc", "/sys", "/dev")
+_KMOD_TOOLS = ("modprobe", "insmod", "rmmod", "lsmod", "modinfo", "depmod")
+
+
+class GuestError(Exception):
+    """The guest did not report a result; carries the end of the log."""
+
+    def __init__(self, reason: str, log: str) -> None:
+        tail = "\n".join(log.splitlines()[-60:])
+        super().__init__(f"{reason}; last serial lines:\n{tail}")
+        self.log = log
+
+
+@dataclasses.dataclass(frozen=True)
+class GuestResult:
+    """What one guest run gave back."""
+
+    rc: int
+    log: str
+    out_dir: pathlib.Path
+    seconds: float
+
+    @property
+    def output(self) -> str:
+        """The script's own output: the log between our start/end lines."""
+        lines = self.log.splitlines()
+        start = next((i for i, line in enumerate(lines)
+                      if line.startswith("PT-HARNESS: running ")), -1)
+        end = next((i for i, line in enumerate(lines)
+                    if line.startswith("PT-HARNESS-RC ")), len(lines))
+        return "\n".join(lines[start + 1:end])
+
+
+def _die_with_parent(argv: list[str]) -> list[str]:
+    """Make QEMU die with the test process, even if that is SIGKILLed.
+
+    util-linux's setpriv sets the parent-death signal and execs; no
+    preexec_fn (unsafe with the reader threads) is needed.
+    """
+    setpriv = shutil.which("setpriv")
+    if setpriv is None:
+        return argv
+    return [setpriv, "--pdeathsig", "KILL", "--", *argv]
+
+
+def _checked_path(field: str, value: str | os.PathLike[str]) -> str:
+    path = os.path.abspath(os.fspath(value))
+    if re.search(r"\s", path):
+        raise ValueError(f"{field}={path!r}: paths given to the guest may "
+                         "not contain whitespace")
+    if any(path == p or path.startswith(p + "/") for p in _HIDDEN_PREFIXES):
+        raise ValueError("{}={!r}: the guest mounts its own {} over the host "
+                         "share; use a path elsewhere".format(
+                             field, path, ", ".join(_HIDDEN_PREFIXES)))
+    return path
+
+
+class KernelGuest(fixtures.Fixture):
+    """A QEMU guest with VT-d, igb and NVMe SR-IOV; see the module doc.
+
+    Use as a fixture (assets are prepared in setUp, a missing apt archive
+    skips the test unless ``$PASSTHROUGH_KERNEL_REQUIRED`` is set, and run
+    dirs are removed at cleanUp) or bare: ``prepare()`` then ``run()``.
+    """
+
+    def __init__(self, python: str | os.PathLike[str] | None = None,
+                 cache_dir: pathlib.Path | None = None,
+                 kernel_package: str | None = None,
+                 accel: str | None = None, memory_mb: int = 1536,
+                 cpus: int = 2, extra_qemu_args: Sequence[str] = (),
+                 extra_modules: Sequence[str] = (),
+                 kernel_args: Sequence[str] = (),
+                 prepare_timeout: float = 900.0,
+                 keep_runs: bool = False) -> None:
+        super().__init__()
+        self.python = _checked_path("python", python or sys.executable)
+        if not os.access(self.python, os.X_OK):
+            raise ValueError(f"python={self.python!r} is not an executable "
+                             "file; give the python of a venv, e.g. "
+                             "/work/venv/bin/python")
+        self.cache_dir = cache_dir
+        self.kernel_package = kernel_package
+        self.accel = accel or os.environ.get(ACCEL_ENV) or "tcg"
+        self.memory_mb = memory_mb
+        self.cpus = cpus
+        self.extra_qemu_args = list(extra_qemu_args)
+        self.extra_modules = list(extra_modules)
+        self.kernel_args = list(kernel_args)
+        self.prepare_timeout = prepare_timeout
+        self.keep_runs = keep_runs
+        self.assets: assets_mod.Assets | None = None
+        self.initrd: pathlib.Path | None = None
+        self._runs: list[pathlib.Path] = []
+
+    # -- fixture -------------------------------------------------------------
+
+    def setUp(self) -> None:
+        # Prepared before Fixture.setUp on purpose: fixtures wraps anything
+        # _setUp raises together with a SetupError, which would turn the
+        # skip into an error.
+        try:
+            self.prepare()
+        except assets_mod.AssetsUnavailable as exc:
+            if os.environ.get(REQUIRED_ENV):
+                raise
+            raise testtools.TestCase.skipException(
+                f"kernel test assets cannot be fetched: {exc}") from exc
+        super().setUp()
+
+    def _setUp(self) -> None:
+        self.addCleanup(self.close)
+
+    def close(self) -> None:
+        """Remove the run dirs made so far (unless ``keep_runs``)."""
+        if self.keep_runs:
+            return
+        for run_dir in self._runs:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        self._runs.clear()
+
+    # -- assets --------------------------------------------------------------
+
+    def prepare(self) -> assets_mod.Assets:
+        """Fetch/unpack assets and build the initramfs; cheap when cached.
+
+        :raises AssetsUnavailable: no apt or no archive access (skip).
+        :raises AssetsBroken: fetched but unusable (a failure).
+        """
+        if self.assets is None or self.initrd is None:
+            found = assets_mod.prepare(self.cache_dir, self.kernel_package,
+                                       self.prepare_timeout)
+            with assets_mod.cache_lock(found.cache_dir / ".lock",
+                                       self.prepare_timeout):
+                self.initrd = initramfs.build(
+                    found, list(topology.EXTRA_MODULES) + self.extra_modules,
+                    topology.LOAD_MODULES)
+            self.assets = found
+        return self.assets
+
+    # -- running -------------------------------------------------------------
+
+    def run(self, script: str, timeout: float = 600.0,
+            env: Mapping[str, str] | None = None,
+            cwd: str | os.PathLike[str] | None = None,
+            out_dir: str | os.PathLike[str] | None = None,
+            shell: str = "/bin/sh") -> GuestResult:
+        """Boot, run ``script`` chrooted in host userspace, power off.
+
+        :param timeout: seconds for the whole boot + script + power-off.
+        :param out_dir: host dir shared writable as ``$PT_OUT`` (default: a
+            new temp dir, removed at fixture cleanup).
+        :raises GuestError: no result line within ``timeout`` or QEMU died.
+        """
+        assets = self.prepare()
+        assert self.initrd is not None
+        run_dir = pathlib.Path(tempfile.mkdtemp(prefix="pt-kernel-run-"))
+        self._runs.append(run_dir)
+        ctl = run_dir / "ctl"
+        ctl.mkdir()
+        out = pathlib.Path(_checked_path(
+            "out_dir", out_dir or run_dir / "out"))
+        out.mkdir(parents=True, exist_ok=True)
+        workdir = _checked_path("cwd", cwd or REPO_ROOT)
+        (ctl / "script.sh").write_text(script)
+        (ctl / "run.sh").write_text(self._run_sh(
+            assets, ctl, out, workdir, shell, env or {}))
+        nonce = secrets.token_hex(8)
+        argv = self._qemu_argv(assets, self.initrd, ctl, out, nonce)
+        LOG.debug("kernel harness: %s", " ".join(map(shlex.quote, argv)))
+        return self._boot(argv, assets, run_dir, out, nonce, timeout)
+
+    def _run_sh(self, assets: assets_mod.Assets, ctl: pathlib.Path,
+                out: pathlib.Path, workdir: str, shell: str,
+                env: Mapping[str, str]) -> str:
+        bindir = os.path.dirname(self.python)
+        values = {"PT_PYTHON": self.python, "PT_OUT": str(out),
+                  "PT_REPO": str(REPO_ROOT), "HOME": "/root",
+                  "LANG": "C.UTF-8",
+                  "PATH": bindir + ":/usr/local/sbin:/usr/local/bin:"
+                          "/usr/sbin:/usr/bin:/sbin:/bin"}
+        if (pathlib.Path(bindir).parent / "pyvenv.cfg").exists():
+            values["VIRTUAL_ENV"] = str(pathlib.Path(bindir).parent)
+        values.update(env)
+        for key in values:
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+                raise ValueError(
+                    f"env key {key!r} is not a shell variable name")
+        lines = ["# generated by tests/functional/kernel/harness.py"]
+        lines += [f"export {k}={shlex.quote(v)}"
+                  for k, v in values.items()]
+        # A host without kmod still gets modprobe & co. in the guest: the
+        # unpacked kmod in the cache is visible through the root share.
+        libs = ":".join(assets.lib_dirs())
+        links = assets.tools_root / "kmod-links"
+        for tool in _KMOD_TOOLS:
+            initramfs.kmod_tool(assets, tool)
+        lines.append("if ! command -v modprobe >/dev/null 2>&1; then")
+        lines.append("  mkdir -p /usr/local/sbin")
+        for tool in _KMOD_TOOLS:
+            lines.append(
+                f"  printf '#!/bin/sh\\nLD_LIBRARY_PATH={libs} exec "
+                f"{links / tool} \"$@\"\\n' > /usr/local/sbin/{tool}"
+                f" && chmod +x /usr/local/sbin/{tool}")
+        lines.append("fi")
+        lines.append("[ -x \"$PT_PYTHON\" ] || echo \"PT-HARNESS: "
+                     "$PT_PYTHON is not visible in the guest\"")
+        lines.append(f"cd {shlex.quote(workdir)} || exit 126")
+        lines.append("{} {}".format(shlex.quote(shell),
+                                shlex.quote(str(ctl / "script.sh"))))
+        return "\n".join(lines) + "\n"
+
+    def _qemu_argv(self, assets: assets_mod.Assets, initrd: pathlib.Path,
+                   ctl: pathlib.Path, out: pathlib.Path,
+                   nonce: str) -> list[str]:
+        cmdline = ["console=ttyS0", "intel_iommu=on", "iommu=pt", "panic=-1",
+                   "quiet", "loglevel=4", *self.kernel_args,
+                   "pt.nonce=" + nonce, "pt.ctl=" + str(ctl),
+                   "pt.out=" + str(out)]
+        return [
+            *assets.qemu_command(),
+            "-accel", self.accel, "-machine", "q35,kernel-irqchip=split",
+            "-cpu", "max", "-smp", str(self.cpus), "-m", str(self.memory_mb),
+            "-nodefaults", "-display", "none", "-monitor", "none",
+            "-serial", "stdio", "-no-reboot",
+            *topology.device_args(),
+            "-virtfs", ("local,path=/,mount_tag=hostroot,security_model=none,"
+                        "readonly=on,multidevs=remap"),
+            "-virtfs", (f"local,path={out},mount_tag=outshare,"
+                        "security_model=none"),
+            *self.extra_qemu_args,
+            "-kernel", str(assets.vmlinuz), "-initrd", str(initrd),
+            "-append", " ".join(cmdline),
+        ]
+
+    def _boot(self, argv: list[str], assets: assets_mod.Assets,
+              run_dir: pathlib.Path, out: pathlib.Path, nonce: str,
+              timeout: float) -> GuestResult:
+        marker = re.compile(rf"PT-HARNESS-RC {nonce} (-?\d+)")
+        lines: list[str] = []
+        done = threading.Event()
+        started = time.monotonic()
+        proc = subprocess.Popen(
+            _die_with_parent(argv), stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            env=assets.tool_env())
+
+        def pump() -> None:
+            assert proc.stdout is not None
+            with open(run_dir / "serial.log", "wb") as copy:
+                for raw in proc.stdout:
+                    copy.write(raw)
+                    copy.flush()
+                    line = raw.decode("utf-8", "replace").rstrip("\r\n")
+                    lines.append(line.replace("\r", ""))
+                    if marker.search(line):
+                        done.set()
+            done.set()
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            if not done.wait(timeout):
+                raise GuestError(f"guest gave no result within {timeout}s",
+                                 "\n".join(lines))
+            # Power-off follows the result line; give it a moment.
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(30)
+            reader.join(10)
+        log = "\n".join(lines)
+        found = [m for m in map(marker.search, lines) if m]
+        if not found:
+            raise GuestError(f"QEMU exited (rc {proc.returncode}) without "
+                             "a result line", log)
+        seconds = time.monotonic() - started
+        LOG.info("kernel harness: guest rc %s in %.1fs", found[-1].group(1),
+                 seconds)
+        return GuestResult(rc=int(found[-1].group(1)), log=log, out_dir=out,
+                           seconds=seconds)
