@@ -90,7 +90,7 @@ class Engine:
             _ensure_pci_opts(conf)
         self._alias_source: tuple[str, ...] | None = None
         self.summaries: dict[str, summary_mod.HostSummary] = {}
-        self.shapes: dict[bytes, summary_mod.Shape] = {}
+        self.memo = summary_mod.Memo()
         self._tokens: dict[tuple[object, ...], int] = {}
         self.refreshed_at = 0.0
 
@@ -133,7 +133,6 @@ class Engine:
             if known is None and len(summaries) >= limit:
                 continue  # read on demand, see summary()
             summaries[host] = self._load(host, generation)
-        self._prune_shapes()
         self.refreshed_at = time.monotonic()
 
     def _load(self, host: str, generation: int) -> summary_mod.HostSummary:
@@ -146,7 +145,7 @@ class Engine:
         except exception.HostReportNotFound as exc:
             return summary_mod.broken(host, generation, exc.message)
         try:
-            found = summary_mod.summarise(report, self.shapes)
+            found = summary_mod.summarise(report, self.memo)
         except exception.InvalidHostReport as exc:
             LOG.warning('Report of host %s is unusable: %s', host,
                         exc.message)
@@ -154,13 +153,6 @@ class Engine:
         # Keep the generation we were told, so the cache check matches.
         found.generation = generation
         return found
-
-    def _prune_shapes(self) -> None:
-        if len(self.shapes) <= 2 * len(self.summaries) + 16:
-            return
-        used = {id(s.shape) for s in self.summaries.values()}
-        self.shapes = {k: s for k, s in self.shapes.items()
-                       if id(s) in used}
 
     def summary(self, host: str) -> summary_mod.HostSummary | None:
         found = self.summaries.get(host)
@@ -233,12 +225,11 @@ class Engine:
                 False, explain.NO_REPORT, '%s has no PCI report in the '
                 '%s report store' % (host, self.conf.report_store.driver),
                 host)
-        if found.shape is None:
+        if found.summary is None:
             return summary_mod.Decision(False, explain.BAD_REPORT,
                                         found.error or '', host)
-        return found.shape.decide(request.token, request.requests,
-                                  request.numa_cells,
-                                  request.numa_cell_count)
+        return self.memo.decide(found, request.token, request.requests,
+                                request.numa_cells, request.numa_cell_count)
 
     def raw_weight(self, host: str, request: Request,
                    decision: summary_mod.Decision | None = None) -> float:
@@ -248,8 +239,8 @@ class Engine:
         if not request.wants_devices:
             # Steer requests without devices away from PCI hosts.
             found = self.summaries.get(host)
-            shape = found.shape if found is not None else None
-            return -float(shape.free if shape is not None else 0)
+            summary = found.summary if found is not None else None
+            return -float(summary.total_free if summary is not None else 0)
         if not decision.ok:
             return float('-inf')
         if self.conf.passthrough_scheduler.weigh_strategy == 'spread':
@@ -268,10 +259,18 @@ class Engine:
                          weight_multiplier)
 
     def explain(self, request: Request,
-                hosts: Sequence[str] | None = None) -> list[Answer]:
-        """Every host's answer, in host order."""
+                hosts: Sequence[str] | None = None,
+                exact: bool = False) -> list[Answer]:
+        """Every host's answer, in host order.
+
+        :param exact: re-read the report of each rejected host for the
+            core's device-level reason (slower; for people, not nova).
+        """
         hosts = list(hosts) if hosts is not None else self.hosts()
         decisions = [self.decide(h, request) for h in hosts]
+        if exact:
+            decisions = [d if d.ok else self._exact(h, request, d)
+                         for h, d in zip(hosts, decisions, strict=True)]
         fitting = [(h, d) for h, d in zip(hosts, decisions, strict=True)
                    if d.ok]
         weights = dict(zip([h for h, _ in fitting], self.weigh(
@@ -287,6 +286,20 @@ class Engine:
         answers = [a for a in self.explain(request, hosts) if a.ok]
         answers.sort(key=lambda a: (-a.weight, a.host))
         return answers
+
+    def _exact(self, host: str, request: Request,
+               decision: summary_mod.Decision) -> summary_mod.Decision:
+        found = self.summaries.get(host)
+        if found is None or found.summary is None or request.rebuild:
+            return decision
+        try:
+            pools = pools_mod.HostPools.from_report(self.store.get(host))
+        except exception.PassthroughException:
+            return decision
+        fit = self._fit_for_claim(pools, request)
+        if fit.ok:  # the report moved on since the summary: say so
+            return decision
+        return summary_mod.Decision(False, fit.reason, fit.detail, host)
 
     # -- claims --------------------------------------------------------------
 

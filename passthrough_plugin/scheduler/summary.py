@@ -1,18 +1,16 @@
-"""Per-host pool summaries, shared by hosts whose devices are alike.
+"""What the scheduler keeps per host, and decisions memoised across hosts.
 
-A host's summary is its name, its report generation and a *shape*: the
-report with the addresses taken out (device properties, PF links, IOMMU
-group structure, status, NUMA sockets). The fit of a request, and every
-figure the weigher uses, is a function of the shape alone, so hosts of one
-hardware model in one state share a single :class:`Shape` (one HostPools,
-one memo of decisions). That is what keeps the per-host memory small and a
-request over thousands of hosts cheap; a host in a state no other host has
-simply gets a shape of its own.
+Each host keeps the core's compact :class:`pci.summary.Summary` (pool
+counts and PF links, not devices). Its decisions depend only on that
+summary's *state*: the pools' signatures, NUMA nodes, free counts and PF
+links, without addresses. Hosts in the same state (one hardware model,
+same usage) therefore share one memo entry per request: the fit is worked
+out once per distinct state, not once per host. Hosts whose free devices
+share IOMMU groups decide on their full pools and share nothing.
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 from collections.abc import Sequence
 
@@ -20,8 +18,8 @@ from passthrough_plugin.pci import explain
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import report as report_mod
 from passthrough_plugin.pci import request as request_mod
+from passthrough_plugin.pci import summary as core_summary
 
-TYPE_PF = 'type-PF'
 # The weight terms: NUMA locality dominates the strategy's own figure.
 LOCALITY = 1_000_000.0
 BROKEN_PF = 1_000.0
@@ -30,7 +28,7 @@ HotplugKey = tuple[str, str, str, str]
 
 
 class Decision:
-    """The answer of one shape to one request: fits or why not, and figures."""
+    """One state's answer to one request: fits or why not, and figures."""
 
     __slots__ = ('ok', 'reason', 'detail', 'host', 'pack', 'spread',
                  'free_before', 'free_after', 'local')
@@ -41,7 +39,7 @@ class Decision:
         self.ok = ok
         self.reason = reason
         self.detail = detail
-        # The host the detail was worded for (a shape's first host).
+        # The host the detail was worded for (the first of its state).
         self.host = host
         self.free_before = free_before
         self.free_after = free_after
@@ -53,98 +51,29 @@ class Decision:
         self.spread = bonus + free_after
 
     def detail_for(self, host: str) -> str:
-        """The detail worded for ``host`` (decisions are shared by shape)."""
+        """The detail worded for ``host`` (decisions are shared by state)."""
         if self.host and host != self.host and self.detail.startswith(
                 self.host):
             return host + self.detail[len(self.host):]
         return self.detail
 
 
-class Shape:
-    """One device state shared by one or more hosts; memoises decisions."""
-
-    __slots__ = ('key', 'pools', 'memo', 'free', 'cells')
-
-    def __init__(self, key: bytes, pools: pools_mod.HostPools) -> None:
-        self.key = key
-        self.pools = pools
-        self.memo: dict[int, Decision] = {}
-        self.free = pools.free_count()
-        self.cells = sorted(pools.sockets)
-
-    def decide(self, token: int, requests: request_mod.RequestSet,
-               cells: Sequence[int] | None, cell_count: int | None
-               ) -> Decision:
-        """The (memoised) decision for the request known as ``token``."""
-        found = self.memo.get(token)
-        if found is None:
-            if len(self.memo) > 1024:
-                self.memo.clear()
-            found = self.memo[token] = self._decide(requests, cells,
-                                                    cell_count)
-        return found
-
-    def _decide(self, requests: request_mod.RequestSet,
-                cells: Sequence[int] | None, cell_count: int | None
-                ) -> Decision:
-        pools = self.pools
-        if requests.empty:
-            return Decision(True, host=pools.host, free_before=self.free,
-                            free_after=self.free)
-        candidates: list[Sequence[int] | None] = [cells]
-        if cells is None and cell_count:
-            # The guest's cells are not pinned to host cells yet: any
-            # combination of host cells will do, as nova's NUMA fitting.
-            candidates = [
-                list(c) for c in itertools.combinations(self.cells,
-                                                        cell_count)] or [None]
-        first: pools_mod.Fit | None = None
-        for option in candidates:
-            fit = pools.fit(requests, option)
-            if fit.ok:
-                return self._figures(fit, option)
-            first = first or fit
-        assert first is not None
-        return Decision(False, first.reason, first.detail, pools.host)
-
-    def _figures(self, fit: pools_mod.Fit,
-                 cells: Sequence[int] | None) -> Decision:
-        """Free devices after the fit, PFs it breaks, NUMA locality."""
-        pools = self.pools
-        state = pools.state
-        taken = [pools.by_address[a]
-                 for a in fit.addresses + fit.companions]
-        gone: set[int] = set(taken)
-        broken = 0
-        for i in taken:
-            parent = pools.parent[i]
-            if parent >= 0:
-                if state[parent] is None and parent not in gone:
-                    broken += 1  # a whole PF loses its first VF
-                gone.add(parent)
-            gone.update(pools.children.get(i, ()))
-        free_after = self.free - sum(1 for i in gone if state[i] is None)
-        local = bool(cells) and all(
-            pools.devices[i].numa_node in set(cells or ())
-            for i in taken)
-        return Decision(True, host=pools.host, free_before=self.free,
-                        free_after=free_after, broken_pfs=broken,
-                        local=local)
-
-
 class HostSummary:
-    """What the scheduler keeps of one host between requests."""
+    """One host: its generation, compact summary and memo key."""
 
-    __slots__ = ('host', 'generation', 'shape', 'error', 'hotplug',
-                 'owners')
+    __slots__ = ('host', 'generation', 'summary', 'state', 'error',
+                 'hotplug', 'owners')
 
-    def __init__(self, host: str, generation: int, shape: Shape | None, *,
+    def __init__(self, host: str, generation: int,
+                 summary: core_summary.Summary | None, state: int = 0, *,
                  error: str | None = None,
                  hotplug: dict[str, tuple[HotplugKey, ...]] | None = None,
                  owners: frozenset[str] = frozenset()) -> None:
         self.host = host
         self.generation = generation
-        self.shape = shape
+        self.summary = summary
+        # Memo key: equal for hosts whose summaries decide alike.
+        self.state = state
         # Why the host's report could not be used (None: it can).
         self.error = error
         # Instances' hot-plugged devices here, to re-request on a move.
@@ -152,35 +81,162 @@ class HostSummary:
         self.owners = owners
 
 
-def shape_key(report: report_mod.HostReport) -> bytes:
-    """A digest of the report without its addresses (see module doc)."""
-    index = {d.address: i for i, d in enumerate(report.devices)}
-    groups: dict[int, int] = {}
-    rows = []
-    for i, dev in enumerate(report.devices):
-        group = (-1 - i if dev.iommu_group is None
-                 else groups.setdefault(dev.iommu_group, i))
-        rows.append((
-            dev.vendor_id, dev.product_id, dev.dev_type,
-            tuple(sorted(dev.tags.items())), dev.resource_class,
-            tuple(sorted(dev.traits)), dev.numa_node,
-            index.get(dev.parent_address or '', -1), group, dev.status))
-    foreign = sorted(groups[g] for g, members in
-                     report.iommu.foreign_members.items()
-                     if members and g in groups)
-    cells = [(c.id, c.socket) for c in report.numa_cells]
-    text = repr((rows, foreign, cells, report.iommu.enabled))
-    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+class Memo:
+    """Decisions per (state, request), bounded; states interned to ints."""
+
+    def __init__(self, size: int = 200_000) -> None:
+        self.size = size
+        self.states: dict[tuple[object, ...], int] = {}
+        self.decisions: dict[tuple[int, int], Decision] = {}
+        self._ids = itertools.count(1)
+
+    def state_of(self, summary: core_summary.Summary) -> int:
+        if summary.exact is not None:
+            return -next(self._ids)  # decides on its devices: never shared
+        index = {s: n for n, s in enumerate(summary.slots)}
+        addresses: dict[str, int] = {}
+        key = (tuple(
+            (id(s.sig), s.numa_node,
+             addresses.setdefault(s.address, len(addresses)), s.free,
+             tuple(index[d] for d in s.dependents))
+            for s in summary.slots), tuple(sorted(summary.sockets.items(),
+                                                  key=str)))
+        found = self.states.get(key)
+        if found is None:
+            if len(self.states) > self.size:
+                self.states.clear()
+                self.decisions.clear()
+            found = self.states[key] = next(self._ids)
+        return found
+
+    def decide(self, host: HostSummary, token: int,
+               requests: request_mod.RequestSet,
+               cells: Sequence[int] | None,
+               cell_count: int | None) -> Decision:
+        key = (host.state, token)
+        found = self.decisions.get(key)
+        if found is None:
+            if len(self.decisions) > self.size:
+                self.decisions.clear()
+            assert host.summary is not None
+            found = self.decisions[key] = decide(
+                host.host, host.summary, requests, cells, cell_count)
+        return found
 
 
-def summarise(report: report_mod.HostReport,
-              shapes: dict[bytes, Shape]) -> HostSummary:
-    """Summarise ``report``, reusing (or adding to) ``shapes``."""
-    key = shape_key(report)
-    shape = shapes.get(key)
-    if shape is None:
-        shape = shapes[key] = Shape(key, pools_mod.HostPools.from_report(
-            report))
+def decide(host: str, summary: core_summary.Summary,
+           requests: request_mod.RequestSet, cells: Sequence[int] | None,
+           cell_count: int | None) -> Decision:
+    """Fit ``requests`` on ``summary``; the figures of the weigher too."""
+    free = summary.total_free
+    if requests.empty:
+        return Decision(True, host=host, free_before=free, free_after=free)
+    options: list[Sequence[int] | None] = [cells]
+    if cells is None and cell_count:
+        # The guest's cells are not pinned to host cells yet: any
+        # combination of host cells will do, as in nova's NUMA fitting.
+        options = [list(c) for c in itertools.combinations(
+            sorted(summary.sockets), cell_count)] or [None]
+    for option in options:
+        if summary.fits(requests, option):
+            return _figures(host, summary, requests, option)
+    return _why(host, summary, requests, options[0])
+
+
+def _usable(summary: core_summary.Summary,
+            request: request_mod.DeviceRequest,
+            cells: Sequence[int] | None) -> list[core_summary.Slot]:
+    match = pools_mod.matcher(request)
+    slots = [s for s in summary.slots if match.usable(s.sig)]
+    if cells and request.numa_policy in ('required', 'legacy'):
+        wanted = set(cells)
+        if request.numa_policy == 'legacy':
+            local = [s for s in slots if s.numa_node in wanted]
+            if sum(s.free for s in local) >= request.count:
+                return local
+            wanted.add(None)  # type: ignore[arg-type]
+        slots = [s for s in slots if s.numa_node in wanted]
+    return slots
+
+
+def _figures(host: str, summary: core_summary.Summary,
+             requests: request_mod.RequestSet,
+             cells: Sequence[int] | None) -> Decision:
+    """Free devices left, whole PFs broken and NUMA locality of a fit.
+
+    A greedy walk over the pools in the core's order; it ranks hosts and
+    never decides one (the decision is the core's).
+    """
+    used: dict[core_summary.Slot, int] = {}
+    blocked: set[core_summary.Slot] = set()
+    broken = 0
+    local = bool(cells)
+    wanted = set(cells or ())
+    for request in requests.requests:
+        need = request.count
+        for slot in _usable(summary, request, cells):
+            have = 0 if slot in blocked else slot.free - used.get(slot, 0)
+            if have <= 0:
+                continue
+            take = 1 if request.anti_affinity else min(have, need)
+            if slot.sig.dev_type == pools_mod.TYPE_VF and any(
+                    d not in blocked for d in slot.dependents):
+                broken += 1  # the first VF of a whole PF
+            used[slot] = used.get(slot, 0) + take
+            blocked.update(slot.dependents)
+            if cells and slot.numa_node not in wanted:
+                local = False
+            need -= take
+            if not need:
+                break
+    taken = sum(used.values())
+    lost = sum(s.free for s in blocked if s not in used)
+    return Decision(True, host=host, free_before=summary.total_free,
+                    free_after=max(summary.total_free - taken - lost, 0),
+                    broken_pfs=broken, local=local)
+
+
+def _why(host: str, summary: core_summary.Summary,
+         requests: request_mod.RequestSet,
+         cells: Sequence[int] | None) -> Decision:
+    """A one-line reason from the summary (the CLI's explain reads the
+    report for the device-level answer)."""
+    for request in requests.requests + requests.headroom:
+        wanted = explain.describe_request(request)
+        match = pools_mod.matcher(request)
+        usable = [s for s in summary.slots if match.usable(s.sig)]
+        total = sum(s.free for s in usable)
+        prefix = '%s needs %s' % (host, wanted)
+        if not usable:
+            return Decision(False, explain.NO_MATCH, '%s: no free device on '
+                            'the host matches' % prefix, host)
+        if total < request.count:
+            return Decision(False, explain.INSUFFICIENT, '%s: %d usable '
+                            'free' % (prefix, total), host)
+        if cells:
+            near = sum(s.free for s in usable if s.numa_node in cells)
+            if near < request.count:
+                return Decision(False, explain.NUMA, '%s with numa_policy '
+                                '%s on NUMA node(s) %s: %d free there, %d '
+                                'in all' % (prefix, request.numa_policy,
+                                            ','.join(map(str, cells)),
+                                            near, total), host)
+        if request.anti_affinity:
+            parents = {s.address for s in usable
+                       if s.sig.dev_type == pools_mod.TYPE_VF}
+            if len(parents) < request.count:
+                return Decision(False, explain.ANTI_AFFINITY, '%s from '
+                                'distinct PFs: %d PF(s) have a free VF' % (
+                                    prefix, len(parents)), host)
+    return Decision(False, explain.INSUFFICIENT, '%s needs %s: not enough '
+                    'free devices for all of it together (%d free)' % (
+                        host, requests.describe(), summary.total_free),
+                    host)
+
+
+def summarise(report: report_mod.HostReport, memo: Memo) -> HostSummary:
+    """The compact summary of ``report``; the report itself is dropped."""
+    summary = core_summary.Summary(pools_mod.HostPools.from_report(report))
     hotplug: dict[str, list[HotplugKey]] = {}
     owners = set()
     for dev in report.devices:
@@ -191,7 +247,7 @@ def summarise(report: report_mod.HostReport,
                     (dev.vendor_id, dev.product_id, dev.dev_type,
                      dev.resource_class))
     return HostSummary(
-        report.host, report.generation, shape,
+        report.host, report.generation, summary, memo.state_of(summary),
         hotplug={k: tuple(v) for k, v in hotplug.items()} or None,
         owners=frozenset(owners))
 
@@ -199,6 +255,3 @@ def summarise(report: report_mod.HostReport,
 def broken(host: str, generation: int, reason: str) -> HostSummary:
     """The summary of a host whose report cannot be used."""
     return HostSummary(host, generation, None, error=reason)
-
-
-NO_SHAPE_REASON = explain.BAD_REPORT

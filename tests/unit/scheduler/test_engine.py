@@ -61,7 +61,8 @@ class EngineTest(testtools.TestCase):
         for host in ('a1', 'a2', 'a3'):
             self.store.publish(fakes.sriov_host(host, pfs=1, vfs=1))
         engine = self.engine()
-        self.assertEqual(1, len(engine.shapes))
+        self.assertEqual(1, len({s.state for s in
+                                 engine.summaries.values()}))
         details = [a.detail for a in engine.explain(engine.request(VF2))]
         self.assertEqual(['a1', 'a2', 'a3'],
                          [d.split(' ')[0] for d in details])
@@ -108,8 +109,9 @@ class EngineTest(testtools.TestCase):
         self.store.publish(fakes.sriov_host('clean', pfs=1, vfs=2))
         engine = self.engine()
         request = engine.request({'pci_passthrough:alias': 'vf:1'})
-        answers = {a.host: a for a in engine.explain(request)}
+        answers = {a.host: a for a in engine.explain(request, exact=True)}
         self.assertEqual(explain.GROUP, answers['tainted'].reason)
+        self.assertIn('IOMMU group', answers['tainted'].detail)
         self.assertEqual(['clean'], [a.host for a in engine.select(request)])
 
     def test_pack_prefers_pf_already_in_use_spread_the_emptiest(self) -> None:

@@ -1,0 +1,242 @@
+"""``passthrough-scheduler``: select, explain, claim and release from the CLI."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from passthrough_plugin import conf as conf_pkg
+from passthrough_plugin import exception
+from passthrough_plugin.pci import report as report_mod
+from passthrough_plugin.scheduler import engine as engine_mod
+from passthrough_plugin.scheduler import examples
+
+LOG = logging.getLogger(__name__)
+PROG = 'passthrough-scheduler'
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+
+class UsageError(Exception):
+    """Bad command-line input: exit 2 with one line."""
+
+
+def _extra_spec(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition('=')
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(
+            '--extra-spec %r is not KEY=VALUE, e.g. '
+            'pci_passthrough:alias=vf:2' % text)
+    return key.strip(), value.strip()
+
+
+def _cells(text: str) -> list[int]:
+    try:
+        cells = [int(c) for c in text.split(',') if c.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            '--numa-cells %r must be NUMA node ids separated by commas, '
+            'e.g. 0 or 0,1' % text) from None
+    if not cells or any(c < 0 for c in cells):
+        raise argparse.ArgumentTypeError(
+            '--numa-cells %r must name at least one node id >= 0' % text)
+    return cells
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(
+        prog=PROG, description='Place PCI passthrough requests on the hosts '
+        'of the report store, and explain the answer.')
+    top.add_argument('--config-file', action='append', default=[],
+                     metavar='PATH', help='an oslo.config file with [pci] '
+                     'alias, [report_store], [file_store] and '
+                     '[passthrough_scheduler]; repeatable')
+    top.add_argument('--store-path', metavar='DIR',
+                     help='override [file_store] path')
+    top.add_argument('--format', choices=('table', 'json'), default='table')
+    sub = top.add_subparsers(dest='command', required=True)
+
+    def requesting(cmd: argparse.ArgumentParser) -> None:
+        cmd.add_argument('--extra-spec', action='append', default=[],
+                         type=_extra_spec, metavar='KEY=VALUE',
+                         help='a flavor extra spec, e.g. '
+                         'pci_passthrough:alias=vf:2; repeatable')
+        cmd.add_argument('--numa-cells', type=_cells, metavar='N[,N]',
+                         help='the host NUMA cells the guest is placed on')
+        cmd.add_argument('--host', action='append', dest='hosts',
+                         metavar='HOST', help='only these hosts (default: '
+                         'every host of the store); repeatable')
+
+    requesting(sub.add_parser('select', help='hosts that fit, best first'))
+    requesting(sub.add_parser('explain',
+                              help='every host: fits, or why not'))
+    claim = sub.add_parser('claim', help='claim devices for a consumer')
+    requesting(claim)
+    claim.add_argument('--consumer', required=True,
+                       help='the instance uuid that will own the devices')
+    claim.add_argument('--on', dest='target', metavar='HOST',
+                       help='claim on this host (default: the best one)')
+    release = sub.add_parser('release', help="free a consumer's devices")
+    release.add_argument('host')
+    release.add_argument('--consumer', required=True)
+    publish = sub.add_parser('publish', help='store HostReport JSON files')
+    publish.add_argument('reports', nargs='+', metavar='REPORT.json')
+    sub.add_parser('examples', help='store four example hosts and print '
+                   'the [pci] alias lines that match them')
+    for cmd in sub.choices.values():
+        # --format is accepted after the command too.
+        cmd.add_argument('--format', choices=('table', 'json'),
+                         default=argparse.SUPPRESS)
+    return top
+
+
+def load_conf(args: argparse.Namespace) -> cfg.ConfigOpts:
+    conf = cfg.ConfigOpts()
+    conf_pkg.register_all(conf)
+    logging.register_options(conf)
+    try:
+        conf([], project='passthrough-plugin', prog=PROG,
+             default_config_files=args.config_file or [])
+    except (cfg.ConfigFilesNotFoundError, cfg.ConfigFileParseError) as exc:
+        raise UsageError(str(exc)) from None
+    if args.store_path:
+        conf.set_override('path', args.store_path, group='file_store')
+    return conf
+
+
+def _request(engine: engine_mod.Engine,
+             args: argparse.Namespace) -> engine_mod.Request:
+    return engine.request(dict(args.extra_spec), numa_cells=args.numa_cells)
+
+
+def _answer(answer: engine_mod.Answer) -> dict[str, Any]:
+    return {'host': answer.host, 'fits': answer.ok, 'weight': round(
+        answer.weight, 4), 'reason': answer.reason, 'detail': answer.detail,
+        'free_before': answer.free_before, 'free_after': answer.free_after}
+
+
+def _table(rows: list[list[str]], out: TextIO) -> None:
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        out.write('  '.join(c.ljust(w) for c, w in zip(row, widths,
+                                                       strict=True)).rstrip()
+                  + '\n')
+
+
+def run(args: argparse.Namespace, out: TextIO) -> int:
+    conf = load_conf(args)
+    engine = engine_mod.Engine(conf)
+    if args.command == 'examples':
+        for report in examples.hosts():
+            out.write('%s: generation %d\n' % (
+                report.host, engine.store.publish(report)))
+        out.write('[pci]\n' + ''.join(
+            'alias = %s\n' % a for a in examples.alias_values()))
+        return EXIT_OK
+    if args.command == 'publish':
+        for path in args.reports:
+            try:
+                with open(path, encoding='utf-8') as handle:
+                    report = report_mod.HostReport.from_json(handle.read(),
+                                                             source=path)
+            except OSError as exc:
+                raise UsageError('cannot read %s: %s' % (
+                    path, exc.strerror)) from None
+            generation = engine.store.publish(report)
+            out.write('%s: generation %d\n' % (report.host, generation))
+        return EXIT_OK
+    if args.command == 'release':
+        released = engine.release(args.host, args.consumer)
+        if args.format == 'json':
+            json.dump({'host': args.host, 'consumer': args.consumer,
+                       'released': released}, out, indent=2)
+            out.write('\n')
+        else:
+            out.write('released %d device(s) of %s on %s: %s\n' % (
+                len(released), args.consumer, args.host,
+                ' '.join(released) or '-'))
+        return EXIT_OK
+    engine.refresh()
+    request = _request(engine, args)
+    if args.command == 'claim':
+        return _claim(engine, request, args, out)
+    if args.command == 'select':
+        answers = engine.select(request, args.hosts)
+    else:
+        answers = engine.explain(request, args.hosts, exact=True)
+    if args.format == 'json':
+        json.dump({'request': request.requests.describe(),
+                   'hosts': [_answer(a) for a in answers]}, out, indent=2)
+        out.write('\n')
+    elif args.command == 'select':
+        rows = [['RANK', 'HOST', 'WEIGHT', 'FREE', 'FREE AFTER']] + [
+            [str(n), a.host, '%.3f' % a.weight, str(a.free_before),
+             str(a.free_after)] for n, a in enumerate(answers, 1)]
+        if answers:
+            _table(rows, out)
+        else:
+            out.write('no host fits %s; run explain for the reasons\n'
+                      % request.requests.describe())
+    else:
+        rows = [['HOST', 'FITS', 'WEIGHT', 'REASON', 'DETAIL']] + [
+            [a.host, 'yes' if a.ok else 'no',
+             '%.3f' % a.weight if a.ok else '-', a.reason or '-',
+             a.detail or '-'] for a in answers]
+        _table(rows, out)
+    return EXIT_OK if any(a.ok for a in answers) else EXIT_FAIL
+
+
+def _claim(engine: engine_mod.Engine, request: engine_mod.Request,
+           args: argparse.Namespace, out: TextIO) -> int:
+    targets = [args.target] if args.target else [
+        a.host for a in engine.select(request, args.hosts)]
+    if not targets:
+        raise exception.ClaimFailed(
+            consumer=args.consumer, host='any host',
+            reason='no host fits %s' % request.requests.describe())
+    last: exception.ClaimFailed | None = None
+    for host in targets:
+        try:
+            devices = engine.claim(host, request, args.consumer)
+        except exception.ClaimFailed as exc:
+            # Someone took them since we read the summaries: next host.
+            last = exc
+            continue
+        if args.format == 'json':
+            json.dump({'host': host, 'consumer': args.consumer,
+                       'devices': devices}, out, indent=2)
+            out.write('\n')
+        else:
+            out.write('claimed on %s for %s: %s\n' % (
+                host, args.consumer, ' '.join(devices)))
+        return EXIT_OK
+    assert last is not None
+    raise last
+
+
+def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
+         err: TextIO | None = None) -> int:
+    out = out or sys.stdout
+    err = err or sys.stderr
+    top = parser()
+    try:
+        args = top.parse_args(argv)
+    except SystemExit as exc:
+        return int(exc.code or 0)
+    try:
+        return run(args, out)
+    except (UsageError, exception.Invalid) as exc:
+        err.write('%s: error: %s\n' % (PROG, exc))
+        return EXIT_USAGE
+    except exception.PassthroughException as exc:
+        err.write('%s: %s\n' % (PROG, exc))
+        return EXIT_FAIL
+
+
+if __name__ == '__main__':
+    sys.exit(main())
