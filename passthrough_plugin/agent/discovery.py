@@ -189,7 +189,7 @@ def to_device(info: PciInfo,
         class_code=info.class_code,
         parent_address=info.physfn, numa_node=info.numa_node,
         iommu_group=info.iommu_group, driver=info.driver,
-        devname=info.devname, tags=dict(spec.tags),
+        devname=info.devname, tags=dict(spec.pool_tags),
         resource_class=names.resource_class(
             spec.resource_class, info.vendor_id, info.product_id),
         traits=tuple(sorted(spec.traits)))

@@ -72,7 +72,7 @@ class FakeKernel:
     def _einval(path: str, why: str) -> OSError:
         return OSError(errno.EINVAL, why, path)
 
-    # -- the write entry point ------------------------------------------------
+    # -- the write entry point -----------------------------------------------
     def on_write(self, path: str, value: str,
                  commit: Callable[[], None]) -> None:
         """React to ``value`` written at ``path`` (relative to the sys root).

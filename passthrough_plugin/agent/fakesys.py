@@ -69,14 +69,14 @@ class FakeSysfs:
         self._next_group = 0
         self._next_block = 0
 
-    # -- paths -------------------------------------------------------------
+    # -- paths ---------------------------------------------------------------
     def dev(self, address: str) -> pathlib.Path:
         return self.sys / DEVICES / address
 
     def drv(self, name: str) -> pathlib.Path:
         return self.sys / 'bus/pci/drivers' / name
 
-    # -- drivers, groups, NUMA ------------------------------------------------
+    # -- drivers, groups, NUMA -----------------------------------------------
     def add_driver(self, name: str,
                    ids: tuple[tuple[str, str], ...] = ()) -> None:
         """A loaded PCI driver that claims ``ids`` (vendor, product) pairs."""
