@@ -80,15 +80,17 @@ def build_parser() -> OneLineParser:
     return parser
 
 
-def load_conf(config_files: Sequence[str],
-              ledger_url: str | None = None) -> cfg.ConfigOpts:
+def load_conf(config_files: Sequence[str]) -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
     conf_lifecycle.register_opts(conf)
     conf(args=[], project='passthrough-plugin',
          default_config_files=list(config_files) or None)
-    if ledger_url:
-        conf.set_override('connection', ledger_url, group='lifecycle')
     return conf
+
+
+def ledger_url(args: argparse.Namespace, conf: cfg.ConfigOpts) -> str:
+    """``--ledger`` if given, else ``[lifecycle] connection``."""
+    return str(getattr(args, 'ledger', None) or conf.lifecycle.connection)
 
 
 def render(report: billing.Report, fmt: str) -> str:
@@ -115,7 +117,7 @@ def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> str:
         raise exception.InvalidLedgerInput(
             field='--from', value=args.start,
             reason='must be before --to %s' % args.end)
-    ledger = ledger_mod.Ledger(conf.lifecycle.connection)
+    ledger = ledger_mod.Ledger(ledger_url(args, conf))
     try:
         return render(billing.report(ledger, start, end, args.project),
                       args.format)
@@ -127,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        conf = load_conf(args.config_file, args.ledger)
+        conf = load_conf(args.config_file)
         print(run(args, conf))
     except exception.Invalid as exc:
         print('%s: error: %s' % (PROG, exc), file=sys.stderr)

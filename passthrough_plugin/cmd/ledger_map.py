@@ -13,6 +13,7 @@ from passthrough_plugin.conf import lifecycle as conf_lifecycle
 from passthrough_plugin.lifecycle import formatting
 from passthrough_plugin.lifecycle import ledger as ledger_mod
 from passthrough_plugin.lifecycle import mapping
+from passthrough_plugin.pci import address
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -46,7 +47,11 @@ def rows(args: argparse.Namespace, conf: cfg.ConfigOpts
          ) -> list[dict[str, Any]]:
     """The map rows as dicts. :raises: PassthroughException subclasses."""
     conf_lifecycle.register_opts(conf)
-    ledger = ledger_mod.Ledger(conf.lifecycle.connection)
+    if args.host_address is not None:
+        # Bad input first: before a database is opened.
+        address.PciAddress.parse(args.host_address, '--host-address')
+    url = getattr(args, 'ledger', None) or conf.lifecycle.connection
+    ledger = ledger_mod.Ledger(url)
     try:
         found = mapping.map_rows(
             ledger, instance=args.instance, domain_xml=args.domain_xml,
@@ -65,8 +70,12 @@ def run_map(args: argparse.Namespace, conf: cfg.ConfigOpts) -> int:
     except exception.Invalid as exc:
         print('passthrough-agent map: error: %s' % exc, file=sys.stderr)
         return EXIT_USAGE
-    except exception.UnknownInstance as exc:
+    except (exception.UnknownInstance, exception.DomainXmlError) as exc:
+        # An unknown UUID or a bad --domain-xml file is the operator's
+        # input; a live domain libvirt cannot give is not.
         print('passthrough-agent map: error: %s' % exc, file=sys.stderr)
+        if isinstance(exc, exception.DomainXmlError) and not args.domain_xml:
+            return EXIT_FAILURE
         return EXIT_USAGE
     except exception.PassthroughException as exc:
         print('passthrough-agent map: error: %s' % exc, file=sys.stderr)
@@ -91,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         dest='command', required=True,
         parser_class=billing_cmd.OneLineParser))
     args = parser.parse_args(argv)
-    conf = billing_cmd.load_conf(args.config_file, args.ledger)
+    conf = billing_cmd.load_conf(args.config_file)
     return int(args.run(args, conf))
 
 

@@ -70,8 +70,9 @@ def _pci(element: ET.Element | None, where: str) -> str | None:
     try:
         parts = [int(element.get(name, '0'), 0)
                  for name in ('domain', 'bus', 'slot', 'function')]
-        return str(address_mod.PciAddress(*parts))
-    except ValueError:
+        return str(address_mod.PciAddress.parse(
+            '%04x:%02x:%02x.%x' % tuple(parts), where))
+    except (ValueError, exception.InvalidPciAddress):
         raise exception.DomainXmlError(
             source=where, reason='bad PCI address %s' % ET.tostring(
                 element, encoding='unicode').strip()) from None
