@@ -53,7 +53,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import fixtures
 import testtools
@@ -75,10 +75,12 @@ _KMOD_TOOLS = ("modprobe", "insmod", "rmmod", "lsmod", "modinfo", "depmod")
 class GuestError(Exception):
     """The guest did not report a result; carries the end of the log."""
 
-    def __init__(self, reason: str, log: str) -> None:
+    def __init__(self, reason: str, log: str,
+                 run_dir: pathlib.Path | None = None) -> None:
         tail = "\n".join(log.splitlines()[-60:])
         super().__init__(f"{reason}; last serial lines:\n{tail}")
         self.log = log
+        self.run_dir = run_dir
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,12 +215,14 @@ class KernelGuest(fixtures.Fixture):
             env: Mapping[str, str] | None = None,
             cwd: str | os.PathLike[str] | None = None,
             out_dir: str | os.PathLike[str] | None = None,
-            shell: str = "/bin/sh") -> GuestResult:
+            shell: str = "/bin/sh",
+            echo: Callable[[str], None] | None = None) -> GuestResult:
         """Boot, run ``script`` chrooted in host userspace, power off.
 
         :param timeout: seconds for the whole boot + script + power-off.
         :param out_dir: host dir shared writable as ``$PT_OUT`` (default: a
             new temp dir, removed at fixture cleanup).
+        :param echo: called with each serial line as it arrives.
         :raises GuestError: no result line within ``timeout`` or QEMU died.
         """
         assets = self.prepare()
@@ -237,7 +241,7 @@ class KernelGuest(fixtures.Fixture):
         nonce = secrets.token_hex(8)
         argv = self._qemu_argv(assets, self.initrd, ctl, out, nonce)
         LOG.debug("kernel harness: %s", " ".join(map(shlex.quote, argv)))
-        return self._boot(argv, assets, run_dir, out, nonce, timeout)
+        return self._boot(argv, assets, run_dir, out, nonce, timeout, echo)
 
     def _run_sh(self, assets: assets_mod.Assets, ctl: pathlib.Path,
                 out: pathlib.Path, workdir: str, shell: str,
@@ -304,7 +308,8 @@ class KernelGuest(fixtures.Fixture):
 
     def _boot(self, argv: list[str], assets: assets_mod.Assets,
               run_dir: pathlib.Path, out: pathlib.Path, nonce: str,
-              timeout: float) -> GuestResult:
+              timeout: float,
+              echo: Callable[[str], None] | None) -> GuestResult:
         marker = re.compile(rf"PT-HARNESS-RC {nonce} (-?\d+)")
         lines: list[str] = []
         done = threading.Event()
@@ -322,6 +327,8 @@ class KernelGuest(fixtures.Fixture):
                     copy.flush()
                     line = raw.decode("utf-8", "replace").rstrip("\r\n")
                     lines.append(line.replace("\r", ""))
+                    if echo is not None:
+                        echo(lines[-1])
                     if marker.search(line):
                         done.set()
             done.set()
@@ -331,7 +338,7 @@ class KernelGuest(fixtures.Fixture):
         try:
             if not done.wait(timeout):
                 raise GuestError(f"guest gave no result within {timeout}s",
-                                 "\n".join(lines))
+                                 "\n".join(lines), run_dir)
             # Power-off follows the result line; give it a moment.
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(30)
@@ -344,7 +351,7 @@ class KernelGuest(fixtures.Fixture):
         found = [m for m in map(marker.search, lines) if m]
         if not found:
             raise GuestError(f"QEMU exited (rc {proc.returncode}) without "
-                             "a result line", log)
+                             "a result line", log, run_dir)
         seconds = time.monotonic() - started
         LOG.info("kernel harness: guest rc %s in %.1fs", found[-1].group(1),
                  seconds)

@@ -200,6 +200,34 @@ class TestKernelGuestSmoke(testtools.TestCase):
         self.assertEqual(sys.prefix, prefix)
 
 
+class TestKernelGuestTimeout(testtools.TestCase):
+    """A guest that gives no result in time is killed and reported."""
+
+    def test_timeout_kills_qemu(self) -> None:
+        guest = self.useFixture(harness.KernelGuest(python=sys.executable))
+        started = time.monotonic()
+        error = self.assertRaises(
+            harness.GuestError, guest.run, "sleep 600", timeout=4)
+        self.assertLess(time.monotonic() - started, 40)
+        self.assertIn("no result within 4", str(error))
+        assert error.run_dir is not None
+        self.assertEqual([], _processes_mentioning(str(error.run_dir)))
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for proc in pathlib.Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmdline = (proc / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if text.encode() in cmdline:
+            found.append(int(proc.name))
+    return found
+
+
 class TestKernelGuestSkip(testtools.TestCase):
     """Without apt the harness skips with a reason, or fails if required."""
 
