@@ -9,6 +9,7 @@ from typing import Any
 from oslo_config import cfg
 
 from passthrough_plugin import exception
+from passthrough_plugin.cmd import billing as billing_cmd
 from passthrough_plugin.conf import lifecycle as conf_lifecycle
 from passthrough_plugin.lifecycle import formatting
 from passthrough_plugin.lifecycle import ledger as ledger_mod
@@ -37,6 +38,10 @@ def add_map_parser(subparsers: Any) -> argparse.ArgumentParser:
                         'alone: who holds that device now')
     parser.add_argument('--host', help='only devices of this host '
                         '(without --instance or --domain-xml)')
+    parser.add_argument('--at', metavar='TIME',
+                        help='answer as of this time (ISO 8601, UTC unless '
+                        'an offset is given) from the ledger, e.g. for a '
+                        'guest that has since moved or been deleted')
     parser.add_argument('--format', choices=('table', 'json'),
                         default='table', help='output format')
     parser.set_defaults(run=run_map)
@@ -50,6 +55,9 @@ def rows(args: argparse.Namespace, conf: cfg.ConfigOpts
     if args.host_address is not None:
         # Bad input first: before a database is opened.
         address.PciAddress.parse(args.host_address, '--host-address')
+    at = None
+    if getattr(args, 'at', None):
+        at = billing_cmd.parse_time('--at', args.at)
     url = getattr(args, 'ledger', None) or conf.lifecycle.connection
     ledger = ledger_mod.Ledger(url)
     try:
@@ -57,7 +65,7 @@ def rows(args: argparse.Namespace, conf: cfg.ConfigOpts
             ledger, instance=args.instance, domain_xml=args.domain_xml,
             host_address=args.host_address,
             host=getattr(args, 'host', None),
-            libvirt_uri=conf.lifecycle.libvirt_uri)
+            libvirt_uri=conf.lifecycle.libvirt_uri, at=at)
     finally:
         ledger.close()
     return [row.to_dict() for row in found]
@@ -91,8 +99,6 @@ def run_map(args: argparse.Namespace, conf: cfg.ConfigOpts) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone runner until the agent CLI wires ``map`` in."""
-    from passthrough_plugin.cmd import billing as billing_cmd
-
     parser = billing_cmd.OneLineParser(prog='passthrough-agent')
     parser.add_argument('--config-file', action='append', default=[])
     parser.add_argument('--ledger', metavar='URL')

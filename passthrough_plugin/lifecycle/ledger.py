@@ -133,9 +133,20 @@ class Ledger:
 
     def intervals(self, instance: str | None = None,
                   host: str | None = None, host_address: str | None = None,
-                  active: bool | None = None) -> list[records.Interval]:
-        """Intervals, oldest first, filtered by the given fields."""
+                  active: bool | None = None,
+                  at: datetime.datetime | None = None
+                  ) -> list[records.Interval]:
+        """Intervals, oldest first, filtered by the given fields.
+
+        ``active``: open (True) or closed (False) ones; ``at``: those that
+        held their device at that instant (start <= at < end).
+        """
         query = sa.select(models.Assignment)
+        if at is not None:
+            query = query.where(
+                models.Assignment.started_at <= at,
+                sa.or_(models.Assignment.ended_at.is_(None),
+                       models.Assignment.ended_at > at))
         if instance is not None:
             query = query.where(models.Assignment.instance_uuid == instance)
         if host is not None:

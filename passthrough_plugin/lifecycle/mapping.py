@@ -20,7 +20,8 @@ ATTACHED = 'attached'          # in the domain and in the ledger
 LEDGER_ONLY = 'ledger-only'    # the ledger says held, the domain lacks it
 DOMAIN_ONLY = 'domain-only'    # in the domain, the ledger never saw it
 
-COLUMNS = (('host_address', 'Host address'),
+COLUMNS = (('host', 'Host'),
+           ('host_address', 'Host address'),
            ('guest_address', 'Guest address'),
            ('instance', 'Instance'),
            ('source', 'Source'),
@@ -186,7 +187,8 @@ def join(domain: Domain, intervals: list[records.Interval],
 def map_rows(ledger: ledger_mod.Ledger, instance: str | None = None,
              domain_xml: str | None = None,
              host_address: str | None = None, *, host: str | None = None,
-             libvirt_uri: str | None = None) -> list[MapRow]:
+             libvirt_uri: str | None = None,
+             at: datetime.datetime | None = None) -> list[MapRow]:
     """One row per device: host address, guest address, instance, source.
 
     * ``domain_xml``: a file; its devices joined with the ledger.
@@ -194,6 +196,8 @@ def map_rows(ledger: ledger_mod.Ledger, instance: str | None = None,
       installed and ``libvirt_uri`` is given, else the ledger's record.
     * ``host_address`` alone: who holds that host device now.
     * nothing: every device held now (on ``host`` if given).
+    * ``at``: the ledger as it was at that instant instead of now (a
+      domain XML file is then taken to be from that time too).
 
     :raises: InvalidPciAddress, UnknownInstance, DomainXmlError,
         InvalidLedgerInput
@@ -203,6 +207,7 @@ def map_rows(ledger: ledger_mod.Ledger, instance: str | None = None,
         wanted = str(address_mod.PciAddress.parse(host_address,
                                                   '--host-address'))
     rows: list[MapRow]
+    held: dict[str, Any] = {'at': at} if at is not None else {'active': True}
     if domain_xml is not None:
         domain = read_domain_file(domain_xml)
         if instance is not None and domain.uuid and domain.uuid != instance:
@@ -211,20 +216,18 @@ def map_rows(ledger: ledger_mod.Ledger, instance: str | None = None,
                 reason='it describes domain %s, not instance %s' % (
                     domain.uuid, instance))
         uuid = instance or domain.uuid
-        rows = join(domain, ledger.intervals(instance=uuid, active=True),
-                    uuid)
+        rows = join(domain, ledger.intervals(instance=uuid, **held), uuid)
     elif instance is not None:
         ledger.instance(instance, '--instance')
-        intervals = ledger.intervals(instance=instance, active=True)
-        if libvirt_uri and libvirt_available():
+        intervals = ledger.intervals(instance=instance, **held)
+        if at is None and libvirt_uri and libvirt_available():
             rows = join(read_live_domain(instance, libvirt_uri), intervals,
                         instance)
         else:
             rows = [_row(i, None, instance, ATTACHED) for i in intervals]
     else:
         rows = [_row(i, None, i.instance, ATTACHED) for i in
-                ledger.intervals(host=host, host_address=wanted,
-                                 active=True)]
+                ledger.intervals(host=host, host_address=wanted, **held)]
     if wanted is not None:
         rows = [r for r in rows if r.host_address == wanted]
     return rows

@@ -138,6 +138,7 @@ class LedgerContract:
              (gpu, '0000:00:07.0', 'hotplug', at('09:00:17'), 'attached')],
             self.map_table(instance=fakes.INSTANCE))
 
+        hotplugged = domain
         # 10:15:42 compute-a dies; evacuate to compute-b, which has no GPU.
         self.clock.now = at('10:15:42')
         self.assertRaises(
@@ -184,6 +185,18 @@ class LedgerContract:
         self.assertEqual(
             [at('12:00:05')] * 2,
             [i.end for i in self.ledger.intervals(host='compute-b')])
+        # After the fact: which host devices were these guest devices?
+        self.assertEqual(
+            [(gpu, '0000:00:07.0', 'hotplug', at('09:00:17'), 'attached'),
+             (vf0, '0000:00:05.0', 'flavor', at('08:00:00'), 'attached'),
+             (vf1, '0000:00:06.0', 'flavor', at('08:00:00'), 'attached')],
+            self.map_table(domain_xml=hotplugged, at=at('10:15:41')))
+        self.assertEqual(
+            [('compute-a', fakes.INSTANCE)],
+            [(r.host, r.instance) for r in mapping.map_rows(
+                self.ledger, host_address=gpu, at=at('10:15:41'))])
+        self.assertEqual([], self.map_table(host_address=gpu,
+                                            at=at('10:15:42')))
         self.assertEqual(['boot', 'hotplug', 'rebuild', 'evacuate',
                           'delete'],
                          [e.action for e in self.ledger.events(
