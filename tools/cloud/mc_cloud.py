@@ -117,6 +117,15 @@ def _setup_mysql(s: Settings) -> None:
     mc_procs.run(nm + ['cell_v2', 'create_cell', '--name', 'cell1'],
                  'create_cell', log_file=lf)
     mc_procs.run(nm + ['db', 'sync'], 'nova db sync', log_file=lf)
+    # FakeDriverWithPciResources reports vendor_id 'fake-vendor_id' and
+    # product_id 'fake-product_id', longer than nova's VARCHAR(4) columns:
+    # MySQL refuses the rows (or, non-strict, truncates them, and then the
+    # devices read back no longer pool with the driver's).  Widen the columns
+    # of this throw-away DB so it stores what the driver reports.
+    for db in ('nova', 'nova_cell0'):
+        sql = (f'ALTER TABLE {db}.pci_devices MODIFY vendor_id VARCHAR(32) '
+               'NOT NULL, MODIFY product_id VARCHAR(32) NOT NULL')
+        mc_procs.run(mc_infra.mysql_cmd(s, sql), f'widening {db}.pci_devices')
 
 
 # -- start ----------------------------------------------------------------

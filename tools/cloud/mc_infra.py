@@ -130,6 +130,10 @@ def start_mysql(s: Settings, template: str) -> None:
                             password=False), 'creating the databases')
 
 
+def mysql_cmd(s: Settings, sql: str) -> list[str]:
+    return _mysql(s, 'mariadb', '-N', '-B', '-e', sql)
+
+
 def mysql_query(s: Settings, sql: str) -> str:
     """Tab-separated rows of ``sql``, '' if the server does not answer."""
     proc = subprocess.run(_mysql(s, 'mariadb', '-N', '-B', '-e', sql),
