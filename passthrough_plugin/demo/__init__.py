@@ -1,0 +1,1 @@
+"""The quick-start job: example hosts through agent, store and scheduler."""
