@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
-import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
@@ -17,6 +15,12 @@ from oslo_log import log as logging
 
 from passthrough_plugin import exception
 from passthrough_plugin.conf import placement as placement_conf
+from passthrough_plugin.store.placement_types import (
+    AllocationCandidates, Allocations, Json, RequestGroup, ResourceProvider,
+    candidate_params)
+
+__all__ = ['AllocationCandidates', 'Allocations', 'PlacementClient',
+           'RequestGroup', 'ResourceProvider', 'candidate_params']
 
 LOG = logging.getLogger(__name__)
 
@@ -30,98 +34,6 @@ DEFAULT_ATTEMPTS = 5
 # Placement's noauth2 middleware takes the token "admin" as an admin: not a
 # secret, the development convention.
 NOAUTH_TOKEN = 'admin'  # noqa: S105
-_SUFFIX = re.compile(r'^(_[A-Za-z0-9_-]{1,64}|[0-9]+)?$')
-
-Json = dict[str, Any]
-
-
-@dataclasses.dataclass(frozen=True)
-class ResourceProvider:
-    uuid: str
-    name: str
-    generation: int
-    parent_provider_uuid: str | None
-    root_provider_uuid: str
-
-    @classmethod
-    def from_body(cls, body: Json) -> ResourceProvider:
-        return cls(uuid=body['uuid'], name=body['name'],
-                   generation=body['generation'],
-                   parent_provider_uuid=body.get('parent_provider_uuid'),
-                   root_provider_uuid=body['root_provider_uuid'])
-
-
-@dataclasses.dataclass(frozen=True)
-class Allocations:
-    """A consumer's allocations: provider uuid -> resource class -> amount."""
-
-    consumer_uuid: str
-    allocations: dict[str, dict[str, int]]
-    consumer_generation: int | None
-    project_id: str | None = None
-    user_id: str | None = None
-    consumer_type: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class RequestGroup:
-    """One (suffixed) request group of GET /allocation_candidates.
-
-    ``required`` holds trait names, ``!NAME`` for forbidden ones and
-    ``in:A,B`` for any-of; ``member_of`` holds aggregate uuids,
-    ``in:a,b`` or ``!in:a,b`` entries, each sent as its own parameter.
-    """
-
-    resources: Mapping[str, int]
-    required: Sequence[str] = ()
-    member_of: Sequence[str] = ()
-    in_tree: str | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class AllocationCandidates:
-    allocation_requests: list[Json]
-    provider_summaries: dict[str, Json]
-
-
-def candidate_params(groups: Mapping[str, RequestGroup], *,
-                     limit: int | None = None,
-                     group_policy: str | None = None,
-                     root_required: Sequence[str] = (),
-                     same_subtree: Sequence[str] = (),
-                     ) -> list[tuple[str, str]]:
-    """The query of GET /allocation_candidates for ``groups`` by suffix.
-
-    :raises passthrough_plugin.exception.Invalid: for a bad group suffix.
-    """
-    params: list[tuple[str, str]] = []
-    for suffix, group in groups.items():
-        if not _SUFFIX.match(suffix):
-            raise exception.Invalid(reason=(
-                f"request group suffix {suffix!r}: expected '' or '_' "
-                "followed by 1-64 of [A-Za-z0-9_-]"))
-        if group.resources:
-            params.append(('resources' + suffix, ','.join(
-                f'{rc}:{n}' for rc, n in sorted(group.resources.items()))))
-        plain = [t for t in group.required if not t.startswith('in:')]
-        if plain:
-            params.append(('required' + suffix, ','.join(plain)))
-        params.extend(('required' + suffix, t) for t in group.required
-                      if t.startswith('in:'))
-        params.extend(('member_of' + suffix, m) for m in group.member_of)
-        if group.in_tree:
-            params.append(('in_tree' + suffix, group.in_tree))
-    if group_policy is None and sum(1 for s in groups if s) > 1:
-        # Placement insists on a policy once there are two suffixed groups.
-        group_policy = 'none'
-    if group_policy is not None:
-        params.append(('group_policy', group_policy))
-    if limit is not None:
-        params.append(('limit', str(limit)))
-    if root_required:
-        params.append(('root_required', ','.join(root_required)))
-    params.extend(('same_subtree', s) for s in same_subtree)
-    return params
 
 
 def _error_parts(resp: Any) -> tuple[str, str]:
@@ -150,6 +62,8 @@ class PlacementClient:
         self._adapter = adapter
         self._attempts = max(1, attempts)
         self._endpoint = endpoint_hint or adapter.endpoint_override
+        self._endpoint_known = bool(adapter.endpoint_override or (
+            endpoint_hint and endpoint_hint.startswith('http')))
         self._known_traits: set[str] = set()
         self._known_classes: set[str] = set()
 
@@ -162,7 +76,11 @@ class PlacementClient:
             conf, group, auth=auth, **placement_conf.session_kwargs(conf))
         adapter = ks_loading.load_adapter_from_conf_options(
             conf, group, session=session, auth=auth)
-        hint = getattr(auth, 'endpoint', None)
+        # Named in error messages before the catalog has been read.
+        hint = getattr(auth, 'endpoint', None) or adapter.endpoint_override
+        auth_url = getattr(auth, 'auth_url', None)
+        if hint is None and auth_url:
+            hint = f'the placement endpoint in the catalog of {auth_url}'
         return cls(adapter, endpoint_hint=hint, **kwargs)
 
     @classmethod
@@ -199,8 +117,10 @@ class PlacementClient:
                 f"cannot use Placement at {self.endpoint} "
                 f"({method} {path}): {type(exc).__name__}: {exc}")) from exc
         if resp.status_code < 400:
-            if self._endpoint is None:
+            if not self._endpoint_known:
+                # Cheap now: the catalog came with the token.
                 self._endpoint = self._adapter.get_endpoint()
+                self._endpoint_known = True
             return resp.json() if resp.content else {}
         raise self._error(method, path, resp)
 
