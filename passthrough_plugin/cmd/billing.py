@@ -77,7 +77,41 @@ def build_parser() -> OneLineParser:
     rep.add_argument('--project', help='only this project ID')
     rep.add_argument('--format', choices=formatting.FORMATS,
                      default='table', help='output format (default: table)')
+    his = commands.add_parser(
+        'history', help='the device intervals and events of an instance',
+        description='Every device interval of an instance (host, host '
+        'and guest address, source, start, end and why it ended: '
+        'deleted, detached, evacuated, lost on evacuate with the reason) '
+        'and the lifecycle events.')
+    his.add_argument('--instance', required=True, metavar='UUID')
+    his.add_argument('--format', choices=formatting.FORMATS,
+                     default='table', help='output format (default: table)')
     return parser
+
+
+INTERVAL_COLUMNS = (('host', 'Host'), ('host_address', 'Host address'),
+                    ('guest_address', 'Guest address'), ('source', 'Source'),
+                    ('resource_class', 'Resource class'),
+                    ('start', 'Start'), ('end', 'End'),
+                    ('end_reason', 'End reason'))
+EVENT_COLUMNS = (('at', 'At'), ('action', 'Action'), ('host', 'Host'),
+                 ('detail', 'Detail'))
+
+
+def history(args: argparse.Namespace, ledger: ledger_mod.Ledger) -> str:
+    ledger.instance(args.instance, '--instance')
+    intervals = [i.to_dict() for i in
+                 ledger.intervals(instance=args.instance)]
+    events = [{'at': e.at, 'action': e.action, 'host': e.host,
+               'detail': e.detail} for e in ledger.events(args.instance)]
+    if args.format == 'json':
+        return json.dumps({'intervals': intervals, 'events': [
+            {k: formatting.jsonable(v) for k, v in e.items()}
+            for e in events]}, indent=2, sort_keys=True)
+    if args.format == 'csv':
+        return formatting.to_csv(intervals, INTERVAL_COLUMNS)
+    return '\n'.join((formatting.table(intervals, INTERVAL_COLUMNS),
+                      formatting.table(events, EVENT_COLUMNS)))
 
 
 def load_conf(config_files: Sequence[str]) -> cfg.ConfigOpts:
@@ -111,6 +145,12 @@ def render(report: billing.Report, fmt: str) -> str:
 
 
 def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> str:
+    if args.command == 'history':
+        ledger = ledger_mod.Ledger(ledger_url(args, conf))
+        try:
+            return history(args, ledger)
+        finally:
+            ledger.close()
     start = parse_time('--from', args.start)
     end = parse_time('--to', args.end)
     if start >= end:
@@ -131,7 +171,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         conf = load_conf(args.config_file)
         print(run(args, conf))
-    except exception.Invalid as exc:
+    except (exception.Invalid, exception.UnknownInstance) as exc:
         print('%s: error: %s' % (PROG, exc), file=sys.stderr)
         return EXIT_USAGE
     except (exception.PassthroughException, cfg.Error) as exc:

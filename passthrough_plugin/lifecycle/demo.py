@@ -20,6 +20,7 @@ from passthrough_plugin.lifecycle import claims
 from passthrough_plugin.lifecycle import evacuate
 from passthrough_plugin.lifecycle import hotplug
 from passthrough_plugin.lifecycle import ledger as ledger_mod
+from passthrough_plugin.lifecycle import mapping
 from passthrough_plugin.lifecycle import rebuild
 from passthrough_plugin.pci import alias as alias_mod
 from passthrough_plugin.pci import pools as pools_mod
@@ -101,6 +102,9 @@ def run(url: str, xml_dir: str) -> None:
     try:
         claims.boot(ledger, a, INSTANCE, PROJECT, flavor)
         write('1-boot.xml', domain_xml([], PORTS))
+        # What the agent does once libvirt has placed the devices.
+        mapping.record_guest_addresses(
+            ledger, INSTANCE, mapping.parse_domain_xml(domain_xml([], PORTS)))
         at('09:00:17')
         hotplug.attach(ledger, a, INSTANCE, 'gpu', ALIASES,
                        guest_addresses=['0000:00:07.0'])
@@ -111,6 +115,8 @@ def run(url: str, xml_dir: str) -> None:
         evacuate.evacuate(ledger, INSTANCE, b, flavor, ALIASES,
                           policy=evacuate.BEST_EFFORT)
         write('3-evacuated.xml', domain_xml([], PORTS))
+        mapping.record_guest_addresses(
+            ledger, INSTANCE, mapping.parse_domain_xml(domain_xml([], PORTS)))
         at('12:00:05')
         claims.delete(ledger, INSTANCE, b)
     finally:

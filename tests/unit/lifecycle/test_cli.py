@@ -113,6 +113,22 @@ class TestBilling(testtools.TestCase):
             self.assertIn(expected, lines[0])
             self.assertTrue(lines[0].startswith('passthrough-billing'))
 
+    def test_history(self) -> None:
+        self.assertEqual(0, billing_cmd.main([
+            '--config-file', self.cli.config, 'history', '--instance',
+            fakes.INSTANCE, '--format', 'json']))
+        data = json.loads(self.cli.out.getvalue())
+        self.assertEqual(
+            [('0000:3b:02.0', 'deleted'), ('0000:3b:02.1', 'deleted'),
+             ('0000:5e:00.0', 'deleted')],
+            [(i['host_address'], i['end_reason'])
+             for i in data['intervals']])
+        self.assertEqual(['boot', 'hotplug', 'delete'],
+                         [e['action'] for e in data['events']])
+        self.assertEqual(2, billing_cmd.main([
+            '--config-file', self.cli.config, 'history', '--instance',
+            fakes.OTHER]))
+
     def test_unreachable_ledger_exit_1(self) -> None:
         code = billing_cmd.main([
             '--ledger', 'postgresql+psycopg://nobody@127.0.0.1:1/none',
