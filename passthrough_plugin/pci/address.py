@@ -212,7 +212,7 @@ class RegexAddressSpec(AddressSpec):
                     reason='%s must be a regular expression string' % key)
             try:
                 patterns.append(re.compile(expr, re.IGNORECASE))
-            except re.error as exc:
+            except (re.error, OverflowError, RecursionError) as exc:
                 raise exception.InvalidPciAddress(
                     value=spec, field='%s.%s' % (field, key),
                     reason='%s %r is not a regular expression: %s' % (

@@ -19,7 +19,8 @@ DEVICE_TYPES = (TYPE_PCI, TYPE_PF, TYPE_VF)
 NUMA_POLICIES = ('required', 'legacy', 'preferred', 'socket')
 DEFAULT_NUMA_POLICY = 'legacy'
 
-_ID = {'type': 'string', 'pattern': '^[0-9a-fA-F]{4}$'}
+# jsonschema uses re.search, where $ also matches before a final newline.
+_ID = {'type': 'string', 'pattern': '^[0-9a-fA-F]{4}$(?!\n)'}
 SCHEMA: dict[str, Any] = {
     'type': 'object',
     'additionalProperties': False,
@@ -135,7 +136,7 @@ def parse_aliases(values: list[str],
                 item=label, reason='must be a JSON string, got %r' % (value,))
         try:
             parsed = json.loads(value)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise exception.InvalidAlias(
                 item='%s (%s)' % (label, value),
                 reason='not valid JSON: %s' % exc) from None

@@ -181,7 +181,7 @@ class DeviceSpecList:
                         value,))
             try:
                 parsed = json.loads(value)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:
                 raise exception.InvalidDeviceSpec(
                     item='%s (%s)' % (label, value),
                     reason='not valid JSON: %s' % exc) from None

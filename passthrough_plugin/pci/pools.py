@@ -308,6 +308,14 @@ class HostPools:
             if group in self.blocked_groups:
                 state[i] = explain.IOMMU_GROUP
                 continue
+            # A PF in one group with its own VFs: binding the group to
+            # vfio-pci would unbind the PF driver and destroy the VFs.
+            members = self.groups[group]
+            if len(members) > 1 and any(
+                    self.parent[m] >= 0 and self.group_of[self.parent[m]]
+                    == group for m in members):
+                state[i] = explain.IOMMU_GROUP
+                continue
         # A group is assignable only if all its members are.
         for i in range(len(devices)):
             if state[i] is None:

@@ -19,8 +19,8 @@ SOURCES = ('flavor', 'hotplug')
 DEV_TYPES = ('type-PCI', 'type-PF', 'type-VF')
 
 _ADDRESS = {'type': 'string',
-            'pattern': '^[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\\.[0-7]$'}
-_HEX4 = {'type': 'string', 'pattern': '^[0-9a-f]{4}$'}
+            'pattern': '^[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\\.[0-7]$(?!\n)'}
+_HEX4 = {'type': 'string', 'pattern': '^[0-9a-f]{4}$(?!\n)'}
 _OPT_INT = {'type': ['integer', 'null'], 'minimum': 0}
 _OPT_STR = {'type': ['string', 'null']}
 
@@ -32,7 +32,7 @@ DEVICE_SCHEMA: dict[str, Any] = {
         'address': _ADDRESS,
         'vendor_id': _HEX4,
         'product_id': _HEX4,
-        'class': {'type': 'string', 'pattern': '^[0-9a-f]{6}$'},
+        'class': {'type': 'string', 'pattern': '^[0-9a-f]{6}$(?!\n)'},
         'dev_type': {'enum': list(DEV_TYPES)},
         'parent_address': {'oneOf': [_ADDRESS, {'type': 'null'}]},
         'numa_node': _OPT_INT,
@@ -42,10 +42,10 @@ DEVICE_SCHEMA: dict[str, Any] = {
         'tags': {'type': 'object',
                  'additionalProperties': {'type': 'string'}},
         'resource_class': {'type': 'string',
-                           'pattern': '^[A-Z0-9_]+$'},
+                           'pattern': '^[A-Z0-9_]+$(?!\n)'},
         'traits': {'type': 'array', 'uniqueItems': True,
                    'items': {'type': 'string',
-                             'pattern': '^[A-Z0-9_]+$'}},
+                             'pattern': '^[A-Z0-9_]+$(?!\n)'}},
         'status': {'enum': list(STATUSES)},
         'owner': _OPT_STR,
         'source': {'enum': [*SOURCES, None]},
@@ -83,7 +83,7 @@ SCHEMA: dict[str, Any] = {
                 # nor PCI bridges. Any such member makes the group unusable.
                 'foreign_members': {
                     'type': 'object',
-                    'propertyNames': {'pattern': '^[0-9]+$'},
+                    'propertyNames': {'pattern': '^[0-9]+$(?!\n)'},
                     'additionalProperties': {'type': 'array',
                                              'items': _ADDRESS},
                 },
@@ -243,7 +243,7 @@ class HostReport:
                   ) -> HostReport:
         try:
             data = json.loads(text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise exception.InvalidHostReport(
                 host=source, path='$', reason='not valid JSON: %s' % exc
             ) from None

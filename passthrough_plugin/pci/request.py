@@ -131,7 +131,7 @@ def parse_counts(key: str, value: str) -> list[tuple[str, int]]:
             raise exception.InvalidExtraSpec(
                 key=key, value=value, reason='%r is not name:count; expected '
                 'name:count[,name:count]' % part.strip())
-        if not count.isdigit() or int(count) < 1:
+        if not (count.isascii() and count.isdigit()) or int(count) < 1:
             raise exception.InvalidExtraSpec(
                 key=key, value=value, reason='count %r of %r must be a whole '
                 'number of at least 1' % (count, name))
