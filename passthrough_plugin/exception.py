@@ -189,3 +189,9 @@ class EvacuateRefused(LedgerError):
 
 class DomainXmlError(LedgerError):
     msg_fmt = "Cannot read the domain XML of %(source)s: %(reason)s"
+
+
+# -- host agent (issue 4) ----------------------------------------------------
+
+class InvalidVfCount(VfConfigError, Invalid):
+    """A VF count outside 0..sriov_totalvfs: bad operator input."""

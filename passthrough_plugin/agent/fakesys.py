@@ -209,6 +209,7 @@ class FakeSysfs:
         npath = self.dev(address) / 'net' / name
         npath.mkdir(parents=True, exist_ok=True)
         _write(npath / 'operstate', 'down\n')
+        _link(npath / 'device', '../../../%s' % address)
         _link(self.sys / 'class/net' / name,
               '../../%s/%s/net/%s' % (DEVICES, address, name))
 

@@ -74,7 +74,8 @@ def start(method: str = 'auto') -> None:
     configured ``[passthrough_agent_privileged] helper_command`` (sudo).
     """
     if method == 'auto':
-        method = 'fork' if os.geteuid() == 0 else 'helper'
+        # Not root: oslo.privsep starts the helper on the first write.
+        method = 'fork' if os.geteuid() == 0 else 'lazy'
     if method == 'fork':
         sysfs_admin.start(priv_context.Method.FORK)
     elif method == 'helper':

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+from importlib import metadata
 
 import stevedore
 from oslo_log import log as logging
@@ -25,7 +26,9 @@ def load(name: str, fs: sysfs_mod.Sysfs) -> base.Binder:
 
     :raises: InvalidConfig naming the valid binders.
     """
-    try:
+    installed = {ep.name for ep in metadata.entry_points(
+        group=base.NAMESPACE)}
+    if name in installed:
         manager: stevedore.DriverManager[base.Binder] = (
             stevedore.DriverManager(base.NAMESPACE, name, invoke_on_load=True,
                                     invoke_args=(fs,)))
@@ -35,14 +38,12 @@ def load(name: str, fs: sysfs_mod.Sysfs) -> base.Binder:
                 group='agent', option='binder', value=name,
                 reason='the entry point does not give a Binder')
         return loaded
-    except stevedore.exception.NoMatches:
-        pass
     target = BUILTIN.get(name)
     if target is None:
         raise exception.InvalidConfig(
             group='agent', option='binder', value=name,
             reason='no such binder; choose one of %s' % ', '.join(
-                sorted(BUILTIN)))
+                sorted(installed | set(BUILTIN))))
     LOG.debug('binder %s: entry point not installed, using %s', name,
               target)
     module, _sep, cls = target.partition(':')

@@ -71,6 +71,7 @@ def build_standard(tree: fakesys.FakeSysfs, iommu: bool = True) -> None:
     tree.add_driver('e1000e', (('8086', '10d3'),))
     tree.add_driver('pcieport', (('1b36', '000e'),))
     tree.add_driver('vfio-pci')
+    tree.load_module('vfio')
     tree.add_driver('pci-stub')
     if iommu:
         tree.enable_iommu()

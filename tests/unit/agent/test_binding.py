@@ -6,13 +6,17 @@ import configparser
 import os
 import pathlib
 import warnings
+from importlib import metadata
 
+import stevedore
 import testtools
 
 from passthrough_plugin import exception
 from passthrough_plugin.agent import binders
 from passthrough_plugin.agent import binding
+from passthrough_plugin.agent.binders import base
 from passthrough_plugin.agent.binders import stub
+from passthrough_plugin.agent.binders import vfio
 from passthrough_plugin.pci import device_spec
 from tests.unit.agent import fixtures as agent_fixtures
 from tests.unit.agent.fixtures import (E1000, E1000E, IGB_PF, IGB_VFS,
@@ -301,3 +305,14 @@ class LoaderTest(testtools.TestCase):
         e = self.assertRaises(exception.InvalidConfig, binders.load,
                               'vfio', host.fs)
         self.assertIn('choose one of pci-stub, vfio-pci', e.message)
+
+    def test_installed_entry_point_loads(self) -> None:
+        names = {ep.name for ep in metadata.entry_points(
+            group=base.NAMESPACE)}
+        if 'vfio-pci' not in names:
+            self.skipTest('passthrough-plugin is not installed')
+        host = self.useFixture(agent_fixtures.FakeHost(standard=False))
+        manager = stevedore.DriverManager(
+            base.NAMESPACE, 'vfio-pci', invoke_on_load=True,
+            invoke_args=(host.fs,))
+        self.assertIsInstance(manager.driver, vfio.VfioPciBinder)

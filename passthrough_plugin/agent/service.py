@@ -1,0 +1,143 @@
+"""The agent service: publish reports, re-apply desired state, rescan."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from passthrough_plugin import exception
+from passthrough_plugin.agent import binding
+from passthrough_plugin.agent import discovery
+from passthrough_plugin.agent import journal as journal_mod
+from passthrough_plugin.agent import sriov
+from passthrough_plugin.agent import sysfs as sysfs_mod
+from passthrough_plugin.pci import address as addr
+from passthrough_plugin.pci import device_spec
+from passthrough_plugin.pci import report as report_mod
+from passthrough_plugin.store import base as store_base
+
+LOG = logging.getLogger(__name__)
+StoreFactory = Callable[[cfg.ConfigOpts], store_base.ReportStore]
+
+
+def default_store(conf: cfg.ConfigOpts) -> store_base.ReportStore:
+    from passthrough_plugin.store import loader
+
+    return loader.load_store(conf)
+
+
+def fingerprint(report: report_mod.HostReport) -> str:
+    """What must change for a report to be worth publishing again."""
+    data = report.to_dict()
+    data.pop('reported_at', None)
+    data.pop('generation', None)
+    return json.dumps(data, sort_keys=True)
+
+
+class Agent:
+    """One compute host's agent, on ``conf`` (registered groups: pci,
+    report_store, agent, sriov)."""
+
+    def __init__(self, conf: cfg.ConfigOpts, fs: sysfs_mod.Sysfs,
+                 store_factory: StoreFactory = default_store,
+                 binder_loader: binding.BinderLoader | None = None) -> None:
+        self.conf = conf
+        self.fs = fs
+        self.specs = device_spec.DeviceSpecList.from_config(
+            conf.pci.device_spec)
+        self.desired_vfs = sriov.parse_desired(conf.sriov.vf_count)
+        self.desired_bound = [
+            addr.normalize(a, '[agent] bind_devices')
+            for a in conf.agent.bind_devices]
+        self._store_factory = store_factory
+        self._store: store_base.ReportStore | None = None
+        self._binder_loader = binder_loader
+        self.last: str | None = None
+
+    @property
+    def store(self) -> store_base.ReportStore:
+        if self._store is None:
+            self._store = self._store_factory(self.conf)
+        return self._store
+
+    def group_binding(self, force: bool = False) -> binding.GroupBinding:
+        kwargs = {}
+        if self._binder_loader is not None:
+            kwargs['loader'] = self._binder_loader
+        return binding.GroupBinding(
+            self.fs, journal_mod.Journal(self.conf.agent.state_path),
+            specs=self.specs, binder=self.conf.agent.binder, force=force,
+            **kwargs)
+
+    def report(self) -> report_mod.HostReport:
+        return discovery.build_report(self.fs, self.specs,
+                                      self.conf.agent.host)
+
+    def publish(self, report: report_mod.HostReport | None = None) -> int:
+        """:raises: StoreError"""
+        report = report if report is not None else self.report()
+        generation = self.store.publish(report)
+        self.last = fingerprint(report)
+        LOG.info('published %d devices of %s, generation %d',
+                 len(report.devices), report.host, generation)
+        return generation
+
+    def apply_desired(self) -> list[str]:
+        """Recover, then set VF counts and bindings; return the problems.
+
+        Each item is applied on its own: one broken PF does not keep the
+        others from coming up at boot.
+        """
+        problems = []
+        gb = self.group_binding()
+        try:
+            recovered = gb.recover()
+            if recovered:
+                LOG.warning('recovered: %s', recovered)
+        except exception.PassthroughException as exc:
+            problems.append(exc.message)
+        for key, count in self.desired_vfs:
+            try:
+                pf = sriov.resolve_pf(self.fs, key, '[sriov] vf_count')
+                sriov.configure_vfs(self.fs, pf, count,
+                                    self.conf.sriov.vf_timeout)
+            except exception.PassthroughException as exc:
+                problems.append(exc.message)
+        for address in self.desired_bound:
+            if self.fs.driver(address) == gb.binder.driver:
+                continue
+            try:
+                gb.bind([address])
+            except exception.PassthroughException as exc:
+                problems.append(exc.message)
+        for problem in problems:
+            LOG.error('desired state not applied: %s', problem)
+        return problems
+
+    def tick(self) -> bool:
+        """Scan once; publish if the report changed. True if published."""
+        report = self.report()
+        if fingerprint(report) == self.last:
+            return False
+        try:
+            self.publish(report)
+        except exception.StoreError as exc:
+            # Keep self.last: the next tick tries again.
+            LOG.error('cannot publish the report: %s', exc.message)
+            return False
+        return True
+
+    def run(self, iterations: int | None = None,
+            sleep: Callable[[float], None] = time.sleep) -> None:
+        """Apply the desired state, then scan and publish until stopped."""
+        self.apply_desired()
+        done = 0
+        while iterations is None or done < iterations:
+            self.tick()
+            done += 1
+            if iterations is None or done < iterations:
+                sleep(self.conf.agent.scan_interval)

@@ -1,0 +1,304 @@
+"""``passthrough-agent``: the compute host agent's command line."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging as std_logging
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from passthrough_plugin import exception
+from passthrough_plugin.agent import discovery
+from passthrough_plugin.agent import doctor
+from passthrough_plugin.agent import hostdev
+from passthrough_plugin.agent import privsep
+from passthrough_plugin.agent import service
+from passthrough_plugin.agent import sriov
+from passthrough_plugin.agent import sysfs as sysfs_mod
+from passthrough_plugin.conf import agent as agent_conf
+from passthrough_plugin.conf import pci as pci_conf
+from passthrough_plugin.conf import store as store_conf
+from passthrough_plugin.pci import address as addr
+
+LOG = logging.getLogger(__name__)
+PROG = 'passthrough-agent'
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+# Commands that write to sysfs, so need the privileged helper.
+WRITERS = frozenset(('configure-vfs', 'bind', 'unbind', 'run'))
+
+
+class UsageError(Exception):
+    """Bad command-line input: one line, exit 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> Any:  # argparse's own: exit 2 too
+        raise UsageError(message)
+
+
+def _address(field: str) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        try:
+            return addr.normalize(value, field)
+        except exception.InvalidPciAddress as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _Parser(add_help=False)
+    common.add_argument('--config-file', action='append', default=[],
+                        metavar='PATH', help='an oslo.config file; repeat '
+                        'for more (default: the usual search path)')
+    common.add_argument('--sysfs-root', metavar='DIR', default=None,
+                        help='where sysfs is mounted (default: [agent] '
+                        'sysfs_root, /sys)')
+    common.add_argument('--proc-root', metavar='DIR', default=None,
+                        help='where procfs is mounted (default: /proc)')
+    common.add_argument('--state-path', metavar='PATH', default=None,
+                        help='the intent journal (default: [agent] '
+                        'state_path)')
+    common.add_argument('--debug', action='store_true')
+    printing = _Parser(add_help=False)
+    printing.add_argument('--format', choices=('table', 'json'),
+                          default='table')
+    parser = _Parser(prog=PROG, description='Discover, configure, bind and '
+                     'report the PCI devices of this compute host.')
+    sub = parser.add_subparsers(dest='command', required=True,
+                                parser_class=_Parser)
+
+    def add(name: str, helptext: str, prints: bool = True) -> _Parser:
+        parents = [common, printing] if prints else [common]
+        return sub.add_parser(name, help=helptext, parents=parents)
+
+    p = add('discover', 'list PCI devices and what the report would say')
+    p.add_argument('--all', action='store_true',
+                   help='also devices [pci] device_spec does not list')
+    p = add('configure-vfs', 'set VF counts (PF COUNT, or [sriov] '
+            'vf_count)')
+    p.add_argument('pf', nargs='?', metavar='PF',
+                   help='PF address or interface name')
+    p.add_argument('count', nargs='?', type=int, metavar='COUNT')
+    for name, what in (('bind', 'bind devices (and their IOMMU groups)'),
+                       ('unbind', 'return devices to their drivers')):
+        p = add(name, what)
+        p.add_argument('addresses', nargs='+', metavar='ADDRESS',
+                       type=_address('ADDRESS argument'))
+        p.add_argument('--binder', default=None,
+                       help='binder entry point (default: [agent] binder)')
+        if name == 'bind':
+            p.add_argument('--force', action='store_true',
+                           help='bind even a device the host uses')
+    add('doctor', 'check the host is ready for passthrough')
+    p = add('hostdev-xml', 'libvirt <hostdev> XML and the qemu argument')
+    p.add_argument('address', metavar='ADDRESS',
+                   type=_address('ADDRESS argument'))
+    p.add_argument('--guest-address', metavar='ADDRESS', default=None,
+                   type=_address('--guest-address'))
+    p.add_argument('--unmanaged', action='store_true',
+                   help="managed='no': the agent, not libvirt, binds it")
+    add('report', 'publish the report to the configured store')
+    p = add('run', 'apply the desired state, then rescan and publish',
+            prints=False)
+    p.add_argument('--once', action='store_true',
+                   help='one scan and publish, then exit')
+    return parser
+
+
+# -- output ------------------------------------------------------------------
+def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
+    text = [[str('-' if v is None else v) for v in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in text)) if text else len(h)
+              for i, h in enumerate(header)]
+    lines = ['  '.join(h.ljust(w) for h, w in zip(header, widths,
+                                                   strict=True)).rstrip()]
+    lines += ['  '.join(c.ljust(w) for c, w in zip(r, widths,
+                                                  strict=True)).rstrip()
+              for r in text]
+    return '\n'.join(lines)
+
+
+def emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    if getattr(args, 'format', 'table') == 'json':
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        print(text)
+
+
+# -- commands ----------------------------------------------------------------
+def cmd_discover(agent: service.Agent, args: argparse.Namespace) -> int:
+    scan = discovery.scan(agent.fs)
+    report = discovery.build_report(agent.fs, agent.specs,
+                                    agent.conf.agent.host, scan)
+    listed = {d.address: d for d in report.devices}
+    rows = []
+    for info in scan.devices.values():
+        dev = listed.get(info.address)
+        if dev is None and not args.all:
+            continue
+        rows.append((info.address, '%s:%s' % (info.vendor_id,
+                                              info.product_id),
+                     info.class_code, info.dev_type, info.driver,
+                     info.numa_node, info.iommu_group, info.physfn,
+                     ','.join(info.netdevs) or None,
+                     '%d/%d' % (info.num_vfs, info.total_vfs)
+                     if info.total_vfs else None,
+                     dev.resource_class if dev else '(not listed)'))
+    data: dict[str, Any] = report.to_dict()
+    if args.all:
+        data['all_devices'] = [i.to_dict() for i in scan.devices.values()]
+    foreign = ''.join(
+        '\nIOMMU group %d is not assignable: %s not listed' % (
+            g, ', '.join(m)) for g, m in sorted(
+                report.iommu.foreign_members.items()))
+    emit(args, data, table(rows, (
+        'ADDRESS', 'ID', 'CLASS', 'TYPE', 'DRIVER', 'NUMA', 'GROUP',
+        'PF', 'NETDEV', 'VFS', 'RESOURCE CLASS')) + (
+        '\nIOMMU: %s' % ('on' if report.iommu.enabled else 'OFF')) + foreign)
+    return EXIT_OK
+
+
+def cmd_configure_vfs(agent: service.Agent,
+                      args: argparse.Namespace) -> int:
+    if (args.pf is None) != (args.count is None):
+        raise UsageError('give both PF and COUNT, or neither to apply '
+                         '[sriov] vf_count')
+    if args.count is not None and args.count < 0:
+        raise UsageError('COUNT %d must be 0 or more' % args.count)
+    desired = ([(args.pf, args.count)] if args.pf is not None
+               else agent.desired_vfs)
+    if not desired:
+        raise UsageError('nothing to do: give PF COUNT or set [sriov] '
+                         'vf_count')
+    result = sriov.apply_desired(agent.fs, desired,
+                                 agent.conf.sriov.vf_timeout)
+    emit(args, result, table(
+        [(pf, len(vfs), ' '.join(vfs) or None)
+         for pf, vfs in result.items()], ('PF', 'VFS', 'ADDRESSES')))
+    return EXIT_OK
+
+
+def cmd_bind(agent: service.Agent, args: argparse.Namespace) -> int:
+    if args.binder:
+        agent.conf.set_override('binder', args.binder, group='agent')
+    gb = agent.group_binding(force=getattr(args, 'force', False))
+    if args.command == 'bind':
+        done = gb.bind(args.addresses)
+    else:
+        done = gb.unbind(args.addresses)
+    rows = [(a, agent.fs.driver(a), agent.fs.iommu_group(a)) for a in done]
+    emit(args, {'command': args.command, 'devices': [
+        {'address': a, 'driver': d, 'iommu_group': g} for a, d, g in rows]},
+        table(rows, ('ADDRESS', 'DRIVER', 'GROUP')) if rows
+        else 'nothing to do')
+    return EXIT_OK
+
+
+def cmd_doctor(agent: service.Agent, args: argparse.Namespace) -> int:
+    checks = doctor.run(agent.fs)
+    emit(args, {'checks': [c.to_dict() for c in checks],
+                'ok': not doctor.failed(checks)},
+         table([(c.status.upper(), c.name, c.detail, c.hint or None)
+                for c in checks], ('STATUS', 'CHECK', 'DETAIL', 'HINT')))
+    return EXIT_FAIL if doctor.failed(checks) else EXIT_OK
+
+
+def cmd_hostdev(agent: service.Agent, args: argparse.Namespace) -> int:
+    agent.fs.require_device(args.address)
+    host = addr.PciAddress.parse(args.address)
+    guest = (addr.PciAddress.parse(args.guest_address)
+             if args.guest_address else None)
+    xml = hostdev.hostdev_xml(host, guest, managed=not args.unmanaged)
+    qemu = hostdev.qemu_device(host, guest)
+    emit(args, {'xml': xml, 'qemu': ['-device', qemu]},
+         '%s\n\nqemu: -device %s' % (xml, qemu))
+    return EXIT_OK
+
+
+def cmd_report(agent: service.Agent, args: argparse.Namespace) -> int:
+    report = agent.report()
+    generation = agent.publish(report)
+    emit(args, {'host': report.host, 'generation': generation,
+                'devices': len(report.devices)},
+         'published %d devices of %s: generation %d' % (
+             len(report.devices), report.host, generation))
+    return EXIT_OK
+
+
+def cmd_run(agent: service.Agent, args: argparse.Namespace) -> int:
+    agent.run(iterations=1 if args.once else None)
+    return EXIT_OK
+
+
+COMMANDS: dict[str, Callable[[service.Agent, argparse.Namespace], int]] = {
+    'discover': cmd_discover, 'configure-vfs': cmd_configure_vfs,
+    'bind': cmd_bind, 'unbind': cmd_bind, 'doctor': cmd_doctor,
+    'hostdev-xml': cmd_hostdev, 'report': cmd_report, 'run': cmd_run,
+}
+
+
+def _setup(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
+    pci_conf.register_opts(conf)
+    store_conf.register_opts(conf)
+    agent_conf.register_opts(conf)
+    logging.register_options(conf)
+    # stdout carries the command's output (JSON too): logs go to stderr.
+    conf.set_default('use_stderr', True)
+    conf([], project='passthrough-plugin', prog=PROG,
+         default_config_files=args.config_file or None)
+    if args.debug:
+        conf.set_override('debug', True)
+    logging.setup(conf, PROG)
+    if not args.debug and args.command != 'run':
+        # One-shot commands print their result; keep INFO logs out of it.
+        std_logging.getLogger('passthrough_plugin').setLevel(
+            std_logging.WARNING)
+    for option, value in (('sysfs_root', args.sysfs_root),
+                          ('proc_root', args.proc_root),
+                          ('state_path', args.state_path)):
+        if value:
+            conf.set_override(option, value, group='agent')
+
+
+def main(argv: Sequence[str] | None = None,
+         conf: cfg.ConfigOpts | None = None,
+         kernel: sysfs_mod.KernelEmulator | None = None) -> int:
+    """Run one command; return the exit code (2: bad input).
+
+    ``kernel`` is for tests: the emulator behind a fake sysfs tree.
+    """
+    conf = conf if conf is not None else cfg.CONF
+    try:
+        args = build_parser().parse_args(argv)
+        _setup(args, conf)
+        fs = sysfs_mod.Sysfs(conf.agent.sysfs_root, conf.agent.proc_root,
+                             kernel=kernel)
+        agent = service.Agent(conf, fs)
+        if (args.command in WRITERS and kernel is None
+                and privsep.sysfs_admin.client_mode):
+            privsep.start()
+        return COMMANDS[args.command](agent, args)
+    except UsageError as exc:
+        print('%s: error: %s' % (PROG, exc), file=sys.stderr)
+        return EXIT_USAGE
+    except (exception.Invalid, exception.DeviceNotFound, cfg.Error) as exc:
+        print('%s: error: %s' % (PROG, getattr(exc, 'message', exc)),
+              file=sys.stderr)
+        return EXIT_USAGE
+    except exception.PassthroughException as exc:
+        print('%s: %s' % (PROG, exc.message), file=sys.stderr)
+        return EXIT_FAIL
+    except OSError as exc:
+        print('%s: %s' % (PROG, exc), file=sys.stderr)
+        return EXIT_FAIL
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == '__main__':
+    sys.exit(main())
