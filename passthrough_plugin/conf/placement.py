@@ -19,12 +19,12 @@ DEFAULT_TIMEOUT = 30.0
 _ADAPTER_VERSION_OPTS = ('version', 'min_version', 'max_version')
 
 _GROUP_HELP = """
-How the ``placement`` report store (``[report_store] driver = placement``)
-reaches the OpenStack Placement API. These are the standard keystoneauth
-session, auth and adapter options, with the same names as nova's own
-``[placement]`` group, so the section of an existing nova.conf can be copied
-unchanged. When the plugin runs inside nova-scheduler it shares nova's
-``[placement]`` options.
+How the ``placement`` report store (``[report_store] driver =
+placement``) reaches the OpenStack Placement API. These are the
+standard keystoneauth session, auth and adapter options, with the
+same names as nova's own ``[placement]`` group, so the section of an
+existing nova.conf can be copied unchanged. When the plugin runs
+inside nova-scheduler it shares nova's ``[placement]`` options.
 
 Production, with keystone::
 

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import http.server
+import json
 import os
+import socket
+import threading
 import uuid
 
 import testtools
@@ -212,6 +216,49 @@ class PlacementClientTest(testtools.TestCase):
         self.assertEqual('cn9', client.ensure_provider('cn9').name)
         self.assertEqual(['cn9'],
                          [rp.name for rp in client.list_providers()])
+
+
+class _Unavailable503(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+        body = json.dumps({'errors': [{
+            'status': 503, 'code': 'placement.undefined_code',
+            'detail': '503 Service Unavailable\n\nDatabase is down'}]})
+        self.send_response(503)
+        self.send_header('Content-Type', 'application/json')
+        self.send_header('Content-Length', str(len(body)))
+        self.end_headers()
+        self.wfile.write(body.encode())
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class PlacementFailureModesTest(testtools.TestCase):
+    """Failures a real server cannot be made to show on demand."""
+
+    def test_hung_server_times_out_as_unavailable(self) -> None:
+        with socket.socket() as hung:
+            hung.bind(('127.0.0.1', 0))
+            hung.listen()  # accepts connections, never answers
+            url = f'http://127.0.0.1:{hung.getsockname()[1]}'
+            client = pc.PlacementClient.from_endpoint(url, timeout=0.5)
+            error = self.assertRaises(exception.PlacementUnavailable,
+                                      client.get_provider, 'x')
+        self.assertIn(f'cannot reach Placement at {url}', str(error))
+
+    def test_5xx_is_unavailable_with_the_detail(self) -> None:
+        server = http.server.HTTPServer(('127.0.0.1', 0), _Unavailable503)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        self.addCleanup(thread.join, 5)
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        url = f'http://127.0.0.1:{server.server_address[1]}'
+        error = self.assertRaises(
+            exception.PlacementUnavailable,
+            pc.PlacementClient.from_endpoint(url).list_providers)
+        self.assertIn(f'Placement at {url} answered GET /resource_providers '
+                      'with HTTP 503: Database is down', str(error))
 
 
 class PlacementConfTest(testtools.TestCase):
