@@ -70,7 +70,7 @@ class PciServerTest(base.PassthroughBaseTest):
                                        'ACTIVE')
         held = self._pci_allocations(server['id'])
         self.assertNotEmpty(
-            held, 'server %s holds no %s in Placement' % (
+            held, 'server {} holds no {} in Placement'.format(
                 server['id'], CONF.passthrough.resource_classes))
         self.servers_client.delete_server(server['id'])
         waiters.wait_for_server_termination(self.servers_client,
