@@ -93,6 +93,9 @@ def why(host: pools_mod.HostPools, request: request_mod.DeviceRequest,
     free = states.pop('', 0)
     parts = ['%d free' % free] + [
         '%d %s' % (n, STATE_TEXT[s]) for s, n in sorted(states.items())]
+    blockers = _group_blockers(host, usable)
+    if blockers:
+        parts.append('the IOMMU group(s) also hold %s' % blockers)
     summary = ', '.join(parts)
     if free < request.count:
         if states.get(IOMMU_DISABLED):
@@ -116,3 +119,23 @@ def why(host: pools_mod.HostPools, request: request_mod.DeviceRequest,
                           prefix, request.numa_policy,
                           ','.join(str(c) for c in cells), nodes))
     return INSUFFICIENT, '%s: %s' % (prefix, summary)
+
+
+def _group_blockers(host: pools_mod.HostPools,
+                    usable: list[pools_mod.Pool]) -> str:
+    """Name what makes the matching devices' IOMMU groups unusable."""
+    named: list[str] = []
+    for pool in usable:
+        for i in pool.members:
+            if host.state[i] != IOMMU_GROUP:
+                continue
+            group = host.group_of[i]
+            foreign = host.report.iommu.foreign_members.get(group, ())
+            mates = [host.devices[m].address for m in host.groups[group]
+                     if m != i]
+            for address in (*foreign, *mates):
+                if address not in named:
+                    named.append(address)
+    if len(named) > 3:
+        return '%s and %d more' % (', '.join(named[:3]), len(named) - 3)
+    return ', '.join(named)
