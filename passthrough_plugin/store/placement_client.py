@@ -250,16 +250,44 @@ class PlacementClient:
                         generation: int | None = None) -> int:
         """Replace all inventories; return the new provider generation.
 
+        ``CUSTOM_`` resource classes are created when absent.
+
         :raises PlacementConflict: code ``placement.inventory.inuse`` when a
             class with allocations would go away.
         :raises ProviderGenerationConflict: still racing after the attempts.
         """
         inv = {rc: dict(fields) for rc, fields in inventories.items()}
-        body = self._put_generation(
-            uuid, 'inventories', f'/resource_providers/{uuid}/inventories',
-            lambda g: {'resource_provider_generation': g, 'inventories': inv},
-            generation)
+
+        def write() -> Json:
+            for rc in inv:
+                if rc.startswith('CUSTOM_'):
+                    self.ensure_resource_class(rc)
+            return self._put_generation(
+                uuid, 'inventories',
+                f'/resource_providers/{uuid}/inventories',
+                lambda g: {'resource_provider_generation': g,
+                           'inventories': inv},
+                generation)
+        body = self._again_if_forgotten(write, self._known_classes,
+                                        'Unknown resource class')
         return int(body['resource_provider_generation'])
+
+    def _again_if_forgotten(self, write: Callable[[], Json],
+                            known: set[str], marker: str) -> Json:
+        """Run ``write``; if Placement lost custom names we created and
+        remembered (its database was replaced), forget them and run again.
+        """
+        try:
+            return write()
+        except exception.PlacementError as exc:
+            if not known or exc.kwargs.get('status') != 400 or \
+                    marker not in str(exc.kwargs.get('detail')):
+                raise
+            LOG.warning("Placement at %s forgot custom names we created "
+                        "(%s); creating them again", self.endpoint,
+                        exc.kwargs.get('detail'))
+            known.clear()
+            return write()
 
     def ensure_traits(self, traits: Iterable[str]) -> None:
         """Create the ``CUSTOM_`` traits that do not exist yet."""
@@ -277,11 +305,16 @@ class PlacementClient:
                    generation: int | None = None) -> int:
         """Replace the provider's traits, creating custom ones first."""
         wanted = sorted(set(traits))
-        self.ensure_traits(wanted)
-        body = self._put_generation(
-            uuid, 'traits', f'/resource_providers/{uuid}/traits',
-            lambda g: {'resource_provider_generation': g, 'traits': wanted},
-            generation)
+
+        def write() -> Json:
+            self.ensure_traits(wanted)
+            return self._put_generation(
+                uuid, 'traits', f'/resource_providers/{uuid}/traits',
+                lambda g: {'resource_provider_generation': g,
+                           'traits': wanted},
+                generation)
+        body = self._again_if_forgotten(write, self._known_traits,
+                                        'No such trait')
         return int(body['resource_provider_generation'])
 
     def ensure_resource_class(self, name: str) -> None:

@@ -203,6 +203,20 @@ class PlacementClientTest(testtools.TestCase):
             project_id='p', user_id='u')
         self.assertEqual({VF: 1}, self.client.get_provider_usages(pf.uuid))
 
+    def test_custom_names_are_recreated_when_placement_forgot(self) -> None:
+        _, pf = self._tree()
+        self.client.set_traits(pf.uuid, [PHYSNET])
+        self.server.stop()
+        self.server.reset_database()
+        self.server.start()
+        self.assertIsNone(self.client.get_provider(pf.uuid))
+        # The same client remembers having created VF and PHYSNET.
+        root, pf = self._tree()
+        self.client.set_traits(pf.uuid, [PHYSNET])
+        self.assertEqual({PHYSNET}, self.client.get_traits(pf.uuid)[1])
+        self.assertEqual(4, self.client.get_inventories(pf.uuid)[1][VF]
+                         ['total'])
+
     def test_from_conf_with_admin_token(self) -> None:
         path = os.path.join(self.server.workdir, 'plugin.conf')
         with open(path, 'w') as f:
