@@ -217,6 +217,19 @@ class PlacementClientTest(testtools.TestCase):
         self.assertEqual(4, self.client.get_inventories(pf.uuid)[1][VF]
                          ['total'])
 
+    def test_over_an_openstacksdk_connection(self) -> None:
+        import openstack
+        conn = openstack.connection.Connection(
+            auth_type='admin_token',
+            auth={'token': 'admin', 'endpoint': self.server.url})
+        client = pc.PlacementClient(conn.placement)  # a keystoneauth Adapter
+        self.assertEqual('sdk', client.ensure_provider('sdk').name)
+        self.assertEqual(self.server.url, client.endpoint)
+        self.server.stop()
+        error = self.assertRaises(exception.PlacementUnavailable,
+                                  client.list_providers)
+        self.assertIn(self.server.url, str(error))
+
     def test_from_conf_with_admin_token(self) -> None:
         path = os.path.join(self.server.workdir, 'plugin.conf')
         with open(path, 'w') as f:
