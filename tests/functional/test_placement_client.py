@@ -168,10 +168,10 @@ class PlacementClientTest(testtools.TestCase):
         self.client.put_allocations(
             str(uuid.uuid4()), {pf.uuid: {VF: 1}}, consumer_generation=None,
             project_id='p', user_id='u')
-        error = self.assertRaises(
+        in_use = self.assertRaises(
             exception.PlacementConflict, self.client.set_inventories,
             pf.uuid, {})
-        self.assertEqual('placement.inventory.inuse', error.kwargs['code'])
+        self.assertEqual('placement.inventory.inuse', in_use.kwargs['code'])
         self.assertRaises(exception.PlacementConflict,
                           self.client.delete_provider, pf.uuid)
 
