@@ -87,7 +87,8 @@ def check(test: testtools.TestCase, sc: Scenario) -> pools_mod.Fit:
         if sc.ok:
             test.assertIsNone(fit.reason)
             test.assertEqual(len(sc.request_set.requests), len(fit.devices))
-            for group, req in zip(fit.devices, sc.request_set.requests):
+            for group, req in zip(fit.devices, sc.request_set.requests,
+                                  strict=True):
                 test.assertEqual(req.count, len(group))
             if sc.chosen is not None:
                 test.assertEqual(sc.chosen, fit.devices)
