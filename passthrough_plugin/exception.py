@@ -58,14 +58,16 @@ class UnknownAlias(InvalidExtraSpec):
 
 
 class InvalidHostReport(Invalid):
-    msg_fmt = "Invalid host report for %(host)s at %(path)s: %(reason)s"
+    msg_fmt = ("Invalid host report for %(host)s at %(path)s: "
+               "%(reason)s")
 
 
 class InvalidConfig(Invalid):
-    msg_fmt = "Invalid configuration [%(group)s] %(option)s=%(value)r: %(reason)s"
+    msg_fmt = ("Invalid configuration [%(group)s] %(option)s=%(value)r: "
+               "%(reason)s")
 
 
-# -- report stores -------------------------------------------------------------
+# -- report stores ---------------------------------------------------------
 
 class StoreError(PassthroughException):
     msg_fmt = "Report store error: %(reason)s"
@@ -81,7 +83,8 @@ class GenerationConflict(StoreError):
 
 
 class ClaimFailed(StoreError):
-    msg_fmt = "Claim for consumer %(consumer)s on host %(host)s failed: %(reason)s"
+    msg_fmt = ("Claim for consumer %(consumer)s on host %(host)s failed: "
+               "%(reason)s")
 
 
 class StoreUnavailable(StoreError):
@@ -195,3 +198,8 @@ class DomainXmlError(LedgerError):
 
 class InvalidVfCount(VfConfigError, Invalid):
     """A VF count outside 0..sriov_totalvfs: bad operator input."""
+
+
+class ResizeRefused(LedgerError):
+    msg_fmt = ("Resize of instance %(instance)s to host %(host)s refused "
+               "(%(reason)s): %(detail)s")

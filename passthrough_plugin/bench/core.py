@@ -7,12 +7,13 @@ them). The request is 2 VFs, without and with guest NUMA cells.
 
 from __future__ import annotations
 
+import functools
 import gc
 import os
 import random
 import time
 import tracemalloc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from passthrough_plugin.pci import alias as alias_mod
@@ -39,6 +40,17 @@ def _time(func: Callable[[], Any], repeat: int = 5) -> tuple[float, Any]:
         result = func()
         best = min(best, time.perf_counter() - start)
     return best, result
+
+
+def _fits(deciders: Sequence[pools_mod.HostPools | summary_mod.Summary],
+          requests: request_mod.RequestSet,
+          cells: list[int] | None) -> list[bool]:
+    return [d.fits(requests, cells) for d in deciders]
+
+
+def _nova_fits(stats: list[Any], requests: list[Any],
+               cells: Any) -> list[bool]:
+    return [bool(s.support_requests(requests, None, cells)) for s in stats]
 
 
 def build(hosts: int = HOSTS, seed: int = 42) -> list[pools_mod.HostPools]:
@@ -84,10 +96,10 @@ def run() -> None:
     for label, extra_specs, cells in cases:
         requests = request_mod.RequestSet.from_extra_specs(extra_specs,
                                                            aliases)
-        t_sum, ours = _time(lambda r=requests, c=cells: [
-            s.fits(r, c) for s in summaries])
-        t_dev, ours_dev = _time(lambda r=requests, c=cells: [
-            h.fits(r, c) for h in hosts], repeat=1)
+        t_sum, ours = _time(functools.partial(_fits, summaries, requests,
+                                              cells))
+        t_dev, ours_dev = _time(functools.partial(_fits, hosts, requests,
+                                                  cells), repeat=1)
         print('-- %s: %d of %d hosts fit' % (label, sum(ours), len(ours)))
         print('   passthrough summaries: %8.1f ms  %6.2f us/host' % (
             t_sum * 1e3, t_sum * 1e6 / len(hosts)))
@@ -101,10 +113,9 @@ def run() -> None:
         stats = [nova_pools.stats(h) for h in hosts]
         nova_requests = nova_pools.requests(requests)
         nova_cells = nova_pools.cells(cells)
-        t_nova, theirs = _time(lambda: [
-            s.support_requests(nova_requests, None, nova_cells)
-            for s in stats], repeat=1)
-        same = sum(1 for a, b in zip(ours, theirs) if a == b)
+        t_nova, theirs = _time(functools.partial(
+            _nova_fits, stats, nova_requests, nova_cells), repeat=1)
+        same = sum(1 for a, b in zip(ours, theirs, strict=True) if a == b)
         print('   nova support_requests: %8.1f ms  %6.2f us/host' % (
             t_nova * 1e3, t_nova * 1e6 / len(hosts)))
         print('   ratio nova/passthrough: %.0fx; same decision on %d of %d '

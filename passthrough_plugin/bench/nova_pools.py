@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import report as report_mod
 from passthrough_plugin.pci import request as request_mod
 
-_REGISTERED = False
-
-
+@functools.cache
 def _objects() -> Any:
-    global _REGISTERED
     from nova import objects
-    if not _REGISTERED:
-        objects.register_all()
-        _REGISTERED = True
+    objects.register_all()
     return objects
 
 

@@ -1,4 +1,4 @@
-"""[pci]: the device whitelist and aliases, with nova's option names and forms."""
+"""[pci]: the device whitelist and aliases, as nova names and writes them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ The same options, in the same JSON forms, as nova's ``[pci]`` group, so an
 operator's existing nova.conf works unchanged.
 """)
 
-pci_opts = [
+pci_opts: list[cfg.Opt] = [
     cfg.MultiStrOpt(
         'device_spec',
         default=[],

@@ -1,4 +1,4 @@
-"""[passthrough_scheduler]: the filter, the weigher and the standalone engine."""
+"""[passthrough_scheduler]: the filter, weigher and standalone engine."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ scheduler_group = cfg.OptGroup(
     title='passthrough-plugin scheduler options',
     help='Options of PciPoolFilter, PciPoolWeigher and passthrough-scheduler.')
 
-scheduler_opts = [
+scheduler_opts: list[cfg.Opt] = [
     cfg.StrOpt(
         'weigh_strategy',
         default='pack',

@@ -9,7 +9,7 @@ report_store_group = cfg.OptGroup(
     title='Host report store',
     help='Which store holds the latest host report of every compute host.')
 
-report_store_opts = [
+report_store_opts: list[cfg.Opt] = [
     cfg.StrOpt(
         'driver',
         default='file',
@@ -33,7 +33,7 @@ file_store_group = cfg.OptGroup(
     title='File report store',
     help='The embedded default store: a directory of JSON host reports.')
 
-file_store_opts = [
+file_store_opts: list[cfg.Opt] = [
     cfg.StrOpt(
         'path',
         default='/var/lib/passthrough-plugin/reports',

@@ -74,7 +74,7 @@ class PciAddress:
         numbers = [
             _parse_field(name, maximum, text, value, field)
             for (name, maximum, _fmt, _n), text in zip(
-                _FIELDS, (*parts, func))
+                _FIELDS, (*parts, func), strict=True)
         ]
         address = cls(*numbers)
         if len(_PARSED) < 65536:
@@ -180,7 +180,8 @@ class GlobAddressSpec(AddressSpec):
     def to_config(self) -> str:
         return '%s:%s:%s.%s' % tuple(
             ANY if v is None else fmt % v
-            for v, (_n, _m, fmt, _d) in zip(self._values, _FIELDS))
+            for v, (_n, _m, fmt, _d) in zip(self._values, _FIELDS,
+                                            strict=True))
 
 
 class RegexAddressSpec(AddressSpec):
@@ -223,7 +224,8 @@ class RegexAddressSpec(AddressSpec):
 
     def match(self, address: PciAddress) -> bool:
         return all(p.fullmatch(v) is not None
-                   for p, v in zip(self._patterns, address.fields))
+                   for p, v in zip(self._patterns, address.fields,
+                                  strict=True))
 
     def exact(self) -> PciAddress | None:
         # A regex names one address only if every field is a plain hex

@@ -84,8 +84,9 @@ def _describe(error: jsonschema.ValidationError) -> str:
         allowed = ', '.join(sorted(SCHEMA['properties']))
         return '%s; allowed keys: %s' % (error.message, allowed)
     if error.validator == 'enum':
+        allowed: list[Any] = list(error.validator_value)  # type: ignore
         return '%s %r is not one of %s' % (
-            where, error.instance, ', '.join(error.validator_value))
+            where, error.instance, ', '.join(map(str, allowed)))
     if error.validator == 'pattern':
         return '%s %r must be exactly 4 hex digits' % (where, error.instance)
     return '%s: %s' % (where, error.message)

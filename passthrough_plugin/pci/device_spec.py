@@ -1,4 +1,4 @@
-"""``[pci] device_spec``: which host devices may be assigned, with their tags."""
+"""``[pci] device_spec``: which host devices may be assigned, and tags."""
 
 from __future__ import annotations
 

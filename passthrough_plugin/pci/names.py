@@ -22,7 +22,7 @@ def resource_class(requested: str | None, vendor_id: str,
 
 
 def traits(text: str | None) -> frozenset[str]:
-    """Normalise a comma separated trait list (standard kept, others CUSTOM_)."""
+    """Normalise a comma separated trait list (others become CUSTOM_)."""
     if not text:
         return frozenset()
     names = [t.strip() for t in text.split(',') if t.strip()]

@@ -72,7 +72,9 @@ def signature(vendor_id: int, product_id: int, dev_type: str,
            traits)
     sig = _SIGNATURES.get(key)
     if sig is None:
-        sig = _SIGNATURES[key] = Signature(*key)  # type: ignore[arg-type]
+        sig = _SIGNATURES[key] = Signature(
+            vendor_id, product_id, dev_type, pool_tags, resource_class,
+            traits)
     return sig
 
 

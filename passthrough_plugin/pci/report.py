@@ -1,4 +1,4 @@
-"""The HostReport, schema v1: what a compute host says about its PCI devices."""
+"""The HostReport, schema v1: what a host says about its PCI devices."""
 
 from __future__ import annotations
 

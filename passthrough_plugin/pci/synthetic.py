@@ -51,7 +51,7 @@ def sriov_host(host: str, pfs: int = 4, vfs: int = 64, numa_nodes: int = 2,
 
 
 def random_usage(rng: random.Random, pfs: int, vfs: int) -> list[int]:
-    """How many VFs of each PF are in use: mostly idle, some busy, some full."""
+    """How many VFs of each PF are in use: many idle, some busy or full."""
     out = []
     for _ in range(pfs):
         roll = rng.random()

@@ -279,7 +279,8 @@ class DifferentialTestCase(testtools.TestCase):
             values = random_device_specs(rng, host)
             alias_values = random_aliases(rng, host)
             names = sorted({json.loads(v)['name'] for v in alias_values})
-            asked = ','.join('%s:%d' % (rng.choice(names), rng.choice((1, 1, 2, 3)))
+            asked = ','.join('%s:%d' % (rng.choice(names),
+                                        rng.choice((1, 1, 2, 3)))
                              for _ in range(rng.randint(1, 2)))
             policy = rng.choice((None,) * 3 + alias_mod.NUMA_POLICIES)
             cells = rng.choice((None, None, [0], [1], [0, 1]))
