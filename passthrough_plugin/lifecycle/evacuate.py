@@ -206,6 +206,16 @@ def apply_pending_releases(ledger: ledger_mod.Ledger, releaser: Releaser,
     for pending in ledger.pending_releases(report.host):
         if reported < pending.created_at:
             continue
+        if ledger.instance(pending.instance).host == report.host:
+            # The instance came back to this host meanwhile: releasing the
+            # consumer would free its new claims too. Keep everything; the
+            # old claims stay until the instance is deleted.
+            LOG.warning('instance %s runs on %s again; its claims from '
+                        'before the evacuation are not released',
+                        pending.instance, report.host)
+            with ledger.begin() as txn:
+                txn.mark_released(pending.id, ledger.now())
+            continue
         released = releaser.release(report.host, pending.instance)
         LOG.info('released %s of evacuated instance %s on %s',
                  ', '.join(released) or 'nothing', pending.instance,

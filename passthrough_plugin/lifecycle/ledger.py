@@ -75,7 +75,7 @@ class Ledger:
                 sa.event.listen(self.engine, 'connect', _sqlite_pragmas)
             upgrade(self.engine)
         except (sa.exc.ArgumentError, sa.exc.OperationalError,
-                sa.exc.NoSuchModuleError, OSError) as exc:
+                sa.exc.NoSuchModuleError, ImportError, OSError) as exc:
             raise exception.LedgerUnavailable(
                 url=_safe(url), reason=str(exc).splitlines()[0]) from None
         self.sessions = orm.sessionmaker(self.engine,
@@ -267,7 +267,14 @@ class Transaction:
             alias=alias, source=source, hotplug_id=hotplug_id,
             started_at=at)
         self.session.add(row)
-        self.session.flush()
+        try:
+            self.session.flush()
+        except sa.exc.IntegrityError:
+            # Another writer opened an interval on the device between our
+            # check and our insert: the unique index decided.
+            raise exception.LedgerError(
+                reason='device %s of host %s was just taken by another '
+                'writer' % (host_address, host)) from None
         interval = records.Interval.from_row(row)
         self.notices.append(('attach', interval))
         return interval

@@ -19,6 +19,7 @@ from passthrough_plugin.lifecycle import ledger as ledger_mod
 from passthrough_plugin.lifecycle import mapping
 from passthrough_plugin.lifecycle import models
 from passthrough_plugin.lifecycle import rebuild
+from passthrough_plugin.lifecycle import resize
 from tests.unit.lifecycle import fakes
 
 UTC = datetime.timezone.utc
@@ -345,6 +346,68 @@ class LedgerContract:
         self.assertEqual({}, hotplug.extras(self.ledger, fakes.INSTANCE))
         self.assertEqual(['0000:3b:02.0', '0000:3b:02.1'],
                          sorted(pools.held_by(fakes.INSTANCE)))
+
+    # -- resize --------------------------------------------------------------
+
+    def _booted_with_gpu(self):
+        a = fakes.pools('compute-a')
+        self.clock.now = at('08:00:00')
+        claims.boot(self.ledger, a, fakes.INSTANCE, fakes.PROJECT,
+                    fakes.flavor())
+        self.clock.now = at('08:30:00')
+        hotplug.attach(self.ledger, a, fakes.INSTANCE, 'gpu', fakes.ALIASES)
+        self.clock.now = at('09:00:00')
+        return a
+
+    def test_resize_to_other_host_takes_the_hotplug_along(self) -> None:
+        a, b = self._booted_with_gpu(), fakes.pools('compute-b')
+        small = fakes.flavor({'pci_passthrough:alias': 'vf:1'})
+        move = resize.resize(self.ledger, fakes.INSTANCE, a, b, small,
+                             fakes.ALIASES)
+        self.assertEqual([], a.held_by(fakes.INSTANCE))
+        self.assertEqual(['0000:3b:02.0', '0000:5e:00.0'],
+                         b.held_by(fakes.INSTANCE))
+        self.assertEqual(
+            [('compute-b', '0000:3b:02.0', 'flavor', at('09:00:00'), None,
+              None),
+             ('compute-b', '0000:5e:00.0', 'hotplug', at('09:00:00'), None,
+              None)],
+            [x for x in self.intervals() if x[4] is None])
+        self.assertEqual(3, len(move.closed))
+        self.assertEqual({'gpu': 1}, hotplug.extras(self.ledger,
+                                                    fakes.INSTANCE))
+        self.assertEqual('compute-b',
+                         self.ledger.instance(fakes.INSTANCE).host)
+
+    def test_resize_on_same_host_keeps_intervals_going(self) -> None:
+        a = self._booted_with_gpu()
+        small = fakes.flavor({'pci_passthrough:alias': 'vf:1'})
+        move = resize.resize(self.ledger, fakes.INSTANCE, a, a, small,
+                             fakes.ALIASES)
+        self.assertEqual((), move.opened)
+        self.assertEqual(['0000:3b:02.0', '0000:5e:00.0'],
+                         [i.host_address for i in move.kept])
+        self.assertEqual([('0000:3b:02.1', at('09:00:00'), 'resized')],
+                         [(i.host_address, i.end, i.end_reason)
+                          for i in move.closed])
+        self.assertEqual(['0000:3b:02.0', '0000:5e:00.0'],
+                         sorted(a.held_by(fakes.INSTANCE)))
+
+    def test_resize_refused_changes_nothing(self) -> None:
+        a = self._booted_with_gpu()
+        before = self.intervals()
+        no_gpu = fakes.pools('compute-b', gpus=0)
+        error = self.assertRaises(
+            exception.ResizeRefused, resize.resize, self.ledger,
+            fakes.INSTANCE, a, no_gpu, fakes.flavor(), fakes.ALIASES)
+        self.assertEqual('no_match', error.kwargs['reason'])
+        big = fakes.flavor({'pci_passthrough:alias': 'vf:8'})
+        self.assertRaises(exception.ResizeRefused, resize.resize,
+                          self.ledger, fakes.INSTANCE, a, a, big,
+                          fakes.ALIASES)
+        self.assertEqual(before, self.intervals())
+        self.assertEqual(['0000:3b:02.0', '0000:3b:02.1', '0000:5e:00.0'],
+                         sorted(a.held_by(fakes.INSTANCE)))
 
     # -- evacuate ------------------------------------------------------------
 
