@@ -203,8 +203,3 @@ class InvalidVfCount(VfConfigError, Invalid):
 class ResizeRefused(LedgerError):
     msg_fmt = ("Resize of instance %(instance)s to host %(host)s refused "
                "(%(reason)s): %(detail)s")
-
-
-class ResizeRefused(LedgerError):
-    msg_fmt = ("Resize of instance %(instance)s to host %(host)s refused "
-               "(%(reason)s): %(detail)s")
