@@ -1,0 +1,1 @@
+"""Real-kernel tests: a QEMU guest harness and its smoke test."""

@@ -197,8 +197,10 @@ class _PrivateApt:
 def _unpack(debs: Sequence[pathlib.Path], dest: pathlib.Path,
             timeout: float) -> None:
     """dpkg -x the debs into a fresh dir, then move it into place."""
+    # We hold the cache lock: any .tmp-* sibling is left by a killed run.
+    for stale in dest.parent.glob(f"{dest.name}.tmp-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = dest.with_name(f"{dest.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for deb in debs:
         subprocess.run(["dpkg", "-x", str(deb), str(tmp)], check=True,

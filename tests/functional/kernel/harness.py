@@ -10,32 +10,43 @@ the guest devices are described in topology.py.
 
 How to run our agent inside the guest
 -------------------------------------
-Install the project into a venv on the host (``/work/venv``, or the tox
-env: ``.tox/functional``), then hand its python to the guest::
+Install the project into a venv on the host (``tox -e functional`` does,
+editable; or ``pip install -e .`` into ``/work/venv``) and hand that venv's
+python to the guest; its ``bin`` comes first on PATH there, so the
+``passthrough-agent`` console script (and ``privsep-helper``) are found::
 
+    import json, sys
+    import testtools
     from tests.functional.kernel import harness
 
-    class AgentKernelTest(testtools.TestCase):
-        def test_discover(self):
+    class AgentInGuestTest(testtools.TestCase):
+        def test_discover_and_bind(self):
             guest = self.useFixture(harness.KernelGuest(
-                python="/work/main/.tox/functional/bin/python"))
+                python=sys.executable))      # or "/work/venv/bin/python"
             result = guest.run(
-                'passthrough-agent discover --format json'
-                ' > "$PT_OUT/discover.json"\\n'
-                '"$PT_PYTHON" -m passthrough_plugin.cmd.agent doctor\\n',
+                "set -e\n"
+                "passthrough-agent discover --format json"
+                " > \"$PT_OUT/discover.json\"\n"
+                "passthrough-agent doctor > \"$PT_OUT/doctor.txt\"\n",
                 timeout=600, env={"OS_DEBUG": "1"})
             self.assertEqual(0, result.rc, result.output)
-            report = json.loads((result.out_dir / "discover.json").read_text())
+            report = json.loads(
+                (result.out_dir / "discover.json").read_text())
 
 In the guest the script runs as root under ``/bin/sh`` (``shell=`` picks
-another), in ``cwd`` (default: the repository root), with the venv's bin
-first on PATH and these variables set: ``PT_PYTHON`` (the python given),
-``PT_OUT`` (the out dir, also ``result.out_dir`` on the host), ``PT_REPO``
-(the repository root), plus ``env``.  The guest has its own ``/sys`` and
-``/dev`` (``/dev/vfio/N`` appear there), ``modprobe`` finds the guest
-kernel's modules (kmod is provided if the host lacks it), and anything
-written outside ``$PT_OUT`` is lost at power-off.  Each ``run`` is one fresh
-boot (~25 s under TCG before the script starts).
+another), in ``cwd`` (default: the repository root, so ``python -m ...``
+of the work tree works too), with these variables set: ``PT_PYTHON`` (the
+python given), ``PT_OUT`` (the out dir, ``result.out_dir`` on the host),
+``PT_REPO`` (the repository root), ``VIRTUAL_ENV`` (when ``python`` is in a
+venv), plus ``env``.  The guest has its own ``/proc``, ``/sys`` and ``/dev``
+(``/dev/vfio/N`` appear there); ``modprobe`` finds the guest kernel's
+modules (kmod from the cache stands in if the host has none); everything
+written outside ``$PT_OUT`` lives in RAM and is gone at power-off.  Each
+``run`` is one fresh boot: ~10-20 s under TCG before the script starts, so
+put several checks into one script and assert on files in ``$PT_OUT``.
+The device layout and module list are in topology.py; the guest's result
+line and console are in ``result.log``, the script's own output alone in
+``result.output``.
 """
 
 from __future__ import annotations

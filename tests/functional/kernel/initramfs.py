@@ -7,6 +7,7 @@ MB.  The archive is written in Python (cpio "newc"), cached by content.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
 import io
@@ -47,7 +48,9 @@ def kmod_tool(assets: assets_mod.Assets, tool: str) -> pathlib.Path:
     links.mkdir(exist_ok=True)
     link = links / tool
     if not link.is_symlink():
-        link.symlink_to(assets.kmod)
+        # Several test processes may get here at once: first one wins.
+        with contextlib.suppress(FileExistsError):
+            link.symlink_to(assets.kmod)
     return link
 
 
