@@ -173,7 +173,9 @@ def start(s: Settings) -> None:
     if (s.run / STARTED_MARK).exists() or not (s.etc / 'nova').exists():
         log('state is not fresh (fake driver: no node identity): setup')
         mc_procs.stop('mysqld', s.run)
+        t0 = time.monotonic()
         setup(s)
+        log('setup done in %.1fs', time.monotonic() - t0)
     _check_ports(s)
     mc_configs.write_all(s)
     (s.run / STARTED_MARK).write_text(time.strftime('%F %T\n'))
@@ -252,7 +254,7 @@ def _wait_compute(s: Settings, api: mc_api.Api) -> None:
         if COMPUTE_HOST in mc_infra.mysql_query(
                 s, 'SELECT host FROM nova_api.host_mappings'):
             return True
-        if time.monotonic() - last[0] > 10:
+        if time.monotonic() - last[0] > 4:
             mc_procs.run(nm, 'discover_hosts', retries=3,
                          log_file=s.logs / 'discover.log')
             last[0] = time.monotonic()
