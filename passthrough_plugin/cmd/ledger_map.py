@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 from oslo_config import cfg
@@ -20,10 +21,16 @@ EXIT_USAGE = 2
 EXIT_FAILURE = 1
 
 
-def add_map_parser(subparsers: Any) -> argparse.ArgumentParser:
-    """Add ``map`` to the agent's sub-commands; ``run_map`` runs it."""
+def add_map_parser(subparsers: Any,
+                   parents: Sequence[argparse.ArgumentParser] = ()
+                   ) -> argparse.ArgumentParser:
+    """Add ``map`` to the agent's sub-commands; ``run_map`` runs it.
+
+    ``parents``: the agent's common options (``--config-file``...), without
+    ``--format``, which ``map`` adds itself.
+    """
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        'map', help='host PCI device <-> guest PCI device, per instance',
+        'map', parents=list(parents), help='host PCI device <-> guest PCI device, per instance',
         description='One row per device: host address, guest address, '
         'instance, source (flavor or hotplug) and since when, from the '
         'libvirt domain XML joined with the ledger.')

@@ -161,6 +161,30 @@ class TestMapCommand(testtools.TestCase):
         self.assertEqual(2, self.run_map('--domain-xml', '/nonexistent'))
         self.assertEqual(3, len(self.cli.err.getvalue().splitlines()))
 
+    def test_wired_into_an_agent_style_parser(self) -> None:
+        import argparse
+
+        from oslo_config import cfg
+
+        common = argparse.ArgumentParser(add_help=False)
+        common.add_argument('--config-file', action='append', default=[])
+        parser = argparse.ArgumentParser(prog='passthrough-agent')
+        sub = parser.add_subparsers(dest='command', required=True)
+        ledger_map.add_map_parser(sub, parents=[common])
+        args = parser.parse_args(['map', '--config-file', self.cli.config,
+                                  '--host-address', '0000:3b:02.1',
+                                  '--at', '2026-11-02T09:00:00Z',
+                                  '--format', 'json'])
+        conf = cfg.ConfigOpts()
+        conf([], project='passthrough-plugin',
+             default_config_files=args.config_file)
+        self.assertEqual(0, args.run(args, conf), self.cli.err.getvalue())
+        row, = json.loads(self.cli.out.getvalue())
+        self.assertEqual(('compute-a', fakes.INSTANCE, 'flavor',
+                          '2026-11-02T08:00:00Z'),
+                         (row['host'], row['instance'], row['source'],
+                          row['since']))
+
     def test_deleted_instance_holds_nothing(self) -> None:
         code = self.run_map('--instance', fakes.INSTANCE, '--format', 'json')
         self.assertEqual(0, code, self.cli.err.getvalue())
