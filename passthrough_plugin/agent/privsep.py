@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import os
+import warnings
 
-from oslo_privsep import capabilities as caps
-from oslo_privsep import priv_context
+with warnings.catch_warnings():
+    # oslo.privsep's daemon imports eventlet, which warns on import; keep
+    # that off the agent's stderr, where operators read one-line errors.
+    warnings.simplefilter('ignore')
+    from oslo_privsep import capabilities as caps
+    from oslo_privsep import priv_context
 
 # Writing bind/unbind/driver_override/sriov_numvfs needs write access to
 # root-owned attribute files (DAC_OVERRIDE); drivers_probe and new_id go
@@ -66,17 +71,14 @@ def write_attr(root: str, relpath: str, value: str) -> None:
         os.close(fd)
 
 
-def start(method: str = 'auto') -> None:
-    """Start the privileged daemon now rather than on the first write.
+def ensure_started() -> None:
+    """Start the privileged daemon before the first write, if needed.
 
-    ``auto`` forks it when we already run as root (the systemd unit) and
-    otherwise leaves oslo.privsep to start ``privsep-helper`` through the
-    configured ``[passthrough_agent_privileged] helper_command`` (sudo).
+    As root (the systemd unit) it is forked from this process; otherwise
+    oslo.privsep starts it on the first call through
+    ``[passthrough_agent_privileged] helper_command`` (sudo privsep-helper).
+    Tests run the entrypoint in-process (client mode off): nothing starts.
     """
-    if method == 'auto':
-        # Not root: oslo.privsep starts the helper on the first write.
-        method = 'fork' if os.geteuid() == 0 else 'lazy'
-    if method == 'fork':
+    if (sysfs_admin.client_mode and sysfs_admin.channel is None
+            and os.geteuid() == 0):
         sysfs_admin.start(priv_context.Method.FORK)
-    elif method == 'helper':
-        sysfs_admin.start(priv_context.Method.ROOTWRAP)

@@ -134,6 +134,7 @@ class Sysfs:
         LOG.debug('sysfs write %s <- %r', rel, value)
 
         def commit() -> None:
+            privsep.ensure_started()
             privsep.write_attr(self.root, rel, value)
 
         try:

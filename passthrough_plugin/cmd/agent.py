@@ -16,7 +16,6 @@ from passthrough_plugin import exception
 from passthrough_plugin.agent import discovery
 from passthrough_plugin.agent import doctor
 from passthrough_plugin.agent import hostdev
-from passthrough_plugin.agent import privsep
 from passthrough_plugin.agent import service
 from passthrough_plugin.agent import sriov
 from passthrough_plugin.agent import sysfs as sysfs_mod
@@ -28,8 +27,6 @@ from passthrough_plugin.pci import address as addr
 LOG = logging.getLogger(__name__)
 PROG = 'passthrough-agent'
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-# Commands that write to sysfs, so need the privileged helper.
-WRITERS = frozenset(('configure-vfs', 'bind', 'unbind', 'run'))
 
 
 class UsageError(Exception):
@@ -256,8 +253,8 @@ def _setup(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
     logging.setup(conf, PROG)
     if not args.debug and args.command != 'run':
         # One-shot commands print their result; keep INFO logs out of it.
-        std_logging.getLogger('passthrough_plugin').setLevel(
-            std_logging.WARNING)
+        for name in ('passthrough_plugin', 'oslo.privsep', 'oslo_privsep'):
+            std_logging.getLogger(name).setLevel(std_logging.WARNING)
     for option, value in (('sysfs_root', args.sysfs_root),
                           ('proc_root', args.proc_root),
                           ('state_path', args.state_path)):
@@ -279,9 +276,6 @@ def main(argv: Sequence[str] | None = None,
         fs = sysfs_mod.Sysfs(conf.agent.sysfs_root, conf.agent.proc_root,
                              kernel=kernel)
         agent = service.Agent(conf, fs)
-        if (args.command in WRITERS and kernel is None
-                and privsep.sysfs_admin.client_mode):
-            privsep.start()
         return COMMANDS[args.command](agent, args)
     except UsageError as exc:
         print('%s: error: %s' % (PROG, exc), file=sys.stderr)

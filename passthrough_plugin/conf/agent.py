@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import socket
+import warnings
 
 from oslo_config import cfg
-from oslo_privsep import priv_context
+
+with warnings.catch_warnings():
+    # oslo.privsep imports eventlet, which warns on import.
+    warnings.simplefilter('ignore')
+    from oslo_privsep import priv_context
 
 agent_group = cfg.OptGroup(
     'agent',
