@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from passthrough_plugin import exception
@@ -17,6 +18,7 @@ KNOWN_TAGS = ('physical_network', 'trusted', 'remote_managed',
               'resource_class', 'traits') + BOOL_TAGS
 # Tags that select placement resources, not pools (nova's ignored_pool_tags).
 PLACEMENT_TAGS = ('resource_class', 'traits')
+_HEX_ID = re.compile('[0-9a-fA-F]{1,4}')
 _TRUE = ('1', 't', 'true', 'on', 'y', 'yes')
 _FALSE = ('0', 'f', 'false', 'off', 'n', 'no')
 
@@ -42,15 +44,11 @@ def parse_id(value: object, item: str, field: str) -> int | None:
     text = value.strip()
     if text == ANY:
         return None
-    try:
-        number = int(text, 16)
-    except ValueError:
-        number = -1
-    if not 0 < len(text) <= 4 or not 0 <= number <= 0xFFFF:
+    if not _HEX_ID.fullmatch(text):
         raise exception.InvalidDeviceSpec(
             item=item, reason='%s %r is not a hex number of at most 4 '
             'digits (0000-ffff) or "*"' % (field, value))
-    return number
+    return int(text, 16)
 
 
 class DeviceSpec:
@@ -97,6 +95,8 @@ class DeviceSpec:
         self.exact = self.address.exact()
         tags: dict[str, str] = {}
         for key, value in rest.items():
+            if value is None:
+                continue  # a null tag is an unset tag
             if not isinstance(key, str) or not key:
                 raise exception.InvalidDeviceSpec(
                     item=item, reason='tag name %r must be a non-empty '

@@ -463,6 +463,12 @@ class HostPools:
                 consumer=consumer, host=self.host,
                 reason='the requests do not fit: %s' % fit.detail)
         addresses = list(fit.addresses) + list(fit.companions)
+        missing = [a for a in addresses if a not in self.by_address]
+        if missing:
+            raise exception.ClaimFailed(
+                consumer=consumer, host=self.host,
+                reason='device %s is not on the host any more (the fit is '
+                'older than the report)' % ', '.join(missing))
         indices = [self.by_address[a] for a in addresses]
         for i in indices:
             if self.state[i] is not None:

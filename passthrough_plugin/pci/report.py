@@ -83,7 +83,8 @@ SCHEMA: dict[str, Any] = {
                 # nor PCI bridges. Any such member makes the group unusable.
                 'foreign_members': {
                     'type': 'object',
-                    'propertyNames': {'pattern': '^[0-9]+$(?!\n)'},
+                    'propertyNames': {
+                        'pattern': '^(0|[1-9][0-9]*)$(?!\n)'},
                     'additionalProperties': {'type': 'array',
                                              'items': _ADDRESS},
                 },
@@ -300,6 +301,13 @@ def validate(data: Any, source: str = 'report') -> None:
             raise exception.InvalidHostReport(
                 host=host, path=where + '.owner',
                 reason='a %s device needs its owner' % status)
+    cells: set[int] = set()
+    for index, cell in enumerate(data.get('numa_cells') or ()):
+        if cell['id'] in cells:
+            raise exception.InvalidHostReport(
+                host=host, path='$.numa_cells[%d].id' % index,
+                reason='NUMA cell %d appears twice' % cell['id'])
+        cells.add(cell['id'])
     for index, dev in enumerate(data['devices']):
         parent = dev.get('parent_address')
         if parent and types.get(parent, 'type-PF') != 'type-PF':
