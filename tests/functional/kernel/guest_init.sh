@@ -18,6 +18,8 @@ OUT=$(param out)
 up() { cut -d' ' -f1 /proc/uptime; }
 finish() {
     echo "PT-HARNESS-RC $NONCE $1 uptime=$(up)"
+    echo "PT-HARNESS: kernel log follows"
+    dmesg
     sync
     poweroff -f
     sleep 30
@@ -57,5 +59,8 @@ if ! mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 \
     finish 125
 fi
 echo "PT-HARNESS: running $CTL/run.sh, uptime $(up)s"
+# Keep kernel messages off the console while the script runs, so its
+# output is clean; the whole kernel log is printed after the result.
+echo 1 > /proc/sys/kernel/printk
 chroot /host /bin/sh "$CTL/run.sh" </dev/null 2>&1
 finish $?

@@ -28,6 +28,7 @@ LOG = logging.getLogger(__name__)
 
 INIT_TEMPLATE = pathlib.Path(__file__).with_name("guest_init.sh")
 _LAYOUT = 1
+_KEEP_IMAGES = 6
 
 
 def _norm(name: str) -> str:
@@ -192,6 +193,7 @@ def build(assets: assets_mod.Assets, modules: Sequence[str],
     out_dir.mkdir(exist_ok=True)
     target = out_dir / (f"{key}.cpio.gz")
     if target.exists():
+        target.touch()  # most recently used: kept by the pruning below
         return target
     if not (assets.modules_dir / "modules.dep").exists():
         LOG.info("kernel harness: depmod %s", assets.kernel_version)
@@ -205,4 +207,9 @@ def build(assets: assets_mod.Assets, modules: Sequence[str],
         part.write_bytes(gzip.compress(archive.finish(), compresslevel=6))
         part.rename(target)
     LOG.info("kernel harness: built %s", target)
+    # Each change of /init or of the module list makes a new image; keep
+    # the few most recently used ones (other branches may want them).
+    images = sorted(out_dir.glob("*.cpio.gz"), key=lambda p: p.stat().st_mtime)
+    for old in images[:-_KEEP_IMAGES]:
+        old.unlink(missing_ok=True)
     return target
