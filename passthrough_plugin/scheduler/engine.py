@@ -44,17 +44,27 @@ class Request:
         return bool(self.requests.requests)
 
 
-@dataclasses.dataclass(frozen=True)
 class Answer:
     """One host's answer: fits (with its weight) or why not."""
 
-    host: str
-    ok: bool
-    reason: str | None = None
-    detail: str = ''
-    weight: float = 0.0
-    free_before: int = 0
-    free_after: int = 0
+    # A plain slotted class: built for every host of every request.
+    __slots__ = ('host', 'ok', 'reason', 'detail', 'weight', 'free_before',
+                 'free_after')
+
+    def __init__(self, host: str, ok: bool, reason: str | None = None,
+                 detail: str = '', weight: float = 0.0, *,
+                 free_before: int = 0, free_after: int = 0) -> None:
+        self.host = host
+        self.ok = ok
+        self.reason = reason
+        self.detail = detail
+        self.weight = weight
+        self.free_before = free_before
+        self.free_after = free_after
+
+    def __repr__(self) -> str:
+        return 'Answer(%s, ok=%s, reason=%s, weight=%.3f)' % (
+            self.host, self.ok, self.reason, self.weight)
 
 
 def hotplug_requests(keys: Iterable[summary_mod.HotplugKey]
@@ -84,6 +94,7 @@ class Engine:
         store_conf.register_opts(conf)
         self.conf = conf
         self.store = store if store is not None else loader.load_store(conf)
+        self.store_settings = _store_settings(conf)
         self._aliases = aliases
         self._fixed_aliases = aliases is not None
         if not self._fixed_aliases:
@@ -91,6 +102,8 @@ class Engine:
         self._alias_source: tuple[str, ...] | None = None
         self.summaries: dict[str, summary_mod.HostSummary] = {}
         self.memo = summary_mod.Memo()
+        # instance uuid -> the host holding its devices (for rebuilds).
+        self.owners: dict[str, str] = {}
         self._tokens: dict[tuple[object, ...], int] = {}
         self.refreshed_at = 0.0
 
@@ -123,8 +136,12 @@ class Engine:
         """
         generations = self.store.generations()
         summaries = self.summaries
-        for host in [h for h in summaries if h not in generations]:
+        gone = [h for h in summaries if h not in generations]
+        for host in gone:
             del summaries[host]
+        if gone:
+            self.owners = {o: h for o, h in self.owners.items()
+                           if h in summaries}
         limit = self.conf.passthrough_scheduler.summary_cache_size
         for host, generation in generations.items():
             known = summaries.get(host)
@@ -145,13 +162,15 @@ class Engine:
         except exception.HostReportNotFound as exc:
             return summary_mod.broken(host, generation, exc.message)
         try:
-            found = summary_mod.summarise(report, self.memo)
+            found, owners = summary_mod.summarise(report, self.memo)
         except exception.InvalidHostReport as exc:
             LOG.warning('Report of host %s is unusable: %s', host,
                         exc.message)
             return summary_mod.broken(host, generation, exc.message)
         # Keep the generation we were told, so the cache check matches.
         found.generation = generation
+        for owner in owners:
+            self.owners[owner] = host
         return found
 
     def summary(self, host: str) -> summary_mod.HostSummary | None:
@@ -206,11 +225,10 @@ class Engine:
         """Does ``request`` fit ``host``? Memoised per shape."""
         found = self.summary(host)
         if request.rebuild:
-            if found is not None and request.instance_uuid in found.owners:
+            holder = self.owners.get(request.instance_uuid or '')
+            if holder == host:
                 return summary_mod.Decision(True, host=host)
-            if not request.instance_uuid or not any(
-                    request.instance_uuid in s.owners
-                    for s in self.summaries.values()):
+            if holder is None:
                 # No devices held anywhere: nothing to keep, decide freely.
                 request = dataclasses.replace(request, rebuild=False)
                 return self.decide(host, request)
@@ -232,7 +250,8 @@ class Engine:
                                 request.numa_cells, request.numa_cell_count)
 
     def raw_weight(self, host: str, request: Request,
-                   decision: summary_mod.Decision | None = None) -> float:
+                   decision: summary_mod.Decision | None = None,
+                   strategy: str | None = None) -> float:
         """The weigher's figure before normalisation (higher wins)."""
         if decision is None:
             decision = self.decide(host, request)
@@ -243,7 +262,9 @@ class Engine:
             return -float(summary.total_free if summary is not None else 0)
         if not decision.ok:
             return float('-inf')
-        if self.conf.passthrough_scheduler.weigh_strategy == 'spread':
+        if strategy is None:
+            strategy = self.conf.passthrough_scheduler.weigh_strategy
+        if strategy == 'spread':
             return decision.spread
         return decision.pack
 
@@ -253,7 +274,9 @@ class Engine:
         """Normalised (0..1) weights times ``weight_multiplier``."""
         if decisions is None:
             decisions = [self.decide(h, request) for h in hosts]
-        raw = [self.raw_weight(h, request, d)
+        # Options are read once per call: oslo.config lookups are slow.
+        strategy = self.conf.passthrough_scheduler.weigh_strategy
+        raw = [self.raw_weight(h, request, d, strategy)
                for h, d in zip(hosts, decisions, strict=True)]
         return normalise(raw, self.conf.passthrough_scheduler.
                          weight_multiplier)
@@ -271,19 +294,31 @@ class Engine:
         if exact:
             decisions = [d if d.ok else self._exact(h, request, d)
                          for h, d in zip(hosts, decisions, strict=True)]
-        fitting = [(h, d) for h, d in zip(hosts, decisions, strict=True)
-                   if d.ok]
-        weights = dict(zip([h for h, _ in fitting], self.weigh(
-            [h for h, _ in fitting], request, [d for _, d in fitting]),
-            strict=True))
-        return [Answer(h, d.ok, d.reason, d.detail_for(h),
-                       weights.get(h, 0.0), d.free_before, d.free_after)
+        weights = iter(self.weigh(
+            [h for h, d in zip(hosts, decisions, strict=True) if d.ok],
+            request, [d for d in decisions if d.ok]))
+        return [Answer(h, True, weight=next(weights),
+                       free_before=d.free_before, free_after=d.free_after)
+                if d.ok else Answer(h, False, d.reason, d.detail_for(h))
                 for h, d in zip(hosts, decisions, strict=True)]
 
     def select(self, request: Request,
                hosts: Sequence[str] | None = None) -> list[Answer]:
         """The hosts that fit, best first (ties by host name)."""
-        answers = [a for a in self.explain(request, hosts) if a.ok]
+        hosts = list(hosts) if hosts is not None else self.hosts()
+        decide = self.decide
+        fitting = []
+        decisions = []
+        for host in hosts:
+            decision = decide(host, request)
+            if decision.ok:
+                fitting.append(host)
+                decisions.append(decision)
+        weights = self.weigh(fitting, request, decisions)
+        answers = [Answer(h, True, None, '', w, free_before=d.free_before,
+                          free_after=d.free_after)
+                   for h, w, d in zip(fitting, weights, decisions,
+                                      strict=True)]
         answers.sort(key=lambda a: (-a.weight, a.host))
         return answers
 
@@ -381,10 +416,19 @@ _ENGINES: dict[int, tuple[cfg.ConfigOpts, Engine]] = {}
 
 
 def for_conf(conf: cfg.ConfigOpts) -> Engine:
-    """The one engine of ``conf``, shared by the filter and the weigher."""
+    """The one engine of ``conf``, shared by the filter and the weigher.
+
+    A new one when the store settings changed (nova's CONF lives on while
+    a service reloads its config, and across nova's tests).
+    """
     found = _ENGINES.get(id(conf))
-    if found is None or found[0] is not conf:
+    if found is None or found[0] is not conf or \
+            found[1].store_settings != _store_settings(conf):
         if len(_ENGINES) > 64:
             _ENGINES.clear()
         found = _ENGINES[id(conf)] = (conf, Engine(conf))
     return found[1]
+
+
+def _store_settings(conf: cfg.ConfigOpts) -> tuple[str, str]:
+    return conf.report_store.driver, conf.file_store.path

@@ -11,6 +11,7 @@ share IOMMU groups decide on their full pools and share nothing.
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 from collections.abc import Sequence
 
@@ -62,13 +63,13 @@ class HostSummary:
     """One host: its generation, compact summary and memo key."""
 
     __slots__ = ('host', 'generation', 'summary', 'state', 'error',
-                 'hotplug', 'owners')
+                 'hotplug')
 
     def __init__(self, host: str, generation: int,
                  summary: core_summary.Summary | None, state: int = 0, *,
                  error: str | None = None,
-                 hotplug: dict[str, tuple[HotplugKey, ...]] | None = None,
-                 owners: frozenset[str] = frozenset()) -> None:
+                 hotplug: dict[str, tuple[HotplugKey, ...]] | None = None
+                 ) -> None:
         self.host = host
         self.generation = generation
         self.summary = summary
@@ -78,7 +79,6 @@ class HostSummary:
         self.error = error
         # Instances' hot-plugged devices here, to re-request on a move.
         self.hotplug = hotplug
-        self.owners = owners
 
 
 class Memo:
@@ -86,7 +86,8 @@ class Memo:
 
     def __init__(self, size: int = 200_000) -> None:
         self.size = size
-        self.states: dict[tuple[object, ...], int] = {}
+        # Keyed by a digest of the state: a few bytes per distinct state.
+        self.states: dict[bytes, int] = {}
         self.decisions: dict[tuple[int, int], Decision] = {}
         self._ids = itertools.count(1)
 
@@ -101,12 +102,14 @@ class Memo:
              tuple(index[d] for d in s.dependents))
             for s in summary.slots), tuple(sorted(summary.sockets.items(),
                                                   key=str)))
-        found = self.states.get(key)
+        digest = hashlib.blake2b(repr(key).encode(),
+                                 digest_size=16).digest()
+        found = self.states.get(digest)
         if found is None:
             if len(self.states) > self.size:
                 self.states.clear()
                 self.decisions.clear()
-            found = self.states[key] = next(self._ids)
+            found = self.states[digest] = next(self._ids)
         return found
 
     def decide(self, host: HostSummary, token: int,
@@ -172,16 +175,25 @@ def _figures(host: str, summary: core_summary.Summary,
     broken = 0
     local = bool(cells)
     wanted = set(cells or ())
+    vf = pools_mod.TYPE_VF
     for request in requests.requests:
         need = request.count
-        for slot in _usable(summary, request, cells):
+        if cells:
+            slots = _usable(summary, request, cells)
+        else:
+            # The common case: walk the pools, usually one is enough.
+            usable = pools_mod.matcher(request).usable
+            slots = [s for s in summary.slots if usable(s.sig)]
+        for slot in slots:
             have = 0 if slot in blocked else slot.free - used.get(slot, 0)
             if have <= 0:
                 continue
             take = 1 if request.anti_affinity else min(have, need)
-            if slot.sig.dev_type == pools_mod.TYPE_VF and any(
-                    d not in blocked for d in slot.dependents):
-                broken += 1  # the first VF of a whole PF
+            if slot.sig.dev_type == vf:
+                for pf in slot.dependents:
+                    if pf not in blocked:
+                        broken += 1  # the first VF of a whole PF
+                        break
             used[slot] = used.get(slot, 0) + take
             blocked.update(slot.dependents)
             if cells and slot.numa_node not in wanted:
@@ -234,8 +246,10 @@ def _why(host: str, summary: core_summary.Summary,
                     host)
 
 
-def summarise(report: report_mod.HostReport, memo: Memo) -> HostSummary:
-    """The compact summary of ``report``; the report itself is dropped."""
+def summarise(report: report_mod.HostReport, memo: Memo
+              ) -> tuple[HostSummary, set[str]]:
+    """The compact summary of ``report`` (the report itself is dropped),
+    and the instances holding devices there."""
     summary = core_summary.Summary(pools_mod.HostPools.from_report(report))
     hotplug: dict[str, list[HotplugKey]] = {}
     owners = set()
@@ -248,8 +262,7 @@ def summarise(report: report_mod.HostReport, memo: Memo) -> HostSummary:
                      dev.resource_class))
     return HostSummary(
         report.host, report.generation, summary, memo.state_of(summary),
-        hotplug={k: tuple(v) for k, v in hotplug.items()} or None,
-        owners=frozenset(owners))
+        hotplug={k: tuple(v) for k, v in hotplug.items()} or None), owners
 
 
 def broken(host: str, generation: int, reason: str) -> HostSummary:
