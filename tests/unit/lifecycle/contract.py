@@ -264,6 +264,28 @@ class LedgerContract:
         self.assertRaises(exception.UnknownInstance, self.ledger.instance,
                           fakes.OTHER)
 
+    def test_database_refuses_two_open_intervals_on_a_device(self) -> None:
+        import sqlalchemy as sa
+
+        pools = fakes.pools('compute-a')
+        claims.boot(self.ledger, pools, fakes.INSTANCE, fakes.PROJECT,
+                    fakes.flavor({'pci_passthrough:alias': 'vf:1'}))
+
+        def row(ended: datetime.datetime | None) -> models.Assignment:
+            return models.Assignment(
+                instance_uuid=fakes.INSTANCE, project_id=fakes.PROJECT,
+                host='compute-a', host_address='0000:3b:02.0',
+                resource_class=VF_RC, source='flavor',
+                started_at=at('07:00:00'), ended_at=ended)
+
+        with self.ledger.sessions() as session:
+            # Closed intervals of the same device are history: allowed.
+            session.add(row(at('07:30:00')))
+            session.commit()
+            # A second open one, written past the ledger's own check.
+            session.add(row(None))
+            self.assertRaises(sa.exc.IntegrityError, session.commit)
+
     def test_half_open_clipping(self) -> None:
         self.clock.now = at('10:00:00')
         claims.boot(self.ledger, fakes.pools('compute-a'), fakes.INSTANCE,
