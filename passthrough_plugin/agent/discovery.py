@@ -19,6 +19,9 @@ LOG = logging.getLogger(__name__)
 # PCI-to-PCI and semi-transparent PCI-to-PCI bridges: they never do DMA of
 # their own, so they may stay with the host when their group is assigned.
 BRIDGE_CLASSES = frozenset(('0604', '0609'))
+# Classes whose devices may have network interfaces: network controllers
+# and InfiniBand (IPoIB).
+NET_CLASSES = ('02', '0c06')
 _NODE = re.compile(r'^node(\d+)$')
 _CPU = re.compile(r'^cpu\d+$')
 
@@ -83,16 +86,23 @@ def _parse_uevent(text: str) -> dict[str, str]:
     return out
 
 
+def _link_tail(path: str) -> str | None:
+    try:
+        return os.readlink(path).rsplit('/', 1)[-1]
+    except OSError:
+        return None
+
+
 def read_device(fs: sysfs_mod.Sysfs, address: str) -> PciInfo | None:
     """One device; None if it vanished while we looked."""
     base = fs.path(fs.dev_rel(address))
-    try:
-        entries = set(os.listdir(base))
-    except OSError:
-        return None
     # uevent carries the ids, class and driver in one read (udev reads the
-    # same file); the separate attributes are the fallback.
-    uevent = _parse_uevent(fs.read_abs(base + '/uevent') or '')
+    # same file); the separate attributes are the fallback. No listdir of
+    # the device: at 4,096 devices each syscall per device counts.
+    text = fs.read_abs(base + '/uevent')
+    if text is None and not os.path.isdir(base):
+        return None
+    uevent = _parse_uevent(text or '')
     pci_id = uevent.get('PCI_ID', '')
     klass = uevent.get('PCI_CLASS', '')
     if len(pci_id) == 9 and klass:
@@ -106,17 +116,18 @@ def read_device(fs: sysfs_mod.Sysfs, address: str) -> PciInfo | None:
     numa_text = fs.read_abs(base + '/numa_node')
     numa = int(numa_text) if numa_text and numa_text.isdigit() else None
     info = PciInfo(address, vendor, product, class_code, driver, numa)
-    if 'iommu_group' in entries:
-        name = os.readlink(base + '/iommu_group').rsplit('/', 1)[-1]
-        info.iommu_group = int(name) if name.isdigit() else None
-    if 'physfn' in entries:
-        info.physfn = os.readlink(base + '/physfn').rsplit('/', 1)[-1]
-    if 'sriov_totalvfs' in entries:
-        info.total_vfs = int(fs.read_abs(base + '/sriov_totalvfs') or 0)
-        info.num_vfs = int(fs.read_abs(base + '/sriov_numvfs') or 0)
-    if 'net' in entries:
+    group = _link_tail(base + '/iommu_group')
+    info.iommu_group = int(group) if group and group.isdigit() else None
+    info.physfn = _link_tail(base + '/physfn')
+    if info.physfn is None:
+        # Only a PF (never a VF) has the SR-IOV capability.
+        total = fs.read_abs(base + '/sriov_totalvfs')
+        if total is not None:
+            info.total_vfs = int(total or 0)
+            info.num_vfs = int(fs.read_abs(base + '/sriov_numvfs') or 0)
+    if class_code.startswith(NET_CLASSES):
         info.netdevs = tuple(sorted(fs.listdir(fs.dev_rel(address, 'net'))))
-    if 'boot_vga' in entries:
+    elif class_code.startswith('03'):  # display controllers
         info.boot_vga = fs.read_abs(base + '/boot_vga') == '1'
     return info
 

@@ -27,8 +27,9 @@ from tests.functional.kernel import harness
 # Each step calls passthrough-agent's main() in this one process (a python
 # start under TCG costs seconds) and records rc/stdout/stderr and drivers.
 GUEST_DRIVER = r'''
-import contextlib, io, json, os, sys, time
+import contextlib, errno, io, json, os, sys, time
 from oslo_config import cfg
+from passthrough_plugin.agent import privsep
 from passthrough_plugin.cmd import agent
 
 OUT = sys.argv[1]
@@ -86,13 +87,28 @@ device_spec = {"address": "%s", "resource_class": "CUSTOM_NVME"}
 %s""" % (OUT, NVME, extra))
 
 
-def step(name, *argv, watch=()):
+class RealKernel:
+    # Passes each write to the real kernel; fails write number fail_at
+    # before it happens, or kills the agent right after write die_at.
+    def __init__(self, fail_at=None, die_at=None):
+        self.n, self.fail_at, self.die_at = 0, fail_at, die_at
+
+    def on_write(self, path, value, commit):
+        i, self.n = self.n, self.n + 1
+        if i == self.fail_at:
+            raise OSError(errno.EIO, 'injected failure', path)
+        commit()
+        if i == self.die_at:
+            os._exit(9)
+
+
+def step(name, *argv, watch=(), kernel=None):
     out, err = io.StringIO(), io.StringIO()
     t0 = time.monotonic()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             rc = agent.main([argv[0], '--config-file', CONF] + list(argv[1:]),
-                            conf=cfg.ConfigOpts())
+                            conf=cfg.ConfigOpts(), kernel=kernel)
         except BaseException as exc:  # recorded, the test fails on it
             rc = 'raised %r' % (exc,)
     results['steps'][name] = {
@@ -120,6 +136,27 @@ step('bind-vfs', 'bind', IGB_VFS[0], NVME_VFS[0], '--format', 'json',
 step('unbind-vfs', 'unbind', IGB_VFS[0], NVME_VFS[0], '--format', 'json',
      watch=[IGB_VFS[0], NVME_VFS[0]])
 step('bind-not-viable', 'bind', E1000[0], watch=E1000)
+# Faults on the real kernel: a failure at each write of a group bind.
+E1000E = find('0x8086', '0x10d3')
+results['e1000e'] = E1000E
+for k in range(6):
+    step('fault-%d' % k, 'bind', *E1000E, watch=E1000E,
+         kernel=RealKernel(fail_at=k))
+# The agent killed right after write k; then run again: it converges.
+for k in (0, 1, 4):
+    pid = os.fork()
+    if pid == 0:
+        # The child must not share the parent's privsep channel.
+        privsep.sysfs_admin.set_client_mode(False)
+        step('killed-%d' % k, 'bind', *E1000E, kernel=RealKernel(die_at=k))
+        os._exit(0)
+    _pid, status = os.waitpid(pid, 0)
+    results['killed-%d' % k] = {
+        'exit': os.waitstatus_to_exitcode(status),
+        'state': {a: state(a) for a in E1000E},
+        'journal': json.load(open('/tmp/pt-state/agent-state.json'))}
+    step('rerun-%d' % k, 'bind', *E1000E, watch=E1000E)
+    step('reunbind-%d' % k, 'unbind', *E1000E, watch=E1000E)
 step('hostdev', 'hostdev-xml', IGB_VFS[0], '--guest-address', '00:05.0',
      '--format', 'json')
 step('report', 'report', '--format', 'json')
@@ -181,6 +218,11 @@ def _boot(test: testtools.TestCase) -> dict[str, Any]:
                 _STATE['results'] = json.loads(
                     (out / 'results.json').read_text())
                 _STATE['reports'] = sorted(os.listdir(out / 'reports'))
+                # Visible with pytest -s / stestr's captured output.
+                print('agent-in-guest: guest rc %s in %.1f s; steps: %s' % (
+                    result.rc, result.seconds, ', '.join(
+                        '%s %.1fs' % (k, v['seconds']) for k, v in
+                        _STATE['results']['steps'].items())))
             except BaseException as exc:
                 _STATE['error'] = exc
                 raise
@@ -283,6 +325,38 @@ class AgentInGuestTest(testtools.TestCase):
         self.assertEqual(['e1000', 'e1000'],
                          [step['state'][a]['driver'] for a in (first,
                                                                second)])
+
+    def test_failure_at_each_step_restores_every_driver(self) -> None:
+        group = self.results['e1000e']
+        for k in range(6):
+            step = self.step('fault-%d' % k)
+            self.assertEqual(1, step['rc'], step)
+            self.assertIn('injected failure', step['err'])
+            self.assertIn('every device is back on its original driver',
+                          step['err'])
+            for address in group:
+                self.assertEqual('e1000e', step['state'][address]['driver'],
+                                 (k, step))
+                self.assertEqual('(null)',
+                                 step['state'][address]['override'], k)
+
+    def test_killed_agent_run_again_converges(self) -> None:
+        group = self.results['e1000e']
+        for k in (0, 1, 4):
+            killed = self.results['killed-%d' % k]
+            self.assertEqual(9, killed['exit'], k)
+            # Died mid-apply: the journal holds the pending bind.
+            self.assertEqual('bind', killed['journal']['pending']['action'])
+            rerun = self.step('rerun-%d' % k)
+            self.assertEqual(0, rerun['rc'], rerun)
+            self.assertEqual(['vfio-pci', 'vfio-pci'],
+                             [rerun['state'][a]['driver'] for a in group])
+            unbind = self.step('reunbind-%d' % k)
+            self.assertEqual(0, unbind['rc'], unbind)
+            self.assertEqual(['e1000e', 'e1000e'],
+                             [unbind['state'][a]['driver'] for a in group])
+            self.assertEqual(['(null)', '(null)'],
+                             [unbind['state'][a]['override'] for a in group])
 
     def test_hostdev_xml(self) -> None:
         step = self.step('hostdev')
