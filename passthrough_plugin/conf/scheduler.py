@@ -45,6 +45,22 @@ Multiplier of PciPoolWeigher's normalised weight, as for nova's weighers.
         help="""
 What PciPoolFilter does with a host that has no report in the store.
 """),
+    cfg.FloatOpt(
+        'store_refresh_interval',
+        default=1.0,
+        min=0.0,
+        help="""
+Inside nova-scheduler: the longest time, in seconds, PciPoolFilter and
+PciPoolWeigher answer from their summaries before asking the report store
+for its generations again. A new request always asks (one cheap call, not
+one per host); this bounds how stale the answers to a burst of requests
+(e.g. several instances of one boot request) can be. ``0`` asks on every
+host check.
+
+Related options:
+
+* ``[report_store] driver``
+"""),
     cfg.IntOpt(
         'summary_cache_size',
         default=100000,

@@ -106,6 +106,7 @@ class Engine:
         self.owners: dict[str, str] = {}
         self._tokens: dict[tuple[object, ...], int] = {}
         self.refreshed_at = 0.0
+        self._refresh_key: object = None
 
     # -- configuration -------------------------------------------------------
 
@@ -151,6 +152,14 @@ class Engine:
                 continue  # read on demand, see summary()
             summaries[host] = self._load(host, generation)
         self.refreshed_at = time.monotonic()
+
+    def refresh_for(self, key: object, ttl: float) -> None:
+        """Refresh once per request (``key``), or when ``ttl`` has passed;
+        the filter and the weigher of one request share the refresh."""
+        if key != self._refresh_key or (
+                time.monotonic() - self.refreshed_at >= ttl):
+            self.refresh()
+            self._refresh_key = key
 
     def _load(self, host: str, generation: int) -> summary_mod.HostSummary:
         try:

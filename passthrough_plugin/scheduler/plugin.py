@@ -13,9 +13,6 @@ from passthrough_plugin.scheduler import engine as engine_mod
 from passthrough_plugin.scheduler import nova_adapter
 
 LOG = logging.getLogger(__name__)
-# Within one request nova asks about every host; between requests the store
-# is re-read at most this often (seconds) even for a burst of requests.
-REFRESH_TTL = 1.0
 
 
 class PluginBase:
@@ -26,6 +23,7 @@ class PluginBase:
         self._engine: engine_mod.Engine | None = None
         self._last_key: tuple[object, ...] | None = None
         self._last: engine_mod.Request | exception.Invalid | None = None
+        self._fresh_until = 0.0
 
     @property
     def engine(self) -> engine_mod.Engine:
@@ -45,18 +43,17 @@ class PluginBase:
         if isinstance(spec, engine_mod.Request):
             return spec
         key = nova_adapter.request_key(spec)
-        engine = self.engine
         if key == self._last_key and self._last is not None and (
-                time.monotonic() - engine.refreshed_at < REFRESH_TTL):
+                time.monotonic() < self._fresh_until):
             if isinstance(self._last, exception.Invalid):
                 raise self._last
             return self._last
+        engine = self.engine
+        ttl = engine.conf.passthrough_scheduler.store_refresh_interval
+        engine.refresh_for(key, ttl)
+        self._fresh_until = engine.refreshed_at + ttl
         self._last_key = key
         self._last = None
-        if time.monotonic() - engine.refreshed_at >= REFRESH_TTL or \
-                key[0] != getattr(self, '_refreshed_for', None):
-            engine.refresh()
-            self._refreshed_for = key[0]
         try:
             self._last = engine.request(
                 nova_adapter.extra_specs(spec),

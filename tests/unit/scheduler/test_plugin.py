@@ -19,7 +19,10 @@ from passthrough_plugin.store import file as file_store
 from tests.unit.scheduler import fakes
 
 
-def request_spec(extra_specs: dict[str, str], uuid: str = '8f5b7a56-4c3e-4d0b-9d57-1f1e6f0a0c11',
+UUID = '8f5b7a56-4c3e-4d0b-9d57-1f1e6f0a0c11'
+
+
+def request_spec(extra_specs: dict[str, str], uuid: str = UUID,
                  hints: dict[str, list[str]] | None = None):  # type: ignore[no-untyped-def]
     from nova import objects
 
@@ -137,6 +140,27 @@ class PluginTest(testtools.TestCase):
         big, used = weigher.weigh_objects(objs, spec)
         self.assertGreater(used, big)
         self.assertEqual(3.0, weigher.weight_multiplier(objs[0].obj))
+
+    def test_one_store_check_per_request_not_per_host(self) -> None:
+        from tests.unit.scheduler.test_engine import CountingStore
+
+        store = CountingStore(self.conf)
+        self.filter.engine.store = store
+        weigher = nova_adapter.novaize(
+            weigher_mod.PciPoolWeigher, 'weigher')(self.conf)
+        self.assertIs(self.filter.engine, weigher.engine)
+        hosts = [host_state(h) for h in ('small', 'big', 'ghost')] * 20
+        spec = request_spec({'pci_passthrough:alias': 'vf:1'})
+        passed = list(self.filter.filter_all(hosts, spec))
+        weigher.weigh_objects([types.SimpleNamespace(obj=h) for h in passed],
+                              spec)
+        self.assertEqual(40, len(passed))
+        self.assertEqual(1, store.generation_calls)
+        self.assertEqual(2, store.gets)  # the first load of small and big
+        list(self.filter.filter_all(hosts, request_spec({})))
+        self.assertEqual(2, store.generation_calls)
+        # Nothing changed in the store: no report was read again.
+        self.assertEqual(2, store.gets)
 
     def test_standalone_filter_takes_names_and_requests(self) -> None:
         standalone = filter_mod.PciPoolFilter(self.conf)
