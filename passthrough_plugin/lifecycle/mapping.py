@@ -141,6 +141,8 @@ def read_live_domain(instance: str, uri: str) -> Domain:
     """
     import libvirt
 
+    # libvirt prints every error on stderr by default; ours is one line.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
     try:
         connection = libvirt.openReadOnly(uri)
         try:
