@@ -1,4 +1,4 @@
-"""``passthrough-scheduler``: select, explain, claim and release from the CLI."""
+"""``passthrough-scheduler``: select, explain, claim and release."""
 
 from __future__ import annotations
 
