@@ -220,11 +220,19 @@ def map_rows(ledger: ledger_mod.Ledger, instance: str | None = None,
         uuid = instance or domain.uuid
         rows = join(domain, ledger.intervals(instance=uuid, **held), uuid)
     elif instance is not None:
-        ledger.instance(instance, '--instance')
+        info = ledger.instance(instance, '--instance')
         intervals = ledger.intervals(instance=instance, **held)
-        if at is None and libvirt_uri and libvirt_available():
-            rows = join(read_live_domain(instance, libvirt_uri), intervals,
-                        instance)
+        domain = None
+        if (at is None and info.deleted_at is None and libvirt_uri
+                and libvirt_available()):
+            try:
+                domain = read_live_domain(instance, libvirt_uri)
+            except exception.DomainXmlError as exc:
+                # Not on this host, or no libvirtd here (a controller): the
+                # ledger still knows the answer.
+                LOG.warning('%s; answering from the ledger alone', exc)
+        if domain is not None:
+            rows = join(domain, intervals, instance)
         else:
             rows = [_row(i, None, instance, ATTACHED) for i in intervals]
     else:

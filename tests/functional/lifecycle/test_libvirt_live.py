@@ -82,3 +82,14 @@ class TestLiveMap(testtools.TestCase):
         error = self.assertRaises(exception.DomainXmlError,
                                   mapping.read_live_domain, fakes.OTHER, URI)
         self.assertIn('%s on %s' % (fakes.OTHER, URI), str(error))
+
+    def test_instance_elsewhere_answered_from_the_ledger(self) -> None:
+        claims.boot(self.ledger, fakes.pools('compute-b'), fakes.OTHER,
+                    fakes.PROJECT, fakes.flavor())
+        for uri in (URI, 'qemu+unix:///system?socket=/nonexistent'):
+            rows = mapping.map_rows(self.ledger, instance=fakes.OTHER,
+                                    libvirt_uri=uri)
+            self.assertEqual(
+                [('compute-b', '0000:3b:02.0', 'attached'),
+                 ('compute-b', '0000:3b:02.1', 'attached')],
+                [(r.host, r.host_address, r.state) for r in rows])
