@@ -75,7 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = add('discover', 'list PCI devices and what the report would say')
     p.add_argument('--all', action='store_true',
-                   help='also devices [pci] device_spec does not list')
+                   help='also devices [pci] device_spec does not list; '
+                   'JSON becomes {"report": ..., "all_devices": [...]}')
     p = add('configure-vfs', 'set VF counts (PF COUNT, or [sriov] '
             'vf_count)')
     p.add_argument('pf', nargs='?', metavar='PF',
@@ -146,9 +147,12 @@ def cmd_discover(agent: service.Agent, args: argparse.Namespace) -> int:
                      '%d/%d' % (info.num_vfs, info.total_vfs)
                      if info.total_vfs else None,
                      dev.resource_class if dev else '(not listed)'))
+    # JSON: the HostReport itself; with --all, the report beside every
+    # device sysfs shows (so the report part still loads as a HostReport).
     data: dict[str, Any] = report.to_dict()
     if args.all:
-        data['all_devices'] = [i.to_dict() for i in scan.devices.values()]
+        data = {'report': data, 'all_devices': [
+            i.to_dict() for i in scan.devices.values()]}
     foreign = ''.join(
         '\nIOMMU group %d is not assignable: %s not listed' % (
             g, ', '.join(m)) for g, m in sorted(

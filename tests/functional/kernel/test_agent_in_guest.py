@@ -157,6 +157,12 @@ for k in (0, 1, 4):
         'journal': json.load(open('/tmp/pt-state/agent-state.json'))}
     step('rerun-%d' % k, 'bind', *E1000E, watch=E1000E)
     step('reunbind-%d' % k, 'unbind', *E1000E, watch=E1000E)
+# The deprecated legacy path, on an igb VF.
+results['modprobe-pci-stub'] = os.system('modprobe pci_stub')
+step('stub-bind', 'bind', '--binder', 'pci-stub', IGB_VFS[1],
+     watch=[IGB_VFS[1]])
+step('stub-unbind', 'unbind', '--binder', 'pci-stub', IGB_VFS[1],
+     watch=[IGB_VFS[1]])
 step('hostdev', 'hostdev-xml', IGB_VFS[0], '--guest-address', '00:05.0',
      '--format', 'json')
 step('report', 'report', '--format', 'json')
@@ -262,7 +268,8 @@ class AgentInGuestTest(testtools.TestCase):
     def test_discovery_finds_the_igb_pf_and_the_nvme(self) -> None:
         step = self.step('discover-before')
         self.assertEqual(0, step['rc'], step['err'])
-        report = json.loads(step['out'])
+        data = json.loads(step['out'])
+        report = data['report']
         devices = {d['address']: d for d in report['devices']}
         igb = devices[self.results['igb']]
         nvme = devices[self.results['nvme']]
@@ -274,7 +281,7 @@ class AgentInGuestTest(testtools.TestCase):
                           nvme['resource_class']))
         self.assertTrue(report['iommu']['enabled'])
         self.assertTrue(report['iommu']['interrupt_remapping'])
-        everything = {d['address']: d for d in report['all_devices']}
+        everything = {d['address']: d for d in data['all_devices']}
         # QEMU's 82576 model offers 7 VFs (the chip has 8).
         self.assertGreaterEqual(
             everything[self.results['igb']]['total_vfs'], 2)
@@ -357,6 +364,17 @@ class AgentInGuestTest(testtools.TestCase):
                              [unbind['state'][a]['driver'] for a in group])
             self.assertEqual(['(null)', '(null)'],
                              [unbind['state'][a]['override'] for a in group])
+
+    def test_deprecated_pci_stub_round_trip(self) -> None:
+        self.assertEqual(0, self.results['modprobe-pci-stub'])
+        vf = self.results['igb_vfs'][1]
+        bind = self.step('stub-bind')
+        self.assertEqual(0, bind['rc'], bind)
+        self.assertEqual('pci-stub', bind['state'][vf]['driver'])
+        self.assertIn('deprecated', bind['err'])
+        unbind = self.step('stub-unbind')
+        self.assertEqual(0, unbind['rc'], unbind)
+        self.assertEqual('igbvf', unbind['state'][vf]['driver'])
 
     def test_hostdev_xml(self) -> None:
         step = self.step('hostdev')

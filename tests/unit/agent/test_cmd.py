@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import textwrap
@@ -76,6 +75,16 @@ class CmdTest(CmdTestBase):
         self.assertIn('(not listed)', out)
         self.assertIn('%s  8086:10c9' % IGB_PF, out)
         self.assertIn('IOMMU: on', out)
+
+    def test_discover_all_json_keeps_a_valid_report(self) -> None:
+        rc, out, _err = self.run_cmd('discover', '--all', '--format', 'json')
+        self.assertEqual(0, rc)
+        data = json.loads(out)
+        report_mod.HostReport.from_dict(data['report'])
+        self.assertEqual(9, len(data['all_devices']))
+        pf = {d['address']: d for d in data['all_devices']}[IGB_PF]
+        self.assertEqual(('type-PF', 8, ['enp1s0']),
+                         (pf['dev_type'], pf['total_vfs'], pf['netdevs']))
 
     def test_configure_vfs_from_config(self) -> None:
         self.write_config('''
@@ -195,5 +204,3 @@ class NoIommuCmdTest(CmdTestBase):
         self.assertEqual(1, rc)
         self.assertFalse(json.loads(out)['ok'])
 
-
-del io
