@@ -44,9 +44,13 @@ class Agent:
 
     def __init__(self, conf: cfg.ConfigOpts, fs: sysfs_mod.Sysfs,
                  store_factory: StoreFactory = default_store,
-                 binder_loader: binding.BinderLoader | None = None) -> None:
+                 binder_loader: binding.BinderLoader | None = None, *,
+                 state_path: str | None = None,
+                 binder: str | None = None) -> None:
         self.conf = conf
         self.fs = fs
+        self.state_path = state_path or conf.agent.state_path
+        self.binder = binder or conf.agent.binder
         self.specs = device_spec.DeviceSpecList.from_config(
             conf.pci.device_spec)
         self.desired_vfs = sriov.parse_desired(conf.sriov.vf_count)
@@ -69,8 +73,8 @@ class Agent:
         if self._binder_loader is not None:
             kwargs['loader'] = self._binder_loader
         return binding.GroupBinding(
-            self.fs, journal_mod.Journal(self.conf.agent.state_path),
-            specs=self.specs, binder=self.conf.agent.binder, force=force,
+            self.fs, journal_mod.Journal(self.state_path),
+            specs=self.specs, binder=self.binder, force=force,
             **kwargs)
 
     def report(self) -> report_mod.HostReport:

@@ -185,8 +185,6 @@ def cmd_configure_vfs(agent: service.Agent,
 
 
 def cmd_bind(agent: service.Agent, args: argparse.Namespace) -> int:
-    if args.binder:
-        agent.conf.set_override('binder', args.binder, group='agent')
     gb = agent.group_binding(force=getattr(args, 'force', False))
     if args.command == 'bind':
         done = gb.bind(args.addresses)
@@ -259,11 +257,6 @@ def _setup(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
         # One-shot commands print their result; keep INFO logs out of it.
         for name in ('passthrough_plugin', 'oslo.privsep', 'oslo_privsep'):
             std_logging.getLogger(name).setLevel(std_logging.WARNING)
-    for option, value in (('sysfs_root', args.sysfs_root),
-                          ('proc_root', args.proc_root),
-                          ('state_path', args.state_path)):
-        if value:
-            conf.set_override(option, value, group='agent')
 
 
 def main(argv: Sequence[str] | None = None,
@@ -277,9 +270,13 @@ def main(argv: Sequence[str] | None = None,
     try:
         args = build_parser().parse_args(argv)
         _setup(args, conf)
-        fs = sysfs_mod.Sysfs(conf.agent.sysfs_root, conf.agent.proc_root,
+        # The command line wins over the options (not by set_override:
+        # main() may run many times in one process, e.g. in tests).
+        fs = sysfs_mod.Sysfs(args.sysfs_root or conf.agent.sysfs_root,
+                             args.proc_root or conf.agent.proc_root,
                              kernel=kernel)
-        agent = service.Agent(conf, fs)
+        agent = service.Agent(conf, fs, state_path=args.state_path,
+                              binder=getattr(args, 'binder', None))
         return COMMANDS[args.command](agent, args)
     except UsageError as exc:
         print('%s: error: %s' % (PROG, exc), file=sys.stderr)

@@ -131,11 +131,18 @@ root it forks the helper itself; otherwise ``helper_command`` (default:
 """)
 
 
+def _fresh(group: cfg.OptGroup) -> cfg.OptGroup:
+    # ConfigOpts.register_group keeps a shallow copy of the group, whose
+    # option table (holding set_override values) would then be shared by
+    # every ConfigOpts the module-level group is registered in.
+    return cfg.OptGroup(group.name, title=group.title, help=group.help)
+
+
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(agent_group)
-    conf.register_opts(agent_opts, group=agent_group)
-    conf.register_group(sriov_group)
-    conf.register_opts(sriov_opts, group=sriov_group)
+    for group, opts in ((agent_group, agent_opts), (sriov_group, sriov_opts)):
+        fresh = _fresh(group)
+        conf.register_group(fresh)
+        conf.register_opts(opts, group=fresh)
 
 
 def list_opts() -> dict[cfg.OptGroup, list[cfg.Opt]]:
