@@ -19,6 +19,10 @@ LOG = logging.getLogger(__name__)
 BinderLoader = Callable[[str, sysfs_mod.Sysfs], base.Binder]
 
 
+def _message(exc: Exception) -> str:
+    return str(getattr(exc, 'message', None) or exc)
+
+
 class GroupBinding:
     """Binds and unbinds whole IOMMU groups, all or nothing."""
 
@@ -105,12 +109,14 @@ class GroupBinding:
                 for record in records:
                     done.append(record)
                     self.binder.bind(record, self._saver(record))
-            except exception.PassthroughException as exc:
+            except Exception as exc:
+                # Anything at all (a kernel error, a full disk under the
+                # journal): put every device back before reporting it.
                 failed = self._rollback(self.binder, done)
                 self.journal.finish(released=[r.address for r in done])
                 raise exception.BindError(
                     address=record.address, driver=self.binder.driver,
-                    reason='%s; %s' % (exc.message, failed or
+                    reason='%s; %s' % (_message(exc), failed or
                                        'every device is back on its '
                                        'original driver')) from None
             self.journal.finish(bound=records)
@@ -168,10 +174,10 @@ class GroupBinding:
         for record in reversed(done):
             try:
                 binder.release(record, self._saver(record))
-            except exception.PassthroughException as exc:
+            except Exception as exc:
                 LOG.error('rollback of %s failed: %s', record.address,
-                          exc.message)
-                problems.append('%s: %s' % (record.address, exc.message))
+                          _message(exc))
+                problems.append('%s: %s' % (record.address, _message(exc)))
         if problems:
             return ('ROLLBACK FAILED (%s); run "passthrough-agent unbind" '
                     'on them' % '; '.join(problems))
