@@ -285,8 +285,13 @@ class Engine:
             decisions = [self.decide(h, request) for h in hosts]
         # Options are read once per call: oslo.config lookups are slow.
         strategy = self.conf.passthrough_scheduler.weigh_strategy
-        raw = [self.raw_weight(h, request, d, strategy)
-               for h, d in zip(hosts, decisions, strict=True)]
+        if request.wants_devices and all(d.ok for d in decisions):
+            # The usual case after filtering: straight from the decisions.
+            raw = [d.spread for d in decisions] if strategy == 'spread' \
+                else [d.pack for d in decisions]
+        else:
+            raw = [self.raw_weight(h, request, d, strategy)
+                   for h, d in zip(hosts, decisions, strict=True)]
         return normalise(raw, self.conf.passthrough_scheduler.
                          weight_multiplier)
 
@@ -315,11 +320,22 @@ class Engine:
                hosts: Sequence[str] | None = None) -> list[Answer]:
         """The hosts that fit, best first (ties by host name)."""
         hosts = list(hosts) if hosts is not None else self.hosts()
-        decide = self.decide
         fitting = []
         decisions = []
+        # The hot loop: a memo hit costs two dict lookups; anything else
+        # (a miss, no report, a rebuild) takes the general path.
+        summaries = self.summaries
+        memo = self.memo.decisions
+        token = request.token
+        decide = self.decide
+        plain = not request.rebuild
         for host in hosts:
-            decision = decide(host, request)
+            found = summaries.get(host) if plain else None
+            decision = None
+            if found is not None:
+                decision = memo.get((found.state, token))
+            if decision is None:
+                decision = decide(host, request)
             if decision.ok:
                 fitting.append(host)
                 decisions.append(decision)

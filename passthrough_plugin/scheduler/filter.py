@@ -47,11 +47,8 @@ class PciPoolFilter(plugin.PluginBase):
         host = nova_adapter.host_name(host_state)
         try:
             request = self.request_for(spec_obj)
-        except exception.Invalid:
+        except (exception.Invalid, exception.StoreError):
             return False  # logged once per request by request_for
-        except exception.StoreError as exc:
-            LOG.error('%s rejected: %s', host, exc.message)
-            return False
         decision = self.engine.decide(host, request)
         if not decision.ok:
             LOG.info('%s rejected: %s', host, decision.detail_for(host))

@@ -22,7 +22,8 @@ class PluginBase:
         self._conf = conf
         self._engine: engine_mod.Engine | None = None
         self._last_key: tuple[object, ...] | None = None
-        self._last: engine_mod.Request | exception.Invalid | None = None
+        self._last: (engine_mod.Request | exception.PassthroughException
+                     | None) = None
         self._fresh_until = 0.0
 
     @property
@@ -45,15 +46,22 @@ class PluginBase:
         key = nova_adapter.request_key(spec)
         if key == self._last_key and self._last is not None and (
                 time.monotonic() < self._fresh_until):
-            if isinstance(self._last, exception.Invalid):
+            if isinstance(self._last, exception.PassthroughException):
                 raise self._last
             return self._last
         engine = self.engine
         ttl = engine.conf.passthrough_scheduler.store_refresh_interval
-        engine.refresh_for(key, ttl)
-        self._fresh_until = engine.refreshed_at + ttl
         self._last_key = key
         self._last = None
+        try:
+            engine.refresh_for(key, ttl)
+        except exception.StoreError as exc:
+            # Fail closed, and say so once per request, not once per host.
+            self._last = exc
+            self._fresh_until = time.monotonic() + ttl
+            LOG.error('Every host rejected: %s', exc.message)
+            raise
+        self._fresh_until = engine.refreshed_at + ttl
         try:
             self._last = engine.request(
                 nova_adapter.extra_specs(spec),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import types
 
 import fixtures
@@ -170,19 +171,28 @@ class PluginTest(testtools.TestCase):
         self.assertEqual(['big'], list(standalone.filter_all(
             ['small', 'big'], request)))
 
+    def test_store_down_fails_every_host_with_one_reason(self) -> None:
+        blocker = os.path.join(self.path, 'file')
+        with open(blocker, 'w') as f:
+            f.write('x')
+        self.filter.engine.store.path = blocker
+        spec = request_spec({'pci_passthrough:alias': 'vf:1'})
+        hosts = [host_state('small'), host_state('big')] * 5
+        self.assertEqual([], list(self.filter.filter_all(hosts, spec)))
+        lines = [line for line in self.log.output.splitlines()
+                 if 'unavailable' in line]
+        self.assertEqual(1, len(lines), self.log.output)
+        self.assertIn('Every host rejected: The file report store is '
+                      'unavailable', lines[0])
+
     def test_inside_nova_reads_nova_conf(self) -> None:
         import nova.conf
 
-        self.useFixture(fixtures.MonkeyPatch(
-            'passthrough_plugin.scheduler.nova_adapter.nova_conf',
-            lambda: _registered(nova.conf.CONF)))
+        # nova hands filters no ConfigOpts: ours go onto nova's CONF, next
+        # to nova's own [pci] alias (registered once, by nova).
         nova_filter = filters.all_filters()[0]()
-        self.assertIs(nova.conf.CONF, nova_filter.engine.conf)
-
-
-def _registered(conf):  # type: ignore[no-untyped-def]
-    from passthrough_plugin.conf import scheduler, store
-
-    scheduler.register_opts(conf)
-    store.register_opts(conf)
-    return conf
+        engine = nova_filter.engine
+        self.assertIs(nova.conf.CONF, engine.conf)
+        self.assertEqual('pack',
+                         nova.conf.CONF.passthrough_scheduler.weigh_strategy)
+        self.assertEqual({}, dict(engine.aliases))
