@@ -25,8 +25,9 @@ lifecycle_opts = [
         secret=True,
         help="""
 SQLAlchemy URL of the ledger database. The default, an SQLite file, suits
-one machine; the directory is created when missing. Several control-plane
-machines must share one server database, e.g.::
+one machine; the directory is created when missing. With several machines,
+every agent and scheduler that records or reads the ledger must use the
+same server database (an evacuation spans two compute hosts), e.g.::
 
     connection = postgresql+psycopg://ledger:secret@db.example.org/ledger
     connection = mysql+pymysql://ledger:secret@db.example.org/ledger
