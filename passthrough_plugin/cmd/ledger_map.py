@@ -30,7 +30,8 @@ def add_map_parser(subparsers: Any,
     ``--format``, which ``map`` adds itself.
     """
     parser: argparse.ArgumentParser = subparsers.add_parser(
-        'map', parents=list(parents), help='host PCI device <-> guest PCI device, per instance',
+        'map', parents=list(parents),
+        help='host PCI device <-> guest PCI device, per instance',
         description='One row per device: host address, guest address, '
         'instance, source (flavor or hotplug) and since when, from the '
         'libvirt domain XML joined with the ledger.')
