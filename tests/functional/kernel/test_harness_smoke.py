@@ -103,7 +103,10 @@ def _boot() -> dict[str, object]:
 def _parse_devices(text: str) -> dict[str, dict[str, str]]:
     devices = {}
     for line in text.splitlines():
-        addr, ids, klass, driver, group = line.split()
+        fields = line.split()
+        if len(fields) != 5:
+            raise AssertionError(f"malformed device line {line!r}")
+        addr, ids, klass, driver, group = fields
         devices[addr] = {"ids": ids, "class": klass, "driver": driver,
                          "group": group}
     return devices
@@ -123,6 +126,9 @@ class TestKernelGuestSmoke(testtools.TestCase):
         self.files: dict[str, str] = state["files"]  # type: ignore
         self.addDetail("serial-log", content.text_content(
             self.result.log))
+        self.addDetail("out-files", content.text_content(
+            "\n".join(f"== {k}\n{v}" for k, v in sorted(
+                self.files.items()))))
         self.before = _parse_devices(self.files["devices-before.txt"])
         self.after = _parse_devices(self.files["devices-after.txt"])
 
