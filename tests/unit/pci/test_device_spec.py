@@ -152,7 +152,9 @@ class IdTest(testtools.TestCase):
                     spec = one({field: text})
                     self.assertEqual(expected, getattr(spec, field))
 
-    INVALID = ['10000', 'xyz', '', '12 34', '-1', '0xfffff', '8086a']
+    # int(x, 16) would take the last four; nova does, the core does not.
+    INVALID = ['10000', 'xyz', '', '12 34', '-1', '0xfffff', '8086a',
+               '0x12', '+12', '1_2', '\u0663', '12\n3']
 
     def test_invalid(self) -> None:
         for text in self.INVALID:
@@ -304,6 +306,17 @@ class TagTest(testtools.TestCase):
                           'number': '5', 'flag': 'true', 'float': '1.5'},
                          spec.tags)
         self.assertEqual(tuple(sorted(spec.tags.items())), spec.pool_tags)
+
+    def test_null_tags_are_unset(self) -> None:
+        # nova's documented example (invalid there only because
+        # remote_managed is set on a PF, which needs sysfs to tell)
+        spec = one({"address": "0000:82:00.0", "product_id": "a2d6",
+                    "vendor_id": "15b3", "physical_network": None,
+                    "remote_managed": "true"})
+        self.assertEqual({'remote_managed': 'true'}, spec.tags)
+        for tag in device_spec.BOOL_TAGS + ('trusted', 'my_tag'):
+            with case(tag):
+                self.assertEqual({}, one({tag: None}).tags)
 
     def test_structured_tag_values_rejected(self) -> None:
         for value in ({'a': 1}, [1, 2]):

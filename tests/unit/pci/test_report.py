@@ -321,13 +321,26 @@ class CrossFieldTest(testtools.TestCase):
     def test_foreign_member_keys_are_canonical(self) -> None:
         # "7" and "007" would both load as group 7, one list replacing the
         # other: the foreign member could be silently lost.
-        data = self._devices(self._dev('0000:00:01.0', iommu_group=7))
-        data['iommu'] = {'foreign_members': {'7': ['0000:00:02.0'],
-                                             '007': []}}
-        try:
-            rep = report_mod.HostReport.from_dict(data)
-        except exception.InvalidHostReport as exc:
-            self.assertIn('$.iommu.foreign_members', exc.message)
-        else:
-            self.assertEqual({7: ('0000:00:02.0',)},
-                             rep.iommu.foreign_members)
+        for keys in (('7', '007'), ('007',), ('07', '7')):
+            with case(repr(keys)):
+                data = self._devices(self._dev('0000:00:01.0',
+                                               iommu_group=7))
+                data['iommu'] = {'foreign_members': {
+                    k: ['0000:00:02.0'] for k in keys}}
+                exc = self._error(data)
+                self.assertEqual('$.iommu.foreign_members',
+                                 exc.kwargs['path'])
+        data = self._devices(self._dev('0000:00:01.0', iommu_group=0))
+        data['iommu'] = {'foreign_members': {'0': ['0000:00:02.0'],
+                                             '10': []}}
+        rep = report_mod.HostReport.from_dict(data)
+        self.assertEqual({0: ('0000:00:02.0',), 10: ()},
+                         rep.iommu.foreign_members)
+
+    def test_duplicate_numa_cell(self) -> None:
+        data = self._devices()
+        data['numa_cells'] = [{'id': 0, 'socket': 0}, {'id': 1},
+                              {'id': 0, 'socket': 1}]
+        exc = self._error(data)
+        self.assertEqual('$.numa_cells[2].id', exc.kwargs['path'])
+        self.assertIn('NUMA cell 0 appears twice', exc.message)
