@@ -54,6 +54,9 @@ class Settings:
     extra_pip: list[str] = dataclasses.field(default_factory=list)
     nova_conf_extra: list[str] = dataclasses.field(default_factory=list)
     env: dict[str, str] = dataclasses.field(default_factory=dict)
+    # name -> command line of an extra daemon (e.g. passthrough-agent),
+    # started after nova-compute with the services' env, stopped first.
+    services: dict[str, str] = dataclasses.field(default_factory=dict)
     timeout: int = 180
 
     @property

@@ -29,6 +29,9 @@ from mc_settings import Settings, default_base, load  # noqa: E402
 def _settings(args: argparse.Namespace) -> Settings:
     base = Path(args.base).resolve() if args.base else default_base()
     saved = load(base)
+    if args.clear_hooks:
+        for key in ('nova_conf_extra', 'env', 'services', 'extra_pip'):
+            saved.pop(key, None)
     venv = args.venv or saved.get('venv') or base / 'venv'
     repo: Path | None
     if args.no_repo:
@@ -45,6 +48,13 @@ def _settings(args: argparse.Namespace) -> Settings:
         if not sep or not key:
             raise CloudError(f'--env {item!r}: expected KEY=VALUE')
         env[key] = value
+    services = dict(saved.get('services', {}))
+    for item in args.service:
+        key, sep, value = item.partition('=')
+        if not sep or not key.isidentifier() or not value.strip():
+            raise CloudError(f'--service {item!r}: expected NAME=COMMAND '
+                             'with NAME made of letters, digits and _')
+        services[key] = value
     extra_nova = list(saved.get('nova_conf_extra', []))
     for item in args.nova_conf_extra:
         text = Path(item).read_text() if os.path.isfile(item) else item
@@ -61,7 +71,7 @@ def _settings(args: argparse.Namespace) -> Settings:
                      else saved.get('port_offset', 0)),
         extra_pip=saved.get('extra_pip', []) + [
             p for p in args.pip if p not in saved.get('extra_pip', [])],
-        nova_conf_extra=extra_nova, env=env,
+        nova_conf_extra=extra_nova, env=env, services=services,
         timeout=args.timeout or saved.get('timeout', 180))
     return s
 
@@ -102,6 +112,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--env', action='append', default=[],
                         metavar='KEY=VALUE', help='extra environment of the '
                         'OpenStack services (repeatable)')
+    parser.add_argument('--service', action='append', default=[],
+                        metavar='NAME=COMMAND', help='extra daemon started '
+                        'after nova-compute with the services\' env, e.g. '
+                        'agent="passthrough-agent --config-file F" '
+                        '(repeatable; $BASE/venv/bin is first on its PATH)')
+    parser.add_argument('--clear-hooks', action='store_true',
+                        help='forget the saved --nova-conf-extra, --env, '
+                        '--service and --pip values')
     parser.add_argument('--port-offset', type=int, default=None,
                         help='add this to every port (default 0)')
     parser.add_argument('--timeout', type=int, default=None,
