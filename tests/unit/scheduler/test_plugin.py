@@ -37,8 +37,20 @@ def host_state(name: str) -> types.SimpleNamespace:
     return types.SimpleNamespace(host=name, nodename=name)
 
 
+NEEDS_NOVA = testtools.skipUnless(nova_adapter.available(),
+                                  'nova is not installed (tox -e functional)')
+
+
 class EntryPointTest(testtools.TestCase):
     """The installed entry points load: a typo in setup.cfg fails here."""
+
+    def test_without_nova_the_plain_classes(self) -> None:
+        self.useFixture(fixtures.MonkeyPatch(
+            'passthrough_plugin.scheduler.nova_adapter.available',
+            lambda: False))
+        self.assertEqual([filter_mod.PciPoolFilter], filters.all_filters())
+        self.assertEqual([weigher_mod.PciPoolWeigher],
+                         weighers.all_weighers())
 
     def test_installed_namespaces(self) -> None:
         for namespace, name, cls in (
@@ -50,6 +62,7 @@ class EntryPointTest(testtools.TestCase):
             self.assertIn(name, manager.names(), namespace)
             self.assertIs(cls, manager[name].plugin)
 
+    @NEEDS_NOVA
     def test_all_filters_are_nova_filters(self) -> None:
         from nova.scheduler import filters as nova_filters
 
@@ -61,6 +74,7 @@ class EntryPointTest(testtools.TestCase):
         # The same class every time, as nova's loader expects.
         self.assertIs(classes[0], filters.all_filters()[0])
 
+    @NEEDS_NOVA
     def test_all_weighers_are_nova_weighers(self) -> None:
         from nova.scheduler import weights as nova_weights
 
@@ -69,6 +83,7 @@ class EntryPointTest(testtools.TestCase):
         self.assertTrue(issubclass(classes[0],
                                    nova_weights.BaseHostWeigher))
 
+    @NEEDS_NOVA
     def test_nova_loader_takes_the_functions(self) -> None:
         from nova.scheduler import filters as nova_filters
         from nova.scheduler import weights as nova_weights
@@ -81,6 +96,7 @@ class EntryPointTest(testtools.TestCase):
         self.assertEqual(['PciPoolWeigher'], [c.__name__ for c in found])
 
 
+@NEEDS_NOVA
 class PluginTest(testtools.TestCase):
 
     def setUp(self) -> None:
@@ -163,14 +179,6 @@ class PluginTest(testtools.TestCase):
         # Nothing changed in the store: no report was read again.
         self.assertEqual(2, store.gets)
 
-    def test_standalone_filter_takes_names_and_requests(self) -> None:
-        standalone = filter_mod.PciPoolFilter(self.conf)
-        engine = standalone.engine
-        engine.refresh()
-        request = engine.request({'pci_passthrough:alias': 'vf:2'})
-        self.assertEqual(['big'], list(standalone.filter_all(
-            ['small', 'big'], request)))
-
     def test_store_down_fails_every_host_with_one_reason(self) -> None:
         blocker = os.path.join(self.path, 'file')
         with open(blocker, 'w') as f:
@@ -196,3 +204,35 @@ class PluginTest(testtools.TestCase):
         self.assertEqual('pack',
                          nova.conf.CONF.passthrough_scheduler.weigh_strategy)
         self.assertEqual({}, dict(engine.aliases))
+
+
+class StandaloneTest(testtools.TestCase):
+    """Without nova: host names and engine Requests."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        path = self.useFixture(fixtures.TempDir()).path
+        self.conf = fakes.config(self, path)
+        store = file_store.FileReportStore(self.conf)
+        store.publish(fakes.sriov_host('small', pfs=1, vfs=1))
+        store.publish(fakes.sriov_host('big', pfs=2, vfs=4))
+        store.publish(fakes.sriov_host('used', pfs=2, vfs=4, used_vfs=2))
+
+    def test_filter_takes_names_and_requests(self) -> None:
+        standalone = filter_mod.PciPoolFilter(self.conf)
+        engine = standalone.engine
+        engine.refresh()
+        request = engine.request({'pci_passthrough:alias': 'vf:2'})
+        self.assertEqual(['big', 'used'], list(standalone.filter_all(
+            ['small', 'big', 'used'], request)))
+        self.assertFalse(standalone.host_passes('small', request))
+
+    def test_weigher_raw_weights(self) -> None:
+        weigher = weigher_mod.PciPoolWeigher(self.conf)
+        engine = weigher.engine
+        engine.refresh()
+        request = engine.request({'pci_passthrough:alias': 'vf:1'})
+        objs = [types.SimpleNamespace(obj=h) for h in ('big', 'used')]
+        big, used = weigher.weigh_objects(objs, request)
+        self.assertGreater(used, big)
+        self.assertEqual(used, weigher._weigh_object('used', request))
