@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Any
 
 from hypothesis import settings
@@ -13,9 +14,13 @@ from passthrough_plugin.pci import request as request_mod
 from tests.unit.pci import fakes
 
 # Stable in CI: the same examples every run, no example database.
-SETTINGS = settings(deadline=None, max_examples=200, derandomize=True,
-                    database=None)
-FEW = settings(SETTINGS, max_examples=60)
+# PCI_HYPOTHESIS_EXAMPLES=5000 explores deeper, PCI_HYPOTHESIS_RANDOM=1
+# draws new examples each run: for hunting bugs locally.
+_EXAMPLES = int(os.environ.get('PCI_HYPOTHESIS_EXAMPLES', '200'))
+_RANDOM = bool(os.environ.get('PCI_HYPOTHESIS_RANDOM'))
+SETTINGS = settings(deadline=None, max_examples=_EXAMPLES,
+                    derandomize=not _RANDOM, database=None)
+FEW = settings(SETTINGS, max_examples=max(1, _EXAMPLES * 3 // 10))
 
 POLICIES = ('required', 'legacy', 'preferred', 'socket')
 GPU_PRODUCTS = ('1eb8', '1eb9')

@@ -278,7 +278,10 @@ def check_invariants(test: testtools.TestCase,
 
 
 def check_fit(test: testtools.TestCase, hp: pools_mod.HostPools,
-              fit: pools_mod.Fit) -> None:
+              fit: pools_mod.Fit,
+              rs: request_mod.RequestSet | None = None,
+              cells: list[int] | None = None) -> None:
+    """What an accepted fit promises, checked device by device."""
     chosen = list(fit.addresses)
     test.assertEqual(len(chosen), len(set(chosen)), 'chosen twice')
     test.assertFalse(set(chosen) & set(fit.companions),
@@ -295,6 +298,38 @@ def check_fit(test: testtools.TestCase, hp: pools_mod.HostPools,
         if d.iommu_group in groups:
             test.assertIn(d.address, taken,
                           f'group {d.iommu_group} split')
+    # no PF together with one of its VFs
+    for address in taken:
+        parent = hp.report.device(address).parent_address
+        test.assertNotIn(parent, taken, f'{address} with its PF')
+    if rs is None:
+        return
+    test.assertEqual(len(rs.requests), len(fit.devices))
+    sockets = {c.id: c.socket for c in hp.report.numa_cells}
+    for req, group in zip(rs.requests, fit.devices, strict=True):
+        test.assertEqual(req.count, len(group), req.describe())
+        devices = [hp.report.device(a) for a in group]
+        for d in devices:
+            test.assertTrue(any(
+                (s.vendor_id is None or s.vendor_id == int(d.vendor_id, 16))
+                and (s.product_id is None
+                     or s.product_id == int(d.product_id, 16))
+                and (s.dev_type is None or s.dev_type == d.dev_type)
+                for s in req.specs), f'{d.address} for {req.describe()}')
+            if d.dev_type == 'type-PF':
+                test.assertTrue(req.wants_pf, d.address)
+            if cells and req.numa_policy == 'required':
+                test.assertIn(d.numa_node, cells, d.address)
+            if cells and req.numa_policy == 'legacy':
+                test.assertIn(d.numa_node, [*cells, None], d.address)
+            if cells and req.numa_policy == 'socket':
+                wanted = {sockets.get(c) for c in cells}
+                test.assertIn(sockets.get(d.numa_node), wanted, d.address)
+        if req.anti_affinity:
+            parents = [d.parent_address for d in devices
+                       if d.dev_type == 'type-VF']
+            test.assertEqual(len(parents), len(set(parents)),
+                             f'VFs of one PF for {req.describe()}')
 
 
 class PoolPropertyTest(testtools.TestCase):
@@ -314,15 +349,19 @@ class PoolPropertyTest(testtools.TestCase):
         consumers = []
         for n in range(data.draw(st.integers(1, 3))):
             rs = data.draw(strategies.request_sets())
-            fit = hp.fit(rs, data.draw(strategies.numa_cells(report)))
+            cells = data.draw(strategies.numa_cells(report))
+            fit = hp.fit(rs, cells)
             if not fit.ok:
                 self.assertRaises(exception.ClaimFailed, hp.consume, fit,
                                   'new')
                 continue
-            check_fit(self, hp, fit)
+            check_fit(self, hp, fit, rs, cells)
             hp.consume(fit, f'new-{n}')
             consumers.append(f'new-{n}')
             check_invariants(self, hp)
+            # the headroom the fit promised is still free
+            self.assertTrue(hp.fits(request_mod.RequestSet(rs.headroom),
+                                    cells))
         for consumer in data.draw(st.permutations(consumers)):
             hp.release(consumer)
         self.assertEqual(before, state())
@@ -356,9 +395,10 @@ class PoolPropertyTest(testtools.TestCase):
                     self.assertEqual(before, report.to_dict())
             else:
                 rs = data.draw(strategies.request_sets())
-                fit = hp.fit(rs, data.draw(strategies.numa_cells(report)))
+                cells = data.draw(strategies.numa_cells(report))
+                fit = hp.fit(rs, cells)
                 if fit.ok:
-                    check_fit(self, hp, fit)
+                    check_fit(self, hp, fit, rs, cells)
                     old_fits.append(fit)
                     taken = hp.consume(fit, consumer)
                     for address in taken:
