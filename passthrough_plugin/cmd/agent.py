@@ -27,6 +27,8 @@ from passthrough_plugin.pci import address as addr
 LOG = logging.getLogger(__name__)
 PROG = 'passthrough-agent'
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+# INFO from these would mix with a one-shot command's output.
+QUIET_LOGGERS = ('passthrough_plugin', 'oslo.privsep', 'oslo_privsep')
 
 
 class UsageError(Exception):
@@ -255,7 +257,7 @@ def _setup(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
     logging.setup(conf, PROG)
     if not args.debug and args.command != 'run':
         # One-shot commands print their result; keep INFO logs out of it.
-        for name in ('passthrough_plugin', 'oslo.privsep', 'oslo_privsep'):
+        for name in QUIET_LOGGERS:
             std_logging.getLogger(name).setLevel(std_logging.WARNING)
 
 
@@ -267,6 +269,17 @@ def main(argv: Sequence[str] | None = None,
     ``kernel`` is for tests: the emulator behind a fake sysfs tree.
     """
     conf = conf if conf is not None else cfg.CONF
+    levels = {n: std_logging.getLogger(n).level for n in QUIET_LOGGERS}
+    try:
+        return _main(argv, conf, kernel)
+    finally:
+        # main() also runs in-process (tests, the kernel-test driver).
+        for name, level in levels.items():
+            std_logging.getLogger(name).setLevel(level)
+
+
+def _main(argv: Sequence[str] | None, conf: cfg.ConfigOpts,
+          kernel: sysfs_mod.KernelEmulator | None) -> int:
     try:
         args = build_parser().parse_args(argv)
         _setup(args, conf)
