@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from passthrough_plugin.pci import pools as pools_mod
+from passthrough_plugin.pci import report as report_mod
 from passthrough_plugin.pci import summary as summary_mod
 from passthrough_plugin.pci import synthetic
 from tests.unit.pci import fakes
@@ -64,6 +65,17 @@ class SummaryTableTest(testtools.TestCase):
                         with case(f'{used} {n} {policy} {cells}'):
                             self.assertEqual(hp.fits(rs, cells),
                                              summary.fits(rs, cells))
+
+    def test_synthetic_reports_are_valid(self) -> None:
+        report = synthetic.sriov_host('h', pfs=2, vfs=8, used_vfs=[3, 0])
+        data = report.to_dict()
+        self.assertEqual(data, report_mod.HostReport.from_dict(data)
+                         .to_dict())
+        statuses = [d.status for d in report.devices]
+        self.assertEqual(3, statuses.count('allocated'))
+        # the PF with VFs in use is not assignable as a whole
+        self.assertEqual('unavailable', report.devices[0].status)
+        self.assertEqual('available', report.devices[9].status)
 
     def test_shared_groups_keep_the_exact_pools(self) -> None:
         hp = fakes.host(fakes.dev(test_pools.GPU1, group=5),
