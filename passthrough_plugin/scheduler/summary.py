@@ -179,12 +179,16 @@ def _figures(host: str, summary: core_summary.Summary,
     for request in requests.requests:
         need = request.count
         if cells:
-            slots = _usable(summary, request, cells)
+            slots: Sequence[core_summary.Slot] = _usable(summary, request,
+                                                         cells)
+            usable = None
         else:
-            # The common case: walk the pools, usually one is enough.
+            # The common case: walk the pools lazily, usually one will do.
+            slots = summary.slots
             usable = pools_mod.matcher(request).usable
-            slots = [s for s in summary.slots if usable(s.sig)]
         for slot in slots:
+            if usable is not None and not usable(slot.sig):
+                continue
             have = 0 if slot in blocked else slot.free - used.get(slot, 0)
             if have <= 0:
                 continue

@@ -181,6 +181,31 @@ class PciPoolSchedulerTest(_PluginTestBase):
                       self.stdlog.logger.output)
 
 
+    def test_rebuild_keeps_the_host_and_its_devices(self) -> None:
+        self.start_pci_compute('compute1', num_pfs=1, num_vfs=1)
+        home = self.start_pci_compute('compute2', num_pfs=1, num_vfs=2,
+                                      report=False)
+        self.start_pci_compute('compute3', num_pfs=0, num_vfs=0)
+        self.store.publish(home)
+        server = self.boot('vfs:2')
+        self.assertEqual('compute2', server['OS-EXT-SRV-ATTR:host'])
+        # The agent now reports both VFs allocated to the server: nothing
+        # is free on compute2, yet a rebuild (a new image goes through the
+        # scheduler) must keep the server there with its devices.
+        for dev in home.devices:
+            if dev.dev_type == 'type-VF':
+                dev.status, dev.owner, dev.source = (
+                    'allocated', server['id'], 'flavor')
+        self.store.publish(home)
+        other = next(i['id'] for i in (self.glance.image1,
+                                       self.glance.image2)
+                     if i['id'] != server['image']['id'])
+        rebuilt = self._rebuild_server(server, other)
+        self.assertEqual('compute2', rebuilt['OS-EXT-SRV-ATTR:host'])
+        self.assertEqual(other, rebuilt['image']['id'])
+        self.assertNotIn('compute2 rejected', self.stdlog.logger.output)
+
+
 class _StrategyCase:
     """Two equal SR-IOV hosts; compute1's agent reports one VF in use."""
 
