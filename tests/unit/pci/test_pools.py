@@ -562,6 +562,31 @@ class ConsumeReleaseTest(testtools.TestCase):
                                 'inst-a')
         self.assertIn(vf_addr(PF1, 0), exc.message)
 
+    def test_consume_checks_the_fit_as_a_whole(self) -> None:
+        # Fits computed on another generation of the report, or rebuilt
+        # from a stored claim, must not break the pools' promises.
+        old = host(dev(GPU1, group=5), dev(AUDIO1, product='10f8', group=6))
+        group_changed = (
+            'a fit from before the group changed',
+            host(dev(GPU1, group=5), dev(AUDIO1, product='10f8', group=5)),
+            old.fit(gpus('legacy')))
+        pf_and_vf = (
+            'a PF with its VF',
+            host(pf(PF1, group=1), vf(vf_addr(PF1, 0), PF1, group=2)),
+            pools_mod.Fit(True, ((vf_addr(PF1, 0),), (PF1,))))
+        twice = (
+            'the same device twice',
+            host(dev(GPU1, group=5)),
+            pools_mod.Fit(True, ((GPU1,), (GPU1,))))
+        for name, hp, fit in (group_changed, pf_and_vf, twice):
+            with case(name):
+                self.assertTrue(fit.ok)
+                before = hp.report.to_dict()
+                self.assertRaises(exception.ClaimFailed, hp.consume, fit,
+                                  'inst-a')
+                self.assertEqual(before, hp.report.to_dict())
+                self.assertEqual([], hp.held_by('inst-a'))
+
     def test_failed_fit_cannot_be_consumed(self) -> None:
         hp = self._host()
         fit = hp.fit(gpus('legacy', 5))
