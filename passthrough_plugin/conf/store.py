@@ -45,6 +45,21 @@ directory must be local (or on a filesystem with working ``flock``).
 Related options:
 
 * ``[report_store] driver``
+* ``[file_store] lock_timeout``
+"""),
+    cfg.FloatOpt(
+        'lock_timeout',
+        default=30.0,
+        min=0.1,
+        help="""
+How long, in seconds, a writer (an agent publishing, a claim, a release)
+waits for the store's lock file before giving up with "report store
+unavailable". Writes hold the lock for milliseconds; waiting this long means
+a process holding it is stuck.
+
+Related options:
+
+* ``[file_store] path``
 """),
 ]
 

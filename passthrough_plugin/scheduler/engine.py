@@ -107,6 +107,7 @@ class Engine:
         self._tokens: dict[tuple[object, ...], int] = {}
         self.refreshed_at = 0.0
         self._refresh_key: object = None
+        self._known: list[str] = []
 
     # -- configuration -------------------------------------------------------
 
@@ -136,6 +137,7 @@ class Engine:
         :raises: StoreUnavailable
         """
         generations = self.store.generations()
+        self._known = sorted(generations)
         summaries = self.summaries
         gone = [h for h in summaries if h not in generations]
         for host in gone:
@@ -195,7 +197,8 @@ class Engine:
         return found
 
     def hosts(self) -> list[str]:
-        return sorted(self.summaries)
+        """Every host of the store at the last refresh, cached or not."""
+        return self._known
 
     # -- requests ------------------------------------------------------------
 

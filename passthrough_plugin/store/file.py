@@ -9,6 +9,7 @@ import json
 import os
 import re
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -76,7 +77,20 @@ class FileReportStore(base.ReportStore):
         except OSError as exc:
             raise self._unavailable(exc) from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            deadline = time.monotonic() + self.conf.file_store.lock_timeout
+            while True:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() >= deadline:
+                        raise exception.StoreUnavailable(
+                            store=STORE, reason='%s: lock held by another '
+                            'process for more than %.1f s ([file_store] '
+                            'lock_timeout)' % (
+                                os.path.join(self.path, LOCK),
+                                self.conf.file_store.lock_timeout)) from None
+                    time.sleep(0.005)
             yield
         finally:
             # Closing the descriptor drops the flock.

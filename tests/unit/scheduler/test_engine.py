@@ -83,6 +83,16 @@ class EngineTest(testtools.TestCase):
         self.assertEqual(answers['h1'].free_before - 2,
                          answers['h2'].free_before)
 
+    def test_hosts_beyond_the_cache_size_are_read_on_demand(self) -> None:
+        self.store.publish(fakes.sriov_host('a', pfs=1, vfs=1))
+        self.store.publish(fakes.sriov_host('b', pfs=1, vfs=4))
+        engine = self.engine(summary_cache_size=1)
+        self.assertEqual(1, len(engine.summaries))
+        self.assertEqual(['a', 'b'], engine.hosts())
+        request = engine.request(VF2)
+        self.assertFalse(engine.decide('a', request).ok)
+        self.assertTrue(engine.decide('b', request).ok)
+
     def test_corrupt_report_fails_only_that_host(self) -> None:
         self.store.publish(fakes.sriov_host('good'))
         self.store.publish(fakes.sriov_host('bad'))

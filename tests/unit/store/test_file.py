@@ -179,6 +179,22 @@ class FileStoreTest(testtools.TestCase):
         self.assertRaises(exception.StoreUnavailable, store.publish,
                           fakes.sriov_host('h1'))
 
+    def test_stuck_lock_holder_times_out(self) -> None:
+        import fcntl
+
+        self.store.publish(fakes.sriov_host('h1'))
+        self.conf.set_override('lock_timeout', 0.2, 'file_store')
+        fd = os.open(os.path.join(self.path, '.lock'), os.O_RDWR)
+        self.addCleanup(os.close, fd)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # another holder (flock is per fd)
+        exc = self.assertRaises(exception.StoreUnavailable, self.store.claim,
+                                'h1', 'c1', ['0000:81:02.0'])
+        self.assertIn('lock_timeout', exc.message)
+        # Readers never take the lock.
+        self.assertEqual(1, self.store.get('h1').generation)
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        self.store.claim('h1', 'c1', ['0000:81:02.0'])
+
     def test_loader_builds_the_configured_store(self) -> None:
         store = loader.load_store(self.conf)
         self.assertIsInstance(store, file_store.FileReportStore)
