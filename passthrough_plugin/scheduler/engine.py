@@ -328,17 +328,20 @@ class Engine:
         # The hot loop: a memo hit costs two dict lookups; anything else
         # (a miss, no report, a rebuild) takes the general path.
         summaries = self.summaries
-        memo = self.memo.decisions
+        memo = self.memo
+        decided = memo.decisions
         token = request.token
-        decide = self.decide
         plain = not request.rebuild
         for host in hosts:
             found = summaries.get(host) if plain else None
-            decision = None
-            if found is not None:
-                decision = memo.get((found.state, token))
-            if decision is None:
-                decision = decide(host, request)
+            if found is not None and found.summary is not None:
+                decision = decided.get((found.state, token))
+                if decision is None:
+                    decision = memo.decide(found, token, request.requests,
+                                           request.numa_cells,
+                                           request.numa_cell_count)
+            else:
+                decision = self.decide(host, request)
             if decision.ok:
                 fitting.append(host)
                 decisions.append(decision)
