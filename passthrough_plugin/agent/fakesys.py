@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pathlib
+import shutil
 
 DEVICES = 'devices/pci0000:00'
 
@@ -274,8 +275,6 @@ class FakeSysfs:
 
     def remove_device(self, address: str) -> None:
         """Hot-remove: the device, its links and its group membership."""
-        import shutil
-
         self.set_driver(address, None)
         path = self.dev(address)
         if (path / 'iommu_group').is_symlink():
