@@ -25,6 +25,12 @@ PassthroughGroup = [
         'flavor_ref_over',
         help="A flavor asking more PCI devices than any host has; booting "
              "it must end in NoValidHost. Unset: that test skips."),
+    cfg.StrOpt(
+        'flavor_ref_plugin_reject',
+        help="A flavor Placement can satisfy but the plugin's PciPoolFilter "
+             "must refuse (e.g. an IOMMU group or VF anti-affinity it "
+             "cannot meet); the test finds the filter's reason for it in "
+             "scheduler_log. Unset: that test skips."),
     cfg.ListOpt(
         'aliases',
         default=[],

@@ -33,9 +33,13 @@ def write_workspace(s: Settings, image_id: str) -> None:
     (ws / '.stestr.conf').write_text(
         f'[DEFAULT]\ntest_path={site}/test_discover\ntop_dir={site}\n'
         'group_regex=([^\\.]*\\.)*\n')
+    nova = mc_configs.parse_ini((s.etc / 'nova' / 'nova.conf').read_text())
+    enabled = ','.join(v for k, v in nova.get('filter_scheduler', [])
+                       if k == 'enabled_filters')
     (ws / 'etc' / 'tempest.conf').write_text(mc_configs.render(
         'tempest.conf', s, image_id=image_id, pci_flavor=PCI_FLAVOR,
-        pci_flavor_over=PCI_FLAVOR_OVER))
+        pci_flavor_over=PCI_FLAVOR_OVER,
+        plugin_scheduler=str('PciPoolFilter' in enabled)))
     (s.base / 'admin-openrc').write_text(
         'export OS_AUTH_URL={} OS_USERNAME=admin OS_PASSWORD={}\n'
         'export OS_PROJECT_NAME=admin OS_USER_DOMAIN_NAME=Default\n'

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from tempest.common import waiters
@@ -16,6 +17,7 @@ CONF = config.CONF
 
 # 2.37: servers may boot with networks='none' (no Neutron port needed).
 COMPUTE_MICROVERSION = '2.37'
+REQ_ID = re.compile(r'req-[0-9a-f-]{36}')
 
 
 class PciServerTest(base.PassthroughBaseTest):
@@ -88,3 +90,35 @@ class PciServerTest(base.PassthroughBaseTest):
         self.assertIn('No valid host', shown.get('fault', {}).get(
             'message', ''))
         self.assertEqual({}, self._pci_allocations(server['id']))
+
+    @decorators.idempotent_id('c5a7e3d1-4b2f-4c8e-9f6a-7d1e2b3c4a95')
+    def test_plugin_rejection_is_logged(self) -> None:
+        """Placement fits it, the plugin's filter refuses it and says why."""
+        if not CONF.passthrough.plugin_scheduler_enabled:
+            raise self.skipException(
+                '[passthrough] plugin_scheduler_enabled is False')
+        if not (CONF.passthrough.flavor_ref_plugin_reject
+                and CONF.passthrough.scheduler_log):
+            raise self.skipException(
+                '[passthrough] flavor_ref_plugin_reject or scheduler_log '
+                'is not set')
+        server = self._boot(CONF.passthrough.flavor_ref_plugin_reject)
+        waiters.wait_for_server_status(self.servers_client, server['id'],
+                                       'ERROR', raise_on_error=False)
+        reasons = plugin_rejections(CONF.passthrough.scheduler_log,
+                                    server['id'])
+        self.assertNotEmpty(reasons, 'no passthrough filter rejection for '
+                            f'{server["id"]} in '
+                            f'{CONF.passthrough.scheduler_log}')
+
+
+def plugin_rejections(log_path: str, instance: str) -> list[str]:
+    """The plugin filter's log lines of the request that scheduled
+    ``instance``: nova logs the instance id, the filter the same req id."""
+    with open(log_path, errors='replace') as fh:
+        lines = fh.readlines()
+    req_ids = {m.group(0) for line in lines if instance in line
+               for m in [REQ_ID.search(line)] if m}
+    return [line.strip() for line in lines
+            if 'passthrough_plugin.scheduler' in line and 'rejected' in line
+            and any(req in line for req in req_ids)]
