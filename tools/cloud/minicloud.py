@@ -132,8 +132,14 @@ def main(argv: list[str] | None = None) -> int:
         s.logs.mkdir(parents=True, exist_ok=True)
         s.run.mkdir(parents=True, exist_ok=True)
         cmd = args.command
-        if cmd in ('install', 'setup', 'all', 'start'):
+        if cmd not in ('status', 'smoke'):
             s.save()
+        if cmd in ('setup', 'start', 'all') and (
+                s.nova_conf_extra or s.env or s.services):
+            # Hooks are saved in $BASE/minicloud.json: say they apply.
+            log('hooks: %d nova.conf extra(s), env %s, services %s '
+                '(--clear-hooks forgets them)', len(s.nova_conf_extra),
+                sorted(s.env), sorted(s.services))
         if cmd in ('install', 'all'):
             _timed(timings, 'install', lambda: mc_infra.install(s))
         if cmd in ('setup', 'all'):
