@@ -58,6 +58,9 @@ class Settings:
     # started after nova-compute with the services' env, stopped first.
     services: dict[str, str] = dataclasses.field(default_factory=dict)
     timeout: int = 180
+    # Reuse the migrated databases of an earlier setup with the same configs
+    # and packages ($BASE/cache); --no-cache always migrates.
+    use_cache: bool = True
 
     @property
     def etc(self) -> Path:

@@ -72,7 +72,8 @@ def _settings(args: argparse.Namespace) -> Settings:
         extra_pip=saved.get('extra_pip', []) + [
             p for p in args.pip if p not in saved.get('extra_pip', [])],
         nova_conf_extra=extra_nova, env=env, services=services,
-        timeout=args.timeout or saved.get('timeout', 180))
+        timeout=args.timeout or saved.get('timeout', 180),
+        use_cache=not args.no_cache)
     return s
 
 
@@ -120,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--clear-hooks', action='store_true',
                         help='forget the saved --nova-conf-extra, --env, '
                         '--service and --pip values')
+    parser.add_argument('--no-cache', action='store_true',
+                        help='setup: run every migration even if '
+                        '$BASE/cache holds their result for these configs')
     parser.add_argument('--port-offset', type=int, default=None,
                         help='add this to every port (default 0)')
     parser.add_argument('--timeout', type=int, default=None,
