@@ -217,12 +217,20 @@ def start(s: Settings) -> None:
     mc_infra.wait_rabbit(s)
     _gunicorn(s, 'nova-api')
     nova_conf = str(s.etc / 'nova' / 'nova.conf')
-    for svc in ('conductor', 'scheduler', 'compute'):
+
+    def nova(svc: str) -> None:
         name = 'nova-' + svc
         mc_procs.spawn(name, [s.bin(name), '--config-file', nova_conf,
                               '--log-file', str(s.logs / (name + '.log'))],
                        s.run, s.logs, env=env)
-    for name in ('placement', 'glance', 'nova-api'):
+
+    nova('conductor')
+    nova('scheduler')
+    # nova-compute creates its providers at startup and otherwise retries
+    # only a periodic task later: let it find Placement answering.
+    _wait_http(s, 'placement')
+    nova('compute')
+    for name in ('glance', 'nova-api'):
         _wait_http(s, name)
     for name, command in s.services.items():
         mc_procs.spawn('extra-' + name, shlex.split(command), s.run, s.logs,
