@@ -7,6 +7,8 @@ import warnings
 
 from oslo_config import cfg
 
+from passthrough_plugin.conf import groups
+
 with warnings.catch_warnings():
     # oslo.privsep imports eventlet, which warns on import.
     warnings.simplefilter('ignore')
@@ -131,18 +133,9 @@ root it forks the helper itself; otherwise ``helper_command`` (default:
 """)
 
 
-def _fresh(group: cfg.OptGroup) -> cfg.OptGroup:
-    # ConfigOpts.register_group keeps a shallow copy of the group, whose
-    # option table (holding set_override values) would then be shared by
-    # every ConfigOpts the module-level group is registered in.
-    return cfg.OptGroup(group.name, title=group.title, help=group.help)
-
-
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    for group, opts in ((agent_group, agent_opts), (sriov_group, sriov_opts)):
-        fresh = _fresh(group)
-        conf.register_group(fresh)
-        conf.register_opts(opts, group=fresh)
+    groups.register(conf, agent_group, agent_opts)
+    groups.register(conf, sriov_group, sriov_opts)
 
 
 def list_opts() -> dict[cfg.OptGroup, list[cfg.Opt]]:

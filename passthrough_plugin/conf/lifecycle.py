@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
+from passthrough_plugin.conf import groups
+
 DEFAULT_CONNECTION = 'sqlite:////var/lib/passthrough-plugin/ledger.sqlite'
 POLICY_REQUIRE = 'require'
 POLICY_BEST_EFFORT = 'best_effort'
@@ -93,8 +95,7 @@ domain XML from, when libvirt-python is installed. Without libvirt-python
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(lifecycle_group)
-    conf.register_opts(lifecycle_opts, group=lifecycle_group)
+    groups.register(conf, lifecycle_group, lifecycle_opts)
 
 
 def list_opts() -> dict[cfg.OptGroup, list[cfg.Opt]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
+from passthrough_plugin.conf import groups
+
 pci_group = cfg.OptGroup(
     'pci',
     title='PCI passthrough options',
@@ -68,8 +70,7 @@ Related options:
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(pci_group)
-    conf.register_opts(pci_opts, group=pci_group)
+    groups.register(conf, pci_group, pci_opts)
 
 
 def list_opts() -> dict[cfg.OptGroup, list[cfg.Opt]]:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
+from passthrough_plugin.conf import groups
+
 scheduler_group = cfg.OptGroup(
     'passthrough_scheduler',
     title='passthrough-plugin scheduler options',
@@ -74,8 +76,7 @@ report changed.
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(scheduler_group)
-    conf.register_opts(scheduler_opts, group=scheduler_group)
+    groups.register(conf, scheduler_group, scheduler_opts)
 
 
 def list_opts() -> dict[cfg.OptGroup, list[cfg.Opt]]:

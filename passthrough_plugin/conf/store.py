@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from oslo_config import cfg
 
+from passthrough_plugin.conf import groups
+
 report_store_group = cfg.OptGroup(
     'report_store',
     title='Host report store',
@@ -65,10 +67,8 @@ Related options:
 
 
 def register_opts(conf: cfg.ConfigOpts) -> None:
-    conf.register_group(report_store_group)
-    conf.register_opts(report_store_opts, group=report_store_group)
-    conf.register_group(file_store_group)
-    conf.register_opts(file_store_opts, group=file_store_group)
+    groups.register(conf, report_store_group, report_store_opts)
+    groups.register(conf, file_store_group, file_store_opts)
 
 
 def list_opts() -> dict[cfg.OptGroup, list[cfg.Opt]]:

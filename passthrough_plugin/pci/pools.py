@@ -470,6 +470,7 @@ class HostPools:
                 reason='device %s is not on the host any more (the fit is '
                 'older than the report)' % ', '.join(missing))
         indices = [self.by_address[a] for a in addresses]
+        self._check_whole(indices, consumer)
         for i in indices:
             if self.state[i] is not None:
                 raise exception.ClaimFailed(
@@ -485,6 +486,36 @@ class HostPools:
             self.owners.setdefault(consumer, []).append((i, source))
         self._refresh()
         return addresses
+
+    def _check_whole(self, indices: list[int], consumer: str) -> None:
+        """A fit takes whole IOMMU groups, never a PF with one of its VFs.
+
+        A fit computed on another generation of the report may not.
+
+        :raises: ClaimFailed
+        """
+        taken = set(indices)
+        if len(taken) < len(indices):
+            twice = sorted({self.devices[i].address for i in indices
+                            if indices.count(i) > 1})
+            raise exception.ClaimFailed(
+                consumer=consumer, host=self.host,
+                reason='the fit names %s more than once' % ', '.join(twice))
+        for i in indices:
+            group = self.group_of[i]
+            left = [self.devices[m].address for m in self.groups[group]
+                    if m not in taken]
+            if left:
+                raise exception.ClaimFailed(
+                    consumer=consumer, host=self.host,
+                    reason='IOMMU group %d also holds %s, which the fit does '
+                    'not take' % (group, ', '.join(left)))
+            if self.parent[i] in taken:
+                raise exception.ClaimFailed(
+                    consumer=consumer, host=self.host,
+                    reason='the fit takes PF %s together with its VF %s' % (
+                        self.devices[self.parent[i]].address,
+                        self.devices[i].address))
 
     def release(self, consumer: str) -> list[str]:
         """Free every device held by ``consumer``; return their addresses."""
