@@ -69,6 +69,14 @@ class PlacementFixtureTest(testtools.TestCase):
         self.assertEqual((url, port), (self.server.url, self.server.port))
         providers = _get(url + '/resource_providers')['resource_providers']
         self.assertEqual(['kept'], [rp['name'] for rp in providers])
+        # A graceful stop keeps the data as well.
+        _post(url + '/resource_providers', {'name': 'kept too'})
+        self.server.stop(graceful=True)
+        self.assertFalse(_listening(port))
+        self.server.start()
+        providers = _get(url + '/resource_providers')['resource_providers']
+        self.assertEqual({'kept', 'kept too'},
+                         {rp['name'] for rp in providers})
 
     def test_cleanup_kills_the_server(self) -> None:
         server = placement.PlacementFixture()
