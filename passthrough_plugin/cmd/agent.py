@@ -19,7 +19,9 @@ from passthrough_plugin.agent import hostdev
 from passthrough_plugin.agent import service
 from passthrough_plugin.agent import sriov
 from passthrough_plugin.agent import sysfs as sysfs_mod
+from passthrough_plugin.cmd import ledger_map
 from passthrough_plugin.conf import agent as agent_conf
+from passthrough_plugin.conf import lifecycle as lifecycle_conf
 from passthrough_plugin.conf import pci as pci_conf
 from passthrough_plugin.conf import store as store_conf
 from passthrough_plugin.pci import address as addr
@@ -107,6 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
             prints=False)
     p.add_argument('--once', action='store_true',
                    help='one scan and publish, then exit')
+    # ``map`` (the ledger's answer) brings its own --format.
+    ledger_map.add_map_parser(sub, parents=[common])
     return parser
 
 
@@ -240,6 +244,7 @@ COMMANDS: dict[str, Callable[[service.Agent, argparse.Namespace], int]] = {
     'discover': cmd_discover, 'configure-vfs': cmd_configure_vfs,
     'bind': cmd_bind, 'unbind': cmd_bind, 'doctor': cmd_doctor,
     'hostdev-xml': cmd_hostdev, 'report': cmd_report, 'run': cmd_run,
+    'map': lambda agent, args: ledger_map.run_map(args, agent.conf),
 }
 
 
@@ -247,6 +252,7 @@ def _setup(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
     pci_conf.register_opts(conf)
     store_conf.register_opts(conf)
     agent_conf.register_opts(conf)
+    lifecycle_conf.register_opts(conf)
     logging.register_options(conf)
     # stdout carries the command's output (JSON too): logs go to stderr.
     conf.set_default('use_stderr', True)
