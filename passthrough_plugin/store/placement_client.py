@@ -118,11 +118,18 @@ class PlacementClient:
                 f"({method} {path}): {type(exc).__name__}: {exc}")) from exc
         if resp.status_code < 400:
             if not self._endpoint_known:
-                # Cheap now: the catalog came with the token.
-                self._endpoint = self._adapter.get_endpoint()
-                self._endpoint_known = True
+                self._learn_endpoint()
             return resp.json() if resp.content else {}
         raise self._error(method, path, resp)
+
+    def _learn_endpoint(self) -> None:
+        """Remember the catalog's URL for messages (cheap after a reply:
+        the catalog came with the token)."""
+        try:
+            self._endpoint = self._adapter.get_endpoint() or self._endpoint
+        except ksa_exc.ClientException:
+            LOG.debug("no endpoint to name in messages", exc_info=True)
+        self._endpoint_known = True
 
     def _error(self, method: str, path: str,
                resp: Any) -> exception.PassthroughException:
