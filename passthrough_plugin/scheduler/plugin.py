@@ -25,6 +25,7 @@ class PluginBase:
         self._last: (engine_mod.Request | exception.PassthroughException
                      | None) = None
         self._fresh_until = 0.0
+        self._last_spec: Any = None
 
     @property
     def engine(self) -> engine_mod.Engine:
@@ -43,6 +44,14 @@ class PluginBase:
         """
         if isinstance(spec, engine_mod.Request):
             return spec
+        # nova asks once per host with the same RequestSpec object; holding
+        # on to it keeps its id from being reused by a later request.
+        if spec is self._last_spec and self._last is not None and (
+                time.monotonic() < self._fresh_until):
+            if isinstance(self._last, exception.PassthroughException):
+                raise self._last
+            return self._last
+        self._last_spec = spec
         key = nova_adapter.request_key(spec)
         if key == self._last_key and self._last is not None and (
                 time.monotonic() < self._fresh_until):
