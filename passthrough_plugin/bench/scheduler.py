@@ -157,6 +157,19 @@ def _memory(conf: cfg.ConfigOpts, aliases: dict[str, alias_mod.Alias],
     return retained / hosts, hosts
 
 
+def _request_spec(extra_specs: dict[str, str]) -> Any:
+    """A nova RequestSpec with a flavor (None without nova)."""
+    try:
+        from nova import objects
+    except ImportError:
+        return None
+    objects.register_all()
+    return objects.RequestSpec(
+        flavor=objects.Flavor(extra_specs=dict(extra_specs)),
+        instance_uuid='9d0c4a63-0d1f-4d2b-8a51-6f1c1f8e2a10',
+        scheduler_hints={}, numa_topology=None)
+
+
 def run() -> None:
     conf = cfg.ConfigOpts()
     conf_pkg.register_all(conf)
@@ -200,16 +213,21 @@ def run() -> None:
     weigher = weigher_mod.PciPoolWeigher(conf)
     filt._engine = weigher._engine = engine
     objs = [types.SimpleNamespace(host=h) for h in hosts]
+    spec = _request_spec(EXTRA_SPECS)
 
     def plugin_classes() -> int:
-        passed = list(filt.filter_all(objs, request))
+        # A fresh RequestSpec each time, as each nova request brings one.
+        asked = _request_spec(EXTRA_SPECS) if spec is not None else request
+        passed = list(filt.filter_all(objs, asked))
         weights = weigher.weigh_objects(
-            [types.SimpleNamespace(obj=o) for o in passed], request)
+            [types.SimpleNamespace(obj=o) for o in passed], asked)
         return len(weights)
 
     classes, classes_cpu, count = _best(plugin_classes, 5)
     assert count == len(ranked)
-    _line('PciPoolFilter + PciPoolWeigher', classes, len(hosts),
+    _line('PciPoolFilter + PciPoolWeigher%s' % (
+        ' (nova RequestSpec)' if spec is not None else ''), classes,
+        len(hosts),
           classes_cpu)
 
     # Decisions must be the core's device-level ones.
