@@ -35,6 +35,8 @@ Related options:
         help="""
 Multiplier of PciPoolWeigher's normalised weight, as for nova's weighers.
 ``0`` disables the weigher; larger values let it outweigh the others.
+Inside nova, a host aggregate's ``passthrough_weight_multiplier`` metadata
+overrides it for the hosts of that aggregate.
 """),
     cfg.StrOpt(
         'missing_report',

@@ -12,6 +12,7 @@ from passthrough_plugin.scheduler import nova_adapter
 from passthrough_plugin.scheduler import plugin
 
 LOG = logging.getLogger(__name__)
+AGGREGATE_KEY = 'passthrough_weight_multiplier'
 
 
 class PciPoolWeigher(plugin.PluginBase):
@@ -25,8 +26,18 @@ class PciPoolWeigher(plugin.PluginBase):
     maxval = None
 
     def weight_multiplier(self, host_state: Any = None) -> float:
-        return float(
+        """``[passthrough_scheduler] weight_multiplier``; inside nova a
+        host aggregate's ``passthrough_weight_multiplier`` metadata
+        overrides it, as nova's own weighers allow."""
+        value = float(
             self.engine.conf.passthrough_scheduler.weight_multiplier)
+        if getattr(host_state, 'aggregates', None) and \
+                nova_adapter.available():
+            from nova.scheduler import utils as nova_utils
+
+            value = float(nova_utils.get_weight_multiplier(
+                host_state, AGGREGATE_KEY, value))
+        return value
 
     def _weigh_object(self, host_state: Any, weight_properties: Any
                       ) -> float:

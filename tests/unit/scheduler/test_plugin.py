@@ -157,6 +157,11 @@ class PluginTest(testtools.TestCase):
         big, used = weigher.weigh_objects(objs, spec)
         self.assertGreater(used, big)
         self.assertEqual(3.0, weigher.weight_multiplier(objs[0].obj))
+        aggregate = types.SimpleNamespace(
+            metadata={'passthrough_weight_multiplier': '0.5'})
+        in_aggregate = types.SimpleNamespace(host='big',
+                                             aggregates=[aggregate])
+        self.assertEqual(0.5, weigher.weight_multiplier(in_aggregate))
 
     def test_one_store_check_per_request_not_per_host(self) -> None:
         from tests.unit.scheduler.test_engine import CountingStore
