@@ -11,6 +11,7 @@ them (``exact``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 
 from passthrough_plugin.pci import pools as pools_mod
@@ -33,16 +34,34 @@ def _cell_set(cells: Sequence[int]) -> frozenset[int]:
     return found
 
 
+@dataclasses.dataclass(frozen=True)
+class PoolFacts:
+    """What a pool-level source (Placement) says of one pool of a host."""
+
+    vendor_id: str
+    product_id: str
+    dev_type: str
+    address: str
+    free: int
+    total: int
+    numa_node: int | None = None
+    resource_class: str = ''
+    traits: frozenset[str] = frozenset()
+    # Tags that split pools, e.g. physical_network (not resource_class).
+    pool_tags: dict[str, str] = dataclasses.field(default_factory=dict)
+
+
 class Slot:
     """One pool of a summary: its signature, NUMA node and free count."""
 
     __slots__ = ('sig', 'numa_node', 'address', 'free', 'dependents')
 
-    def __init__(self, pool: pools_mod.Pool) -> None:
-        self.sig = pool.sig
-        self.numa_node = pool.numa_node
-        self.address = pool.address
-        self.free = len(pool.free)
+    def __init__(self, sig: pools_mod.Signature, numa_node: int | None,
+                 address: str, free: int) -> None:
+        self.sig = sig
+        self.numa_node = numa_node
+        self.address = address
+        self.free = free
         # Slots that become unusable once this one hands out a device:
         # the PF pool of a VF pool, the VF pools of a PF pool.
         self.dependents: tuple[Slot, ...] = ()
@@ -63,7 +82,46 @@ class Summary:
             for pool in host_pools.pools for i in pool.free)
         # Shared IOMMU groups need the device-level answer.
         self.exact = host_pools if complex_groups else None
-        slots = [Slot(p) for p in host_pools.pools if p.free]
+        self._link([Slot(p.sig, p.numa_node, p.address, len(p.free))
+                    for p in host_pools.pools if p.free])
+        # PFs that serve VFs already: what the "pack" strategy fills first.
+        self.pf_with_vfs_in_use = sum(
+            1 for p in host_pools.pools
+            if p.sig.dev_type == TYPE_VF and len(p.free) < len(p.members))
+
+    @classmethod
+    def from_pools(cls, host: str, generation: int,
+                   pools: Sequence[PoolFacts],
+                   sockets: dict[int, int | None] | None = None
+                   ) -> Summary:
+        """A summary from pool-level facts, e.g. Placement providers.
+
+        Each pool is what one provider holds (a PF's VFs, a PF, a device);
+        IOMMU viability must already be folded into ``free``.
+        """
+        self = cls.__new__(cls)
+        self.host = host
+        self.generation = generation
+        self.sockets = dict(sockets or {})
+        self.exact = None
+        slots = []
+        for facts in pools:
+            if facts.free <= 0:
+                continue
+            sig = pools_mod.signature(
+                int(facts.vendor_id, 16), int(facts.product_id, 16),
+                facts.dev_type, tuple(sorted(facts.pool_tags.items())),
+                facts.resource_class, frozenset(facts.traits))
+            slots.append(Slot(sig, facts.numa_node, facts.address,
+                              facts.free))
+        # nova's pool order, as HostPools has it.
+        slots.sort(key=lambda slot: slot.sig.order)
+        self._link(slots)
+        self.pf_with_vfs_in_use = sum(
+            1 for f in pools if f.dev_type == TYPE_VF and f.free < f.total)
+        return self
+
+    def _link(self, slots: list[Slot]) -> None:
         by_pf: dict[str, list[Slot]] = {}
         for slot in slots:
             if slot.sig.dev_type in (TYPE_PF, TYPE_VF):
@@ -79,10 +137,6 @@ class Summary:
                     if s.sig.dev_type == TYPE_VF)
         self.slots = tuple(slots)
         self.total_free = sum(s.free for s in slots)
-        # PFs that serve VFs already: what the "pack" strategy fills first.
-        self.pf_with_vfs_in_use = sum(
-            1 for p in host_pools.pools
-            if p.sig.dev_type == TYPE_VF and len(p.free) < len(p.members))
 
     def fits(self, requests: request_mod.RequestSet,
              numa_cells: Sequence[int] | None = None) -> bool:
