@@ -86,8 +86,8 @@ def parser() -> argparse.ArgumentParser:
     release.add_argument('--consumer', required=True)
     publish = sub.add_parser('publish', help='store HostReport JSON files')
     publish.add_argument('reports', nargs='+', metavar='REPORT.json')
-    sub.add_parser('examples', help='store four example hosts and print '
-                   'the [pci] alias lines that match them')
+    sub.add_parser('examples', help='store four example hosts; print a '
+                   'config file ([file_store] path, [pci] alias) for them')
     for cmd in sub.choices.values():
         # --format is accepted after the command too.
         cmd.add_argument('--format', choices=('table', 'json'),
@@ -132,10 +132,12 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     conf = load_conf(args)
     engine = engine_mod.Engine(conf)
     if args.command == 'examples':
+        # The output is a config file for the next commands.
         for report in examples.hosts():
-            out.write('%s: generation %d\n' % (
+            out.write('# stored %s, generation %d\n' % (
                 report.host, engine.store.publish(report)))
-        out.write('[pci]\n' + ''.join(
+        out.write('[file_store]\npath = %s\n\n[pci]\n' % (
+            conf.file_store.path,) + ''.join(
             'alias = %s\n' % a for a in examples.alias_values()))
         return EXIT_OK
     if args.command == 'publish':

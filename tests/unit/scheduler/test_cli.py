@@ -128,6 +128,20 @@ class CliTest(testtools.TestCase):
         self.assertEqual(2, code)
         self.assertIn('/nonexistent.conf', err.getvalue())
 
+    def test_examples_print_a_working_config(self) -> None:
+        reports = os.path.join(self.dir, 'quick')
+        out, err = io.StringIO(), io.StringIO()
+        self.assertEqual(0, cli.main(['--store-path', reports, 'examples'],
+                                     out, err))
+        config = os.path.join(self.dir, 'quick.conf')
+        with open(config, 'w') as f:
+            f.write(out.getvalue())
+        self.assertIn('# stored compute-4, generation 1', out.getvalue())
+        out = io.StringIO()
+        self.assertEqual(0, cli.main(['--config-file', config, 'select',
+                                      *VF2], out, err))
+        self.assertIn('compute-2', out.getvalue())
+
     def test_console_script_runs(self) -> None:
         proc = subprocess.run(
             [sys.executable, '-m', 'passthrough_plugin.cmd.scheduler',
