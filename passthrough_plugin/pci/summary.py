@@ -155,6 +155,47 @@ class Summary:
                 return False
         return True
 
+    def choose(self, requests: request_mod.RequestSet,
+               numa_cells: Sequence[int] | None = None
+               ) -> list[dict[tuple[str, str], int]] | None:
+        """The pools each request takes, or None when they do not fit.
+
+        One dict per request: (pool address, resource class) -> count. A
+        pool-level store (Placement) turns it into allocations.
+        """
+        if self.exact is not None:
+            fit = self.exact.fit(requests, numa_cells)
+            if not fit.ok:
+                return None
+            exact = self.exact
+            chosen = []
+            for group in fit.devices:
+                counts: dict[tuple[str, str], int] = {}
+                for address in group:
+                    pool = exact.pool_of[exact.by_address[address]]
+                    key = (pool.address, pool.sig.resource_class)
+                    counts[key] = counts.get(key, 0) + 1
+                chosen.append(counts)
+            return chosen
+        used: dict[Slot, int] = {}
+        blocked: set[Slot] = set()
+        chosen = []
+        for request in requests.requests:
+            before = dict(used)
+            if not self._apply(request, numa_cells, used, blocked):
+                return None
+            counts = {}
+            for slot, count in used.items():
+                taken = count - before.get(slot, 0)
+                if taken:
+                    key = (slot.address, slot.sig.resource_class)
+                    counts[key] = counts.get(key, 0) + taken
+            chosen.append(counts)
+        for request in requests.headroom:
+            if not self._apply(request, numa_cells, used, blocked):
+                return None
+        return chosen
+
     def _apply(self, request: request_mod.DeviceRequest,
                cells: Sequence[int] | None, used: dict[Slot, int],
                blocked: set[Slot]) -> bool:

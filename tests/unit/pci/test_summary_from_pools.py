@@ -60,3 +60,41 @@ class FromPoolsTest(testtools.TestCase):
         self.assertEqual(summary_mod.Summary(hp).total_free,
                          summary.total_free)
         self.assertEqual(2, summary.pf_with_vfs_in_use)
+
+
+class ChooseTest(testtools.TestCase):
+
+    def test_choose_counts_match_the_device_fit(self) -> None:
+        rng = random.Random(11)
+        for n in range(40):
+            hp = pools_mod.HostPools(synthetic.sriov_host(
+                'h%d' % n, 3, 8, 2,
+                used_vfs=synthetic.random_usage(rng, 3, 8)))
+            for summary in (summary_mod.Summary(hp),
+                            summary_mod.Summary.from_pools(
+                                hp.host, 1, facts(hp), hp.sockets)):
+                for spec in ('vf:2', 'vf:3,pf:1', 'vf:20'):
+                    rs = request_mod.RequestSet.from_extra_specs(
+                        {'pci_passthrough:alias': spec}, ALIASES)
+                    fit = hp.fit(rs)
+                    chosen = summary.choose(rs)
+                    self.assertEqual(fit.ok, chosen is not None)
+                    if chosen is None:
+                        continue
+                    for group, counts in zip(fit.devices, chosen,
+                                             strict=True):
+                        expected: dict[tuple[str, str], int] = {}
+                        for address in group:
+                            pool = hp.pool_of[hp.by_address[address]]
+                            key = (pool.address, pool.sig.resource_class)
+                            expected[key] = expected.get(key, 0) + 1
+                        self.assertEqual(expected, counts)
+
+    def test_anti_affinity_takes_distinct_pfs(self) -> None:
+        hp = pools_mod.HostPools(synthetic.sriov_host('h', 3, 4, 1))
+        rs = request_mod.RequestSet.from_extra_specs(
+            {'pci_passthrough:alias': 'vf:3',
+             'passthrough:vf_anti_affinity': 'true'}, ALIASES)
+        chosen = summary_mod.Summary(hp).choose(rs)
+        assert chosen is not None
+        self.assertEqual([1, 1, 1], sorted(chosen[0].values()))
