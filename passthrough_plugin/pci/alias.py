@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from typing import Any
 
 import jsonschema
 
 from passthrough_plugin import exception
 from passthrough_plugin.pci import device_spec
+from passthrough_plugin.pci import jsonopt
 from passthrough_plugin.pci import names
 
 TYPE_PCI = 'type-PCI'
@@ -130,50 +130,36 @@ def parse_aliases(values: list[str],
     :raises: InvalidAlias naming the value, the field and what is valid.
     """
     grouped: dict[str, tuple[str, str | None, list[AliasSpec], str]] = {}
-    for index, value in enumerate(values, 1):
-        label = '%s value %d' % (option, index)
-        if not isinstance(value, str):
+    for item, entry in jsonopt.entries(values, option,
+                                       exception.InvalidAlias):
+        error = next(iter(sorted(_VALIDATOR.iter_errors(entry),
+                                 key=lambda e: list(e.path))), None)
+        if error is not None:
+            raise exception.InvalidAlias(item=item,
+                                         reason=_describe(error))
+        name = entry['name'].strip()
+        if not name:
             raise exception.InvalidAlias(
-                item=label, reason='must be a JSON string, got %r' % (value,))
-        try:
-            parsed = json.loads(value)
-        except (ValueError, RecursionError) as exc:
+                item=item, reason='name must not be blank')
+        policy = entry.get('numa_policy') or DEFAULT_NUMA_POLICY
+        dev_type = entry.get('device_type')
+        spec = _spec_from_entry(entry, item)
+        if name not in grouped:
+            grouped[name] = (policy, dev_type, [spec], item)
+            continue
+        first_policy, first_type, specs, first_item = grouped[name]
+        if first_policy != policy:
             raise exception.InvalidAlias(
-                item='%s (%s)' % (label, value),
-                reason='not valid JSON: %s' % exc) from None
-        entries = parsed if isinstance(parsed, list) else [parsed]
-        for sub, entry in enumerate(entries, 1):
-            item = label if len(entries) == 1 else '%s entry %d' % (label,
-                                                                   sub)
-            item = '%s %s' % (item, json.dumps(entry, sort_keys=True))
-            error = next(iter(sorted(_VALIDATOR.iter_errors(entry),
-                                     key=lambda e: list(e.path))), None)
-            if error is not None:
-                raise exception.InvalidAlias(item=item,
-                                             reason=_describe(error))
-            name = entry['name'].strip()
-            if not name:
-                raise exception.InvalidAlias(
-                    item=item, reason='name must not be blank')
-            policy = entry.get('numa_policy') or DEFAULT_NUMA_POLICY
-            dev_type = entry.get('device_type')
-            spec = _spec_from_entry(entry, item)
-            if name not in grouped:
-                grouped[name] = (policy, dev_type, [spec], item)
-                continue
-            first_policy, first_type, specs, first_item = grouped[name]
-            if first_policy != policy:
-                raise exception.InvalidAlias(
-                    item=item, reason='alias %r has numa_policy %r here but '
-                    '%r in %s; entries sharing a name must agree' % (
-                        name, policy, first_policy, first_item))
-            if first_type != dev_type:
-                raise exception.InvalidAlias(
-                    item=item, reason='alias %r has device_type %s here but '
-                    '%s in %s; entries sharing a name must agree' % (
-                        name, dev_type or '(unset)',
-                        first_type or '(unset)', first_item))
-            specs.append(spec)
+                item=item, reason='alias %r has numa_policy %r here but '
+                '%r in %s; entries sharing a name must agree' % (
+                    name, policy, first_policy, first_item))
+        if first_type != dev_type:
+            raise exception.InvalidAlias(
+                item=item, reason='alias %r has device_type %s here but '
+                '%s in %s; entries sharing a name must agree' % (
+                    name, dev_type or '(unset)',
+                    first_type or '(unset)', first_item))
+        specs.append(spec)
     return {
         name: Alias(name, policy, dev_type, tuple(specs))
         for name, (policy, dev_type, specs, _item) in grouped.items()

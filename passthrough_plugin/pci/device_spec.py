@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
 from passthrough_plugin import exception
 from passthrough_plugin.pci import address as addr
+from passthrough_plugin.pci import jsonopt
 from passthrough_plugin.pci import names
 
 ANY = '*'
@@ -172,26 +172,9 @@ class DeviceSpecList:
 
         :raises: InvalidDeviceSpec naming the value, the field and why.
         """
-        specs: list[DeviceSpec] = []
-        for index, value in enumerate(values, 1):
-            label = '%s value %d' % (option, index)
-            if not isinstance(value, str):
-                raise exception.InvalidDeviceSpec(
-                    item=label, reason='must be a JSON string, got %r' % (
-                        value,))
-            try:
-                parsed = json.loads(value)
-            except (ValueError, RecursionError) as exc:
-                raise exception.InvalidDeviceSpec(
-                    item='%s (%s)' % (label, value),
-                    reason='not valid JSON: %s' % exc) from None
-            entries = parsed if isinstance(parsed, list) else [parsed]
-            for sub, entry in enumerate(entries, 1):
-                item = label if len(entries) == 1 else '%s entry %d' % (
-                    label, sub)
-                specs.append(DeviceSpec(entry, '%s %s' % (
-                    item, json.dumps(entry, sort_keys=True))))
-        return cls(specs)
+        return cls([DeviceSpec(entry, item) for item, entry in
+                    jsonopt.entries(values, option,
+                                    exception.InvalidDeviceSpec)])
 
     def match(self, address: addr.PciAddress, vendor_id: int,
               product_id: int, parent: addr.PciAddress | None = None,
