@@ -37,18 +37,22 @@ class PciPoolFilter(plugin.PluginBase):
                 yield obj
 
     def _filter_one(self, obj: Any, spec_obj: Any) -> bool:
-        if not self.RUN_ON_REBUILD and nova_adapter.is_request_spec(
-                spec_obj) and nova_adapter.is_rebuild(spec_obj):
-            return True
+        # The rebuild check is in host_passes, on the request parsed once.
         return self.host_passes(obj, spec_obj)
 
     def host_passes(self, host_state: Any, spec_obj: Any) -> bool:
         """Never raises: a bad request or store fails the host, logged."""
         host = nova_adapter.host_name(host_state)
+        if not self.RUN_ON_REBUILD and nova_adapter.is_request_spec(
+                spec_obj) and spec_obj is not self._last_spec and \
+                nova_adapter.is_rebuild(spec_obj):
+            return True  # before any store access: nothing to fit
         try:
             request = self.request_for(spec_obj)
         except (exception.Invalid, exception.StoreError):
             return False  # logged once per request by request_for
+        if request.rebuild and not self.RUN_ON_REBUILD:
+            return True
         decision = self.engine.decide(host, request)
         if not decision.ok:
             LOG.info('%s rejected: %s', host, decision.detail_for(host))

@@ -54,7 +54,9 @@ class PciPoolWeigher(plugin.PluginBase):
             LOG.debug('Not weighing: %s', exc.message)
             return [0.0] * len(hosts)
         engine = self.engine
-        raw = [engine.raw_weight(h, request) for h in hosts]
+        # Read once: an oslo.config lookup costs more than a weight.
+        strategy = engine.conf.passthrough_scheduler.weigh_strategy
+        raw = [engine.raw_weight(h, request, None, strategy) for h in hosts]
         finite = [w for w in raw if w != float('-inf')]
         floor = min(finite) - 1.0 if finite else 0.0
         return [floor if w == float('-inf') else w for w in raw]
