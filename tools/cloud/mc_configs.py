@@ -10,6 +10,10 @@ from mc_procs import CloudError
 from mc_settings import COMPUTE_HOST, PASSWORD, REGION, Settings
 
 TEMPLATES = Path(__file__).resolve().parent / 'templates'
+# nova loads compute drivers only from the nova.virt package: with
+# --fake-pci-ids, mc_fakevirt.py is linked into the harness venv's nova.virt.
+HEX_MODULE = 'minicloud_hexpci'
+HEX_DRIVER = HEX_MODULE + '.HexPciFakeDriver'
 
 # name -> (module, env var of its config dir, config dir below etc/)
 WSGI_APPS = {
@@ -55,6 +59,8 @@ def template_values(s: Settings) -> dict[str, str]:
         'placement_db': s.mysql_url('placement'),
         'nova_api_db': s.mysql_url('nova_api'),
         'nova_db': s.mysql_url('nova'),
+        'compute_driver': (HEX_DRIVER if s.fake_pci_ids
+                           else 'fake.FakeDriverWithPciResources'),
     }
     for user in ('placement', 'glance', 'nova'):
         v['authtoken_' + user] = _auth_section(
@@ -83,6 +89,17 @@ def _auth_section(s: Settings, group: str, user: str,
         # The stand-in is not in the catalog under a name nova guesses.
         lines.append('endpoint_override = {}'.format(s.url('neutron-stub')))
     return '\n'.join(lines)
+
+
+def _link_fake_driver(s: Settings) -> None:
+    virt = sorted(s.venv.glob('lib/python3*/site-packages/nova/virt'))
+    if not virt:
+        raise CloudError(f'no nova/virt in {s.venv}: run install first')
+    link = virt[-1] / (HEX_MODULE + '.py')
+    target = TEMPLATES.parent / 'mc_fakevirt.py'
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target)
 
 
 # -- INI merging (keeps repeated keys: nova's MultiStrOpts) -----------------
@@ -150,6 +167,8 @@ def write_all(s: Settings) -> None:
             raise CloudError(
                 f'{path} missing: run `minicloud.py install` first')
         shutil.copy(path, s.etc / dst)
+    if s.fake_pci_ids:
+        _link_fake_driver(s)
     wsgi = s.base / 'wsgi'
     wsgi.mkdir(exist_ok=True)
     for name, (module, var, sub) in WSGI_APPS.items():

@@ -43,6 +43,23 @@ PIP_PACKAGES = [
 ]
 
 
+DEFAULT_PCI_IDS = '8086:1528:1515'
+
+
+def parse_pci_ids(text: str) -> tuple[str, str, str]:
+    """``VENDOR:PF_PRODUCT:VF_PRODUCT`` as three 4-hex-digit strings.
+
+    :raises ValueError: naming the value and the expected form.
+    """
+    parts = text.lower().split(':')
+    if len(parts) != 3 or not all(
+            len(p) == 4 and all(c in '0123456789abcdef' for c in p)
+            for p in parts):
+        raise ValueError(f'{text!r} is not VENDOR:PF_PRODUCT:VF_PRODUCT '
+                         f'with 4 hex digits each, e.g. {DEFAULT_PCI_IDS}')
+    return parts[0], parts[1], parts[2]
+
+
 @dataclasses.dataclass
 class Settings:
     """Everything a subcommand needs; saved as ``$BASE/minicloud.json``."""
@@ -61,6 +78,9 @@ class Settings:
     # Reuse the migrated databases of an earlier setup with the same configs
     # and packages ($BASE/cache); --no-cache always migrates.
     use_cache: bool = True
+    # VENDOR:PF_PRODUCT:VF_PRODUCT: run mc_fakevirt.HexPciFakeDriver, the
+    # same fake devices with hex ids; None: nova's stock fake ids.
+    fake_pci_ids: str | None = None
 
     @property
     def etc(self) -> Path:

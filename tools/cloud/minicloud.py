@@ -23,7 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mc_cloud  # noqa: E402
 import mc_infra  # noqa: E402
 from mc_procs import CloudError, log  # noqa: E402
-from mc_settings import Settings, default_base, load  # noqa: E402
+from mc_settings import (  # noqa: E402
+    Settings, default_base, load, parse_pci_ids)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -73,8 +74,23 @@ def _settings(args: argparse.Namespace) -> Settings:
             p for p in args.pip if p not in saved.get('extra_pip', [])],
         nova_conf_extra=extra_nova, env=env, services=services,
         timeout=args.timeout or saved.get('timeout', 180),
-        use_cache=not args.no_cache)
+        use_cache=not args.no_cache,
+        fake_pci_ids=_fake_pci_ids(args, saved))
     return s
+
+
+def _fake_pci_ids(args: argparse.Namespace,
+                  saved: dict[str, object]) -> str | None:
+    value = args.fake_pci_ids
+    if value is None:
+        kept = saved.get('fake_pci_ids')
+        return str(kept) if kept and not args.clear_hooks else None
+    if value in ('', 'stock'):
+        return None
+    try:
+        return ':'.join(parse_pci_ids(value))
+    except ValueError as exc:
+        raise CloudError(f'--fake-pci-ids: {exc}') from None
 
 
 def _timed(timings: dict[str, float], name: str,
@@ -121,6 +137,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument('--clear-hooks', action='store_true',
                         help='forget the saved --nova-conf-extra, --env, '
                         '--service and --pip values')
+    parser.add_argument('--fake-pci-ids', metavar='VENDOR:PF:VF',
+                        help='run mc_fakevirt.HexPciFakeDriver: the same '
+                        'fake PFs/VFs with these hex ids (e.g. '
+                        '8086:1528:1515); "stock" goes back to nova\'s '
+                        'fake ids')
     parser.add_argument('--no-cache', action='store_true',
                         help='setup: run every migration even if '
                         '$BASE/cache holds their result for these configs')
@@ -139,11 +160,12 @@ def main(argv: list[str] | None = None) -> int:
         if cmd not in ('status', 'smoke'):
             s.save()
         if cmd in ('setup', 'start', 'all') and (
-                s.nova_conf_extra or s.env or s.services):
+                s.nova_conf_extra or s.env or s.services or s.fake_pci_ids):
             # Hooks are saved in $BASE/minicloud.json: say they apply.
-            log('hooks: %d nova.conf extra(s), env %s, services %s '
-                '(--clear-hooks forgets them)', len(s.nova_conf_extra),
-                sorted(s.env), sorted(s.services))
+            log('hooks: %d nova.conf extra(s), env %s, services %s, fake '
+                'PCI ids %s (--clear-hooks forgets them)',
+                len(s.nova_conf_extra), sorted(s.env), sorted(s.services),
+                s.fake_pci_ids or 'stock')
         if cmd in ('install', 'all'):
             _timed(timings, 'install', lambda: mc_infra.install(s))
         if cmd in ('setup', 'all'):

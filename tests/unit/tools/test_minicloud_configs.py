@@ -48,6 +48,28 @@ class MergeIniTest(testtools.TestCase):
         self.assertIn('extra #1 line 2', str(exc))
 
 
+class PciIdsTest(testtools.TestCase):
+
+    def test_ids_are_normalized(self) -> None:
+        self.assertEqual(('8086', '1528', '1515'),
+                         mc_settings.parse_pci_ids('8086:1528:1515'))
+        self.assertEqual(('abcd', '0001', 'ffff'),
+                         mc_settings.parse_pci_ids('ABCD:0001:FFFF'))
+
+    def test_bad_ids_name_the_value(self) -> None:
+        for bad in ('8086:1528', '8086:1528:15155', 'xyzw:1528:1515', ''):
+            exc = self.assertRaises(ValueError, mc_settings.parse_pci_ids,
+                                    bad)
+            self.assertIn(repr(bad), str(exc))
+
+    def test_hex_ids_select_the_linked_driver(self) -> None:
+        s = mc_settings.Settings(base=Path('/x'), venv=Path('/x/venv'),
+                                 fake_pci_ids='8086:1528:1515')
+        conf = mc_configs.parse_ini(mc_configs.render('nova.conf', s))
+        self.assertEqual('minicloud_hexpci.HexPciFakeDriver',
+                         dict(conf['DEFAULT'])['compute_driver'])
+
+
 class RenderTest(testtools.TestCase):
 
     def test_nova_conf_uses_the_fake_pci_driver_and_offset_ports(self) -> None:
