@@ -32,10 +32,11 @@ STARTED_MARK = 'started-once'
 
 def _service_env(s: Settings) -> dict[str, str]:
     env = dict(os.environ, PYTHONWARNINGS='ignore',
-               PATH='%s:%s' % (s.venv / 'bin', os.environ.get('PATH', '')),
+               PATH=f"{s.venv / 'bin'}:{os.environ.get('PATH', '')}",
                MINICLOUD_BASE=str(s.base))
     if s.fake_pci_ids:
-        # nova-compute imports mc_fakevirt from here.
+        # nova.virt.minicloud_hexpci (a link to mc_fakevirt.py) imports
+        # mc_settings from here.
         env['PYTHONPATH'] = os.pathsep.join(filter(None, [
             str(mc_configs.TEMPLATES.parent), env.get('PYTHONPATH')]))
         env['MINICLOUD_FAKE_PCI_IDS'] = s.fake_pci_ids
