@@ -203,3 +203,19 @@ class InvalidVfCount(VfConfigError, Invalid):
 class ResizeRefused(LedgerError):
     msg_fmt = ("Resize of instance %(instance)s to host %(host)s refused "
                "(%(reason)s): %(detail)s")
+
+
+# -- placement report store (issue 5) ----------------------------------------
+
+class PlacementRequestNotExpressible(Invalid):
+    msg_fmt = ("Alias %(alias)s cannot be asked of Placement: %(reason)s; "
+               "give each alternative of the alias the same resource_class "
+               "(or vendor_id and product_id of one device model)")
+
+
+class NovaPciInPlacement(StoreError):
+    msg_fmt = ("Host %(host)s: nova reports its PCI devices in Placement "
+               "itself (providers %(providers)s carry "
+               "COMPUTE_MANAGED_PCI_DEVICE); turn off nova's [pci] "
+               "report_in_placement on that host or do not use "
+               "[report_store] driver = placement there")

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import abc
+import dataclasses
 from collections.abc import Sequence
 
 from oslo_config import cfg
 
 from passthrough_plugin.pci import report as report_mod
+from passthrough_plugin.pci import request as request_mod
+from passthrough_plugin.pci import summary as summary_mod
 
 NAMESPACE = 'passthrough_plugin.report_stores'
 
@@ -85,3 +88,45 @@ class ReportStore(abc.ABC):
         :raises: StoreUnavailable
         """
         return sorted(self.generations())
+
+
+@dataclasses.dataclass
+class HostFacts:
+    """A host as a pool-level store sees it: pool facts, no devices.
+
+    ``handle`` is the store's own (e.g. provider uuids), passed back to
+    :meth:`PoolLevelStore.claim_pools`.
+    """
+
+    host: str
+    generation: int
+    pools: list[summary_mod.PoolFacts]
+    sockets: dict[int, int | None]
+    handle: object = None
+
+
+class PoolLevelStore(ReportStore):
+    """A store that knows pools, not devices (Placement counts VFs).
+
+    Schedulers on such a store ask it for candidate hosts, decide with
+    :meth:`Summary.from_pools` and claim the pools
+    :meth:`Summary.choose` picked.
+    """
+
+    @abc.abstractmethod
+    def candidates(self, requests: request_mod.RequestSet
+                   ) -> list[HostFacts]:
+        """The hosts that may fit ``requests`` (a prefilter), by name.
+
+        :raises: StoreUnavailable, Invalid (a request the store cannot ask)
+        """
+
+    @abc.abstractmethod
+    def claim_pools(self, facts: HostFacts, consumer: str,
+                    choice: Sequence[dict[tuple[str, str], int]]
+                    ) -> list[str]:
+        """Claim, for ``consumer``, what ``choice`` takes of each pool.
+
+        :returns: one line per pool taken ("<address> <class> x<n>").
+        :raises: ClaimFailed (no room any more), StoreUnavailable
+        """

@@ -1,0 +1,89 @@
+"""[placement_store]: how the placement report store behaves (not how it
+reaches Placement: that is ``[placement]``)."""
+
+from __future__ import annotations
+
+from oslo_config import cfg
+
+from passthrough_plugin.conf import groups
+
+placement_store_group = cfg.OptGroup(
+    'placement_store',
+    title='Placement report store',
+    help='Behaviour of the ``placement`` report store ([report_store] '
+         'driver = placement): retries, candidate limits, claim identity.')
+
+placement_store_opts: list[cfg.Opt] = [
+    cfg.IntOpt(
+        'candidate_limit',
+        default=1000,
+        min=1,
+        help="""
+At most this many allocation candidates are asked of Placement per
+scheduling request (the ``limit`` of ``GET /allocation_candidates``). The
+plugin refines every candidate host with its own rules, so a low value
+may hide hosts that fit; a high one costs Placement time on large clouds.
+
+Related options:
+
+* ``[report_store] driver``
+"""),
+    cfg.IntOpt(
+        'publish_attempts',
+        default=3,
+        min=1,
+        help="""
+How many times the agent tries one publish when Placement cannot be
+reached, with ``publish_backoff`` seconds (doubling) between tries. When
+all fail, the agent keeps its report and tries again at its next scan
+(``[agent] scan_interval``); nothing is lost.
+
+Related options:
+
+* ``[placement_store] publish_backoff``
+"""),
+    cfg.FloatOpt(
+        'publish_backoff',
+        default=1.0,
+        min=0.0,
+        help="""
+Seconds before the second publish attempt; doubles per attempt, at most
+30 seconds.
+
+Related options:
+
+* ``[placement_store] publish_attempts``
+"""),
+    cfg.IntOpt(
+        'claim_attempts',
+        default=5,
+        min=1,
+        help="""
+How many times a claim re-reads a consumer's allocations when another
+writer changed them meanwhile (a consumer generation conflict) before
+giving up on the host.
+"""),
+    cfg.StrOpt(
+        'project_id',
+        default='passthrough-plugin',
+        help="""
+The project recorded on allocations written by the standalone scheduler
+(``passthrough-scheduler claim``) for a consumer that Placement does not
+know yet. Inside nova the instance's own project is used.
+"""),
+    cfg.StrOpt(
+        'user_id',
+        default='passthrough-plugin',
+        help="""
+The user recorded on allocations of a consumer Placement does not know
+yet; see ``[placement_store] project_id``.
+"""),
+]
+
+
+def register_opts(conf: cfg.ConfigOpts) -> None:
+    groups.register(conf, placement_store_group, placement_store_opts)
+
+
+def list_opts() -> dict[cfg.OptGroup, list[cfg.Opt]]:
+    return {placement_store_group: placement_store_opts}

@@ -1,0 +1,173 @@
+"""The ``placement`` report store: host devices as nested resource providers.
+
+Placement holds what it can hold: per host, one provider per type-PCI
+device and per PF under the compute node provider, inventories and traits
+(see :mod:`placement_mapping`). Claims are allocations written with
+consumer generations, so schedulers on many machines never double-book.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+
+from oslo_config import cfg
+from oslo_log import log as logging
+
+from passthrough_plugin import exception
+from passthrough_plugin.conf import placement as placement_conf
+from passthrough_plugin.conf import placement_store as store_conf
+from passthrough_plugin.pci import report as report_mod
+from passthrough_plugin.pci import request as request_mod
+from passthrough_plugin.store import base
+from passthrough_plugin.store import placement_claims as claims
+from passthrough_plugin.store import placement_mapping as mapping
+from passthrough_plugin.store import placement_query as query
+from passthrough_plugin.store import placement_sync as sync
+from passthrough_plugin.store.placement_client import PlacementClient
+
+LOG = logging.getLogger(__name__)
+MAX_BACKOFF = 30.0
+
+
+class PlacementReportStore(base.PoolLevelStore):
+    """Reports and claims in a real Placement service."""
+
+    def __init__(self, conf: cfg.ConfigOpts,
+                 client: PlacementClient | None = None,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        super().__init__(conf)
+        placement_conf.register_opts(conf)
+        store_conf.register_opts(conf)
+        self._client = client
+        self._sleep = sleep
+        # provider uuid -> (host, address) of our providers.
+        self._names: dict[str, tuple[str, str]] = {}
+
+    @property
+    def client(self) -> PlacementClient:
+        if self._client is None:
+            self._client = PlacementClient.from_conf(self.conf)
+        return self._client
+
+    @property
+    def endpoint(self) -> str:
+        return self.client.endpoint
+
+    # -- the agent's side ----------------------------------------------------
+
+    def publish(self, report: report_mod.HostReport) -> int:
+        """Write the report's providers; retry with backoff while
+        Placement cannot be reached (then raise: the agent's next scan
+        tries again).
+
+        :raises: PlacementUnavailable, NovaPciInPlacement, PlacementError
+        """
+        opts = self.conf.placement_store
+        delay = opts.publish_backoff
+        for attempt in range(1, opts.publish_attempts + 1):
+            try:
+                return sync.publish(self.client, report)
+            except exception.PlacementUnavailable as exc:
+                if attempt == opts.publish_attempts:
+                    raise
+                LOG.warning('publish of %s, attempt %d of %d: %s; again in '
+                            '%.1f s', report.host, attempt,
+                            opts.publish_attempts, exc.message, delay)
+                self._sleep(delay)
+                delay = min(delay * 2, MAX_BACKOFF)
+        raise AssertionError('unreachable')  # pragma: no cover
+
+    def remove(self, host: str) -> None:
+        """Delete the host's providers (not the compute node).
+
+        :raises: HostReportNotFound, ClaimFailed (devices still allocated),
+            StoreUnavailable
+        """
+        sync.remove(self.client, host)
+
+    # -- reading -------------------------------------------------------------
+
+    def _ours(self) -> list[tuple[str, str, int, str]]:
+        """(uuid, host, generation, address) of every provider of ours."""
+        out = []
+        for rp in self.client.list_providers(required=[mapping.DEVICE]):
+            parts = mapping.split_name(rp.name)
+            if parts is None:
+                continue
+            self._names[rp.uuid] = parts
+            out.append((rp.uuid, parts[0], rp.generation, parts[1]))
+        return out
+
+    def generations(self) -> dict[str, int]:
+        """One call: every provider of ours, generations summed per host
+        (a publish or an allocation bumps a provider's generation)."""
+        out: dict[str, int] = {}
+        for _uuid, host, generation, _address in self._ours():
+            out[host] = out.get(host, 0) + generation
+        return out
+
+    def get(self, host: str) -> report_mod.HostReport:
+        """The host as far as Placement knows it: PFs and type-PCI devices
+        with their addresses; VFs only as counts (in ``status``)."""
+        return sync.read_report(self.client, host)
+
+    def status(self, host: str) -> list[str]:
+        """Problems an operator should see (vanished but allocated
+        devices, devices Placement cannot offer)."""
+        return sync.problems(self.client, host)
+
+    # -- the scheduler's side ------------------------------------------------
+
+    def candidates(self, requests: request_mod.RequestSet
+                   ) -> list[base.HostFacts]:
+        """:raises: PlacementUnavailable, PlacementRequestNotExpressible"""
+        groups, policy = query.groups(requests)
+        found = self.client.get_allocation_candidates(
+            groups, group_policy=policy,
+            limit=self.conf.placement_store.candidate_limit)
+        summaries = found.provider_summaries
+        if any(mapping.DEVICE in s.get('traits', ()) and uuid not in
+               self._names for uuid, s in summaries.items()):
+            self._ours()  # providers we have not named yet
+        return claims.host_facts(summaries, self._names)
+
+    def claim_pools(self, facts: base.HostFacts, consumer: str,
+                    choice: Sequence[dict[tuple[str, str], int]]
+                    ) -> list[str]:
+        opts = self.conf.placement_store
+        return claims.claim(self.client, facts, consumer, choice,
+                            attempts=opts.claim_attempts,
+                            project_id=opts.project_id,
+                            user_id=opts.user_id)
+
+    def claim(self, host: str, consumer: str, devices: Sequence[str],
+              expected_generation: int | None = None,
+              source: str = 'flavor') -> int:
+        """Claim whole PFs / type-PCI devices by address (Placement cannot
+        name VFs: claim those through :meth:`claim_pools`).
+
+        :raises: ClaimFailed, GenerationConflict, HostReportNotFound,
+            StoreUnavailable
+        """
+        if expected_generation is not None:
+            actual = self.generations().get(host)
+            if actual is None:
+                raise exception.HostReportNotFound(host=host,
+                                                   store='placement')
+            if actual != expected_generation:
+                raise exception.GenerationConflict(
+                    host=host, expected=expected_generation, actual=actual)
+        facts = sync.host_facts(self.client, host)
+        choice = claims.choice_for_addresses(facts, consumer, devices)
+        self.claim_pools(facts, consumer, [choice])
+        return self.generations().get(host, 0)
+
+    def release(self, host: str, consumer: str) -> list[str]:
+        opts = self.conf.placement_store
+        if not self._names or host not in {h for h, _ in
+                                           self._names.values()}:
+            self._ours()
+        ours = {uuid for uuid, (h, _a) in self._names.items() if h == host}
+        return claims.release(self.client, consumer, ours, self._names,
+                              attempts=opts.claim_attempts)
