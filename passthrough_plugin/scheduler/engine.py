@@ -18,6 +18,7 @@ from passthrough_plugin.pci import alias as alias_mod
 from passthrough_plugin.pci import explain
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import request as request_mod
+from passthrough_plugin.scheduler import placement_engine
 from passthrough_plugin.scheduler import summary as summary_mod
 from passthrough_plugin.scheduler.answers import Answer
 from passthrough_plugin.scheduler.answers import hotplug_requests
@@ -47,6 +48,8 @@ class Engine:
         self.conf = conf
         self.store = store if store is not None else loader.load_store(conf)
         self.store_settings = _store_settings(conf)
+        # A pool-level store (Placement) decides from its own candidates.
+        self.pools = placement_engine.for_store(conf, self.store)
         self._aliases = aliases
         self._fixed_aliases = aliases is not None
         if not self._fixed_aliases:
@@ -90,6 +93,8 @@ class Engine:
         """
         generations = self.store.generations()
         self._known = sorted(generations)
+        if self.pools is not None:
+            self.pools.known = self._known
         summaries = self.summaries
         gone = [h for h in summaries if h not in generations]
         for host in gone:
@@ -116,6 +121,8 @@ class Engine:
             self._refresh_key = key
 
     def _load(self, host: str, generation: int) -> summary_mod.HostSummary:
+        if self.pools is not None:
+            return self.pools.load(host, generation, self.memo)
         try:
             report = self.store.get(host)
         except exception.InvalidHostReport as exc:
@@ -258,6 +265,8 @@ class Engine:
         :param exact: re-read the report of each rejected host for the
             core's device-level reason (slower; for people, not nova).
         """
+        if self.pools is not None:
+            return self.pools.explain(request, hosts, exact)
         hosts = list(hosts) if hosts is not None else self.hosts()
         decisions = [self.decide(h, request) for h in hosts]
         if exact:
@@ -277,6 +286,8 @@ class Engine:
     def select(self, request: Request,
                hosts: Sequence[str] | None = None) -> list[Answer]:
         """The hosts that fit, best first (ties by host name)."""
+        if self.pools is not None:
+            return self.pools.select(request, hosts)
         hosts = list(hosts) if hosts is not None else self.hosts()
         fitting = []
         decisions = []
@@ -334,6 +345,8 @@ class Engine:
         :raises: ClaimFailed (does not fit), GenerationConflict after
             ``attempts`` races, HostReportNotFound, StoreUnavailable
         """
+        if self.pools is not None:
+            return self.pools.claim(host, request, consumer, attempts)
         for attempt in range(1, attempts + 1):
             report = self.store.get(host)
             pools = pools_mod.HostPools.from_report(report)

@@ -225,3 +225,44 @@ class EngineTest(testtools.TestCase):
         self.assertEqual([0.0, 0.0], engine_mod.normalise([5, 5], 1.0))
         self.assertEqual([1.0, 0.0, 0.0], engine_mod.normalise(
             [1, float('-inf'), 0], 1.0))
+
+
+class FiguresTest(testtools.TestCase):
+    """The weigher's figures from the core's choice match a device walk."""
+
+    def test_choice_and_walk_agree(self) -> None:
+        import random
+
+        from passthrough_plugin.pci import alias as alias_mod
+        from passthrough_plugin.pci import pools as pools_mod
+        from passthrough_plugin.pci import request as request_mod
+        from passthrough_plugin.pci import summary as core_summary
+        from passthrough_plugin.pci import synthetic
+        from passthrough_plugin.scheduler import summary as summary_mod
+
+        aliases = alias_mod.parse_aliases(fakes.ALIASES)
+        rng = random.Random(5)
+        checked = 0
+        for n in range(60):
+            report = synthetic.sriov_host(
+                'h%d' % n, 4, 8, 2,
+                used_vfs=synthetic.random_usage(rng, 4, 8))
+            summary = core_summary.Summary(
+                pools_mod.HostPools.from_report(report))
+            for count in (1, 3, 9):
+                requests = request_mod.RequestSet.from_extra_specs(
+                    {'pci_passthrough:alias': 'vf:%d' % count}, aliases)
+                for cells in (None, [0]):
+                    chosen = summary.choose(requests, cells)
+                    if chosen is None:
+                        continue
+                    one = summary_mod._figures_of_choice(
+                        'h', summary, chosen, cells)
+                    two = summary_mod._figures('h', summary, requests,
+                                               cells)
+                    self.assertEqual(
+                        (two.free_after, two.pack, two.spread),
+                        (one.free_after, one.pack, one.spread),
+                        (n, count, cells))
+                    checked += 1
+        self.assertGreater(checked, 100)
