@@ -122,6 +122,13 @@ class PoolLevelStore(ReportStore):
         """
 
     @abc.abstractmethod
+    def facts(self, host: str) -> HostFacts:
+        """One host's pool facts (for per-host deciding, e.g. in nova).
+
+        :raises: HostReportNotFound, StoreUnavailable
+        """
+
+    @abc.abstractmethod
     def claim_pools(self, facts: HostFacts, consumer: str,
                     choice: Sequence[dict[tuple[str, str], int]]
                     ) -> list[str]:

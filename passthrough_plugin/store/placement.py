@@ -132,6 +132,9 @@ class PlacementReportStore(base.PoolLevelStore):
             self._ours()  # providers we have not named yet
         return claims.host_facts(summaries, self._names)
 
+    def facts(self, host: str) -> base.HostFacts:
+        return sync.host_facts(self.client, host)
+
     def claim_pools(self, facts: base.HostFacts, consumer: str,
                     choice: Sequence[dict[tuple[str, str], int]]
                     ) -> list[str]:
