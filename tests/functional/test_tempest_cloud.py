@@ -2,7 +2,9 @@
 
 Runs when ``PASSTHROUGH_TEMPEST=1`` (install, set up and start the mini
 cloud, run tempest, stop it) or when a mini cloud is already running at
-``$MINICLOUD_BASE`` (run tempest against it and leave it up). The tempest
+``$MINICLOUD_BASE`` (run tempest against it and leave it up).
+``$PASSTHROUGH_TEMPEST_ARGS`` adds minicloud.py options (e.g.
+``--nova-conf-extra FILE --service agent=...``) to its own cloud. The tempest
 output is kept in ``$PASSTHROUGH_TEMPEST_LOGS`` (default: ``tempest-logs/``
 in the working directory), with the cloud's service logs beside it.
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -76,9 +79,14 @@ class TempestCloudTest(testtools.TestCase):
 
     def test_plugin_tests_pass(self) -> None:
         if self.own_cloud:
+            # Leftovers of an interrupted run would hold the ports.
+            self._minicloud('stop', timeout=300)
             self.addCleanup(self._minicloud, 'stop', timeout=300)
             self.addCleanup(self._keep_cloud_logs)
-            self._minicloud('all', '--repo', str(REPO))
+            # Only the hooks given here: none saved by a developer's runs.
+            self._minicloud('all', '--clear-hooks', '--repo', str(REPO),
+                            *shlex.split(os.environ.get(
+                                'PASSTHROUGH_TEMPEST_ARGS', '')))
             self._minicloud('smoke', timeout=600)
         tempest = str(BASE / 'venv' / 'bin' / 'tempest')
         plugins = subprocess.run([tempest, 'list-plugins'],

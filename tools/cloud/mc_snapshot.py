@@ -13,6 +13,7 @@ from mc_settings import Settings
 # Everything setup's migrations and bootstraps write, relative to $BASE.
 CONTENT = ('data/keystone.db', 'data/glance.db', 'data/fernet-keys',
            'data/credential-keys', 'mysql/data')
+KEEP = 2
 CONFIGS = ('keystone/keystone.conf', 'placement/placement.conf',
            'glance/glance-api.conf', 'nova/nova.conf')
 
@@ -51,9 +52,8 @@ def restore(s: Settings, snap_key: str) -> bool:
 
 def save(s: Settings, snap_key: str) -> None:
     """Keep the state of a completed setup (mysqld must be stopped)."""
-    cache = s.base / 'cache'
-    shutil.rmtree(cache, ignore_errors=True)  # one snapshot is enough
     dst = _dir(s, snap_key)
+    shutil.rmtree(dst, ignore_errors=True)
     for rel in CONTENT:
         path = s.base / rel
         (dst / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -62,3 +62,8 @@ def save(s: Settings, snap_key: str) -> None:
         else:
             shutil.copy2(path, dst / rel)
     (dst / 'complete').write_text(snap_key + '\n')
+    # ~200 MB each: keep the two newest (e.g. stock and hex PCI ids).
+    snaps = sorted(dst.parent.glob('pristine-*'),
+                   key=lambda p: p.stat().st_mtime, reverse=True)
+    for old in snaps[KEEP:]:
+        shutil.rmtree(old, ignore_errors=True)
