@@ -141,42 +141,11 @@ def decide(host: str, summary: core_summary.Summary,
         options = [list(c) for c in itertools.combinations(
             sorted(summary.sockets), cell_count)] or [None]
     for option in options:
-        if summary.exact is None:
-            # One pass: the core's choice of pools gives the decision and
-            # what the weigher needs.
-            chosen = summary.choose(requests, option)
-            if chosen is not None:
-                return _figures_of_choice(host, summary, chosen, option)
-        elif summary.fits(requests, option):
+        # fits + the weigher's walk measure faster than Summary.choose and
+        # mapping its answer back to pools (1.9 + 2.3 vs 2.8 + 2.5 us).
+        if summary.fits(requests, option):
             return _figures(host, summary, requests, option)
     return _why(host, summary, requests, options[0])
-
-
-def _figures_of_choice(host: str, summary: core_summary.Summary,
-                       chosen: list[dict[tuple[str, str], int]],
-                       cells: Sequence[int] | None) -> Decision:
-    """Free devices left, whole PFs broken and NUMA locality of the core's
-    choice (pool address, resource class -> count, per request)."""
-    index = {(s.address, s.sig.resource_class): s for s in summary.slots}
-    used: dict[core_summary.Slot, int] = {}
-    for counts in chosen:
-        for key, count in counts.items():
-            slot = index[key]
-            used[slot] = used.get(slot, 0) + count
-    blocked: set[core_summary.Slot] = set()
-    broken = 0
-    vf = pools_mod.TYPE_VF
-    for slot in used:
-        if slot.sig.dev_type == vf and slot.dependents:
-            broken += 1  # its PF was whole (a free PF has a slot)
-        blocked.update(slot.dependents)
-    taken = sum(used.values())
-    lost = sum(s.free for s in blocked if s not in used)
-    local = bool(cells) and all(s.numa_node in set(cells or ())
-                                for s in used)
-    return Decision(True, host=host, free_before=summary.total_free,
-                    free_after=max(summary.total_free - taken - lost, 0),
-                    broken_pfs=broken, local=local)
 
 
 def _usable(summary: core_summary.Summary,
