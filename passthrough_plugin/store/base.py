@@ -51,6 +51,11 @@ class ReportStore(abc.ABC):
     def generations(self) -> dict[str, int]:
         """Every host's current generation: the cheap cache check.
 
+        Readers compare the values for equality only: a value that changed
+        means the host's report changed. (The file store hands out a
+        negative token for a file that was replaced outside the store.)
+        One call per scheduling request, so it must not read every report.
+
         :raises: StoreUnavailable
         """
 
