@@ -273,13 +273,17 @@ def _wait_compute(s: Settings, api: mc_api.Api) -> None:
                       name='nova-compute', run_dir=s.run, log_file=lf,
                       interval=1)
 
-    def pci_rps() -> bool:
-        # The compute node and its 3 PCI children (nova's report_in_placement)
-        return len(api.resource_providers()) >= 4
+    in_placement = mc_configs.pci_in_placement(s)
+    # The compute node's provider, and with [pci] report_in_placement its
+    # PCI children too (nova writes the whole tree in one update).
+    want = 2 if in_placement else 1
 
-    mc_procs.wait_for('PCI resource providers', pci_rps, s.timeout,
-                      name='nova-compute', run_dir=s.run, log_file=lf,
-                      interval=1)
+    def providers() -> bool:
+        return len(api.resource_providers()) >= want
+
+    mc_procs.wait_for('resource providers (%d+)' % want, providers,
+                      s.timeout, name='nova-compute', run_dir=s.run,
+                      log_file=lf, interval=1)
     # nova-scheduler maps new hosts every 2 s ([scheduler]
     # discover_hosts_in_cells_interval); asking MariaDB is instant, while a
     # nova-manage run costs seconds: run it only if the mapping lags.

@@ -91,6 +91,13 @@ def _auth_section(s: Settings, group: str, user: str,
     return '\n'.join(lines)
 
 
+def pci_in_placement(s: Settings) -> bool:
+    """Whether the written nova.conf reports PCI devices to Placement."""
+    nova = parse_ini((s.etc / 'nova' / 'nova.conf').read_text())
+    return any(k == 'report_in_placement' and v.lower() == 'true'
+               for k, v in nova.get('pci', []))
+
+
 def _link_fake_driver(s: Settings) -> None:
     virt = sorted(s.venv.glob('lib/python3*/site-packages/nova/virt'))
     if not virt:

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 import mc_procs
-from mc_procs import CloudError
+from mc_procs import CloudError, log
 from mc_settings import PASSWORD, PIP_PACKAGES, Settings
 
 RABBIT_SERVER = Path('/usr/lib/rabbitmq/bin/rabbitmq-server')
@@ -179,11 +179,23 @@ def start_rabbit(s: Settings) -> None:
     (s.run / 'epmd.before').write_text(str(epmd_before or ''))
 
 
-def wait_rabbit(s: Settings) -> None:
+def wait_rabbit(s: Settings, retries: int = 1) -> None:
+    """Wait for the broker; a broker that dies while booting gets one
+    more start (Erlang boot races), then the error names its log."""
     port = s.port('rabbit')
-    mc_procs.wait_for('rabbitmq', lambda: mc_procs.tcp_open(port),
-                      s.timeout, name='rabbit', run_dir=s.run,
-                      log_file=s.logs / 'rabbit.out', interval=0.5)
+    try:
+        mc_procs.wait_for('rabbitmq', lambda: mc_procs.tcp_open(port),
+                          s.timeout, name='rabbit', run_dir=s.run,
+                          log_file=s.logs / 'rabbit.out', interval=0.5)
+    except CloudError as exc:
+        if retries < 1:
+            raise
+        log('rabbitmq failed to start, retrying once: %s',
+            str(exc).splitlines()[0])
+        stop_rabbit(s)
+        start_rabbit(s)
+        wait_rabbit(s, retries - 1)
+        return
     # epmd daemonizes out of our process group: remember it if it is ours.
     before = (s.run / 'epmd.before').read_text().strip()
     for _ in range(20):

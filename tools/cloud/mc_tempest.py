@@ -10,6 +10,12 @@ from mc_settings import PASSWORD, REGION, Settings
 
 PCI_FLAVOR = 'pt-vf1'
 PCI_FLAVOR_OVER = 'pt-vf3'
+# What the plugin's tests may expect in Placement, by report_in_placement.
+PLACEMENT_EXPECTATIONS = {
+    True: {'resource_classes': 'CUSTOM_FAKE_VF,CUSTOM_FAKE_PF',
+           'traits': 'CUSTOM_FAKE_PCI'},
+    False: {'resource_classes': '', 'traits': ''},
+}
 
 
 def write_workspace(s: Settings, image_id: str) -> None:
@@ -39,7 +45,8 @@ def write_workspace(s: Settings, image_id: str) -> None:
     (ws / 'etc' / 'tempest.conf').write_text(mc_configs.render(
         'tempest.conf', s, image_id=image_id, pci_flavor=PCI_FLAVOR,
         pci_flavor_over=PCI_FLAVOR_OVER,
-        plugin_scheduler=str('PciPoolFilter' in enabled)))
+        plugin_scheduler=str('PciPoolFilter' in enabled),
+        **PLACEMENT_EXPECTATIONS[mc_configs.pci_in_placement(s)]))
     (s.base / 'admin-openrc').write_text(
         'export OS_AUTH_URL={} OS_USERNAME=admin OS_PASSWORD={}\n'
         'export OS_PROJECT_NAME=admin OS_USER_DOMAIN_NAME=Default\n'

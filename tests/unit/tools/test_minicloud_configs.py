@@ -92,4 +92,5 @@ class RenderTest(testtools.TestCase):
             self.assertNotIn('${', mc_configs.render(name, s))
         self.assertNotIn('${', mc_configs.render(
             'tempest.conf', s, image_id='i', pci_flavor='f',
-            pci_flavor_over='o', plugin_scheduler='False'))
+            pci_flavor_over='o', plugin_scheduler='False',
+            resource_classes='', traits=''))
