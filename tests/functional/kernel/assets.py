@@ -137,6 +137,8 @@ def _mirrors() -> tuple[str, str | None]:
     if classic.exists():
         uris += re.findall(r"^deb\s+(?:\[[^\]]*\]\s+)?(\S+)",
                            classic.read_text(), re.M)
+    # Only Debian archives: other vendors' lists may sit beside them.
+    uris = [u for u in uris if "debian" in u]
     main = [u for u in uris if "security" not in u]
     security = [u for u in uris if "security" in u]
     return (main[0] if main else "http://deb.debian.org/debian",
