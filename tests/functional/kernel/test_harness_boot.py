@@ -1,9 +1,11 @@
-"""The harness's boot loop against a fake QEMU: retries, timeouts, errors."""
+"""Harness behaviour that needs no real boot: fake QEMU, skips, arguments."""
 
 from __future__ import annotations
 
+import os
 import pathlib
 import sys
+import tempfile
 
 import fixtures
 import testtools
@@ -90,3 +92,50 @@ class TestBootLoop(testtools.TestCase):
         guest = self._guest("true")
         self.assertRaisesRegex(ValueError, "'BAD-KEY'", guest.run, "true",
                                env={"BAD-KEY": "1"})
+
+
+class TestKernelGuestSkip(testtools.TestCase):
+    """Without apt the harness skips with a reason, or fails if required."""
+
+    def _run_inner(self) -> testtools.TestResult:
+        cache = self.useFixture(fixtures.TempDir()).path
+        empty = self.useFixture(fixtures.TempDir()).path
+        self.useFixture(fixtures.EnvironmentVariable("PATH", empty))
+
+        class Inner(testtools.TestCase):
+            def test_boot(self) -> None:
+                self.useFixture(harness.KernelGuest(
+                    cache_dir=pathlib.Path(cache)))
+
+        result = testtools.TestResult()
+        Inner("test_boot").run(result)
+        return result
+
+    def test_skips_without_apt(self) -> None:
+        self.useFixture(fixtures.EnvironmentVariable(harness.REQUIRED_ENV))
+        result = self._run_inner()
+        reasons = list(result.skip_reasons)
+        self.assertEqual(1, len(reasons), str(result.errors))
+        self.assertIn("apt-get/dpkg not found", reasons[0])
+
+    def test_fails_without_apt_when_required(self) -> None:
+        self.useFixture(fixtures.EnvironmentVariable(
+            harness.REQUIRED_ENV, "1"))
+        result = self._run_inner()
+        self.assertEqual({}, result.skip_reasons)
+        self.assertEqual(1, len(result.errors))
+        self.assertIn("AssetsUnavailable", str(result.errors[0][1]))
+
+
+class TestKernelGuestArguments(testtools.TestCase):
+    """Bad arguments are refused with the field named, before any boot."""
+
+    def test_python_must_exist(self) -> None:
+        with tempfile.TemporaryDirectory() as tmp:
+            missing = os.path.join(tmp, "bin", "python")
+            with self.assertRaisesRegex(ValueError, "python="):
+                harness.KernelGuest(python=missing)
+
+    def test_paths_hidden_by_guest_mounts_are_refused(self) -> None:
+        with self.assertRaisesRegex(ValueError, "python='/proc/self/exe'"):
+            harness.KernelGuest(python="/proc/self/exe")
