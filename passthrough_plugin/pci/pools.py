@@ -141,12 +141,40 @@ _P = TypeVar('_P', bound=_PoolLike)
 _MATCHERS: dict[request_mod.DeviceRequest, Matcher] = {}
 
 
+# id(request) -> (request, matcher); holding the request keeps its id from
+# being reused while the entry lives.
+_BY_ID: dict[int, tuple[request_mod.DeviceRequest, Matcher]] = {}
+
+
 def matcher(request: request_mod.DeviceRequest) -> Matcher:
+    """The memoising matcher of ``request``.
+
+    Looked up by identity first: a scheduler asks with the same request
+    object on every host, and hashing a frozen request costs more than the
+    rest of a host's decision.
+    """
+    entry = _BY_ID.get(id(request))
+    if entry is not None and entry[0] is request:
+        return entry[1]
+    found = _MATCHERS.get(request)
+    if found is None:
+        found = _MATCHERS[request] = Matcher(request)
+    if len(_BY_ID) > 4096:
+        _BY_ID.clear()
+        _MATCHERS.clear()
+        _MATCHERS[request] = found
+    _BY_ID[id(request)] = (request, found)
+    return found
     found = _MATCHERS.get(request)
     if found is None:
         if len(_MATCHERS) > 4096:
             _MATCHERS.clear()
+            _BY_ID.clear()
         found = _MATCHERS[request] = Matcher(request)
+    # Equal requests share a matcher; the identity entry keeps the object
+    # alive through found.request only when it is that object.
+    if found.request is request:
+        _BY_ID[id(request)] = found
     return found
 
 

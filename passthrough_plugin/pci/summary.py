@@ -22,6 +22,11 @@ TYPE_VF = pools_mod.TYPE_VF
 
 
 _CELL_SETS: dict[tuple[int, ...], frozenset[int]] = {}
+_SHAPES: dict[tuple[pools_mod.Signature, ...], int] = {}
+# (id(matcher), shape) -> (matcher, indices of the slots it may use); the
+# matcher is kept and compared so that a reused id never hits.
+_USABLE: dict[tuple[int, int],
+              tuple[pools_mod.Matcher, tuple[int, ...]]] = {}
 
 
 def _cell_set(cells: Sequence[int]) -> frozenset[int]:
@@ -71,7 +76,7 @@ class Summary:
     """What a scheduler needs of a host to decide whether requests fit."""
 
     __slots__ = ('host', 'generation', 'slots', 'sockets', 'exact',
-                 'total_free', 'pf_with_vfs_in_use', '__weakref__')
+                 'total_free', 'pf_with_vfs_in_use', 'shape', '__weakref__')
 
     def __init__(self, host_pools: pools_mod.HostPools) -> None:
         self.host = host_pools.host
@@ -137,6 +142,13 @@ class Summary:
                     if s.sig.dev_type == TYPE_VF)
         self.slots = tuple(slots)
         self.total_free = sum(s.free for s in slots)
+        # The sequence of signatures, as a small int: hosts of one kind
+        # share it, and a request's usable slots are memoised per shape.
+        sigs = tuple(s.sig for s in slots)
+        shape = _SHAPES.get(sigs)
+        if shape is None:
+            shape = _SHAPES[sigs] = len(_SHAPES)
+        self.shape = shape
 
     def fits(self, requests: request_mod.RequestSet,
              numa_cells: Sequence[int] | None = None) -> bool:
@@ -154,6 +166,43 @@ class Summary:
             if not self._apply(request, numa_cells, used, blocked):
                 return False
         return True
+
+    def fit_slots(self, requests: request_mod.RequestSet,
+                  numa_cells: Sequence[int] | None = None
+                  ) -> tuple[dict[Slot, int], set[Slot]] | None:
+        """The decision of :meth:`fits` and what the requests take.
+
+        :returns: None if they do not fit, else (devices taken per slot,
+            slots made unusable: the PF of a VF taken, the VFs of a PF),
+            headroom not included. For ranking hosts in the same pass.
+        """
+        used: dict[Slot, int] = {}
+        blocked: set[Slot] = set()
+        if requests.empty:
+            return used, blocked
+        if self.exact is not None:
+            fit = self.exact.fit(requests, numa_cells)
+            if not fit.ok:
+                return None
+            exact = self.exact
+            index = {(s.sig, s.numa_node, s.address): s for s in self.slots}
+            for address in fit.addresses + fit.companions:
+                pool = exact.pool_of[exact.by_address[address]]
+                slot = index.get((pool.sig, pool.numa_node, pool.address))
+                if slot is not None:
+                    used[slot] = used.get(slot, 0) + 1
+                    blocked.update(slot.dependents)
+            return used, blocked
+        for request in requests.requests:
+            if not self._apply(request, numa_cells, used, blocked):
+                return None
+        if requests.headroom:
+            spare_used, spare_blocked = dict(used), set(blocked)
+            for request in requests.headroom:
+                if not self._apply(request, numa_cells, spare_used,
+                                   spare_blocked):
+                    return None
+        return used, blocked
 
     def choose(self, requests: request_mod.RequestSet,
                numa_cells: Sequence[int] | None = None
@@ -220,8 +269,19 @@ class Summary:
                 usable = match.usable
                 slots = [s for s in slots if usable(s.sig)]
             else:
-                usable = match.usable
-                slots = [s for s in self.slots if usable(s.sig)]
+                key = (id(match), self.shape)
+                entry = _USABLE.get(key)
+                if entry is not None and entry[0] is match:
+                    picked = entry[1]
+                else:
+                    if len(_USABLE) > 65536:
+                        _USABLE.clear()
+                    usable = match.usable
+                    picked = tuple(i for i, s in enumerate(self.slots)
+                                   if usable(s.sig))
+                    _USABLE[key] = (match, picked)
+                all_slots = self.slots
+                slots = [all_slots[i] for i in picked]
             if not request.anti_affinity:
                 if sum(s.free for s in slots) < need:
                     return False

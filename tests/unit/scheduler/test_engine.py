@@ -280,8 +280,9 @@ class FiguresTest(testtools.TestCase):
                     if chosen is None:
                         continue
                     one = figures_of_choice(summary, chosen, cells)
-                    two = summary_mod._figures('h', summary, requests,
-                                               cells)
+                    taken = summary.fit_slots(requests, cells)
+                    assert taken is not None
+                    two = summary_mod._figures('h', summary, taken, cells)
                     self.assertEqual(
                         (two.free_after, two.pack, two.spread),
                         (one.free_after, one.pack, one.spread),
