@@ -31,10 +31,16 @@ def install_venv(s: Settings) -> None:
                      'creating the venv', log_file=pip_log)
     pip = [s.bin('python'), '-m', 'pip', 'install', '-q',
            '--disable-pip-version-check']
-    mc_procs.run(pip + ['-U', 'pip'], 'upgrading pip', retries=3,
-                 log_file=pip_log)
-    mc_procs.run(pip + PIP_PACKAGES, 'pip install of the services',
-                 retries=3, log_file=pip_log)
+    # pip needs 10-30 s to find everything already satisfied: skip it when
+    # this venv already got exactly these requirements.
+    marker = s.venv / '.minicloud-services'
+    wanted = '\n'.join(PIP_PACKAGES) + '\n'
+    if not marker.exists() or marker.read_text() != wanted:
+        mc_procs.run(pip + ['-U', 'pip'], 'upgrading pip', retries=3,
+                     log_file=pip_log)
+        mc_procs.run(pip + PIP_PACKAGES, 'pip install of the services',
+                     retries=3, log_file=pip_log)
+        marker.write_text(wanted)
     extra = list(s.extra_pip)
     if s.repo is not None:
         extra = ['-e', str(s.repo)] + extra
