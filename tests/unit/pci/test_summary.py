@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import testtools
@@ -93,6 +94,90 @@ class SummaryTableTest(testtools.TestCase):
         self.assertEqual(hp.report.generation, summary.generation)
 
 
+def facts(hp: pools_mod.HostPools) -> list[summary_mod.PoolFacts]:
+    """What a pool-level store would say of ``hp``'s pools."""
+    return [summary_mod.PoolFacts(
+        vendor_id='%04x' % p.sig.vendor_id,
+        product_id='%04x' % p.sig.product_id, dev_type=p.sig.dev_type,
+        address=p.address, free=len(p.free), total=len(p.members),
+        numa_node=p.numa_node, resource_class=p.sig.resource_class,
+        traits=p.sig.traits, pool_tags=dict(p.sig.pool_tags))
+        for p in hp.pools]
+
+
+def by_pool(hp: pools_mod.HostPools, addresses: Sequence[str]
+            ) -> dict[tuple[str, str], int]:
+    """Devices per (pool address, resource class), as Summary.choose."""
+    out: dict[tuple[str, str], int] = {}
+    for address in addresses:
+        pool = hp.pool_of[hp.by_address[address]]
+        key = (pool.address, pool.sig.resource_class)
+        out[key] = out.get(key, 0) + 1
+    return out
+
+
+class ChooseTest(testtools.TestCase):
+
+    def test_choose_names_pools_per_request(self) -> None:
+        pf1, pf2 = test_pools.PF1, test_pools.PF2
+        hp = fakes.host(*test_pools.sriov((pf1, pf2), vfs=2),
+                        fakes.dev(test_pools.GPU1, group=1))
+        summary = summary_mod.Summary(hp)
+        rs = fakes.requests(fakes.vf_request(3), fakes.gpu_request(1))
+        self.assertEqual(
+            [{(pf1, 'CUSTOM_PCI_8086_154C'): 2,
+              (pf2, 'CUSTOM_PCI_8086_154C'): 1},
+             {(test_pools.GPU1, 'CUSTOM_PCI_10DE_1EB8'): 1}],
+            summary.choose(rs))
+        self.assertIsNone(summary.choose(fakes.requests(
+            fakes.vf_request(5))))
+        self.assertEqual([], summary.choose(fakes.requests()))
+
+    def test_choose_with_shared_groups_uses_the_devices(self) -> None:
+        hp = fakes.host(fakes.dev(test_pools.GPU1, group=5),
+                        fakes.dev(test_pools.AUDIO1, group=5))
+        summary = summary_mod.Summary(hp)
+        self.assertIsNotNone(summary.exact)
+        self.assertEqual(
+            [{(test_pools.GPU1, 'CUSTOM_PCI_10DE_1EB8'): 1,
+              (test_pools.AUDIO1, 'CUSTOM_PCI_10DE_1EB8'): 1}],
+            summary.choose(fakes.requests(fakes.gpu_request(2))))
+
+    def test_fit_slots(self) -> None:
+        pf1 = test_pools.PF1
+        hp = fakes.host(*test_pools.sriov((pf1,), vfs=3))
+        summary = summary_mod.Summary(hp)
+        used, blocked = summary.fit_slots(fakes.requests(
+            fakes.vf_request(2), headroom=(fakes.vf_request(1),)))
+        self.assertEqual({('type-VF', pf1): 2},
+                         {(s.sig.dev_type, s.address): n
+                          for s, n in used.items()})
+        # taking VFs makes the PF unusable
+        self.assertEqual({('type-PF', pf1)},
+                         {(s.sig.dev_type, s.address) for s in blocked})
+        self.assertIsNone(summary.fit_slots(fakes.requests(
+            fakes.vf_request(2), headroom=(fakes.vf_request(2),))))
+        self.assertEqual(({}, set()), summary.fit_slots(fakes.requests()))
+
+    def test_from_pools(self) -> None:
+        hp = fakes.host(*test_pools.sriov(
+            (test_pools.PF1, test_pools.PF2), vfs=3,
+            used={test_pools.PF1: 1}, numa=(0, 1)))
+        summary = summary_mod.Summary.from_pools(
+            'host1', 7, facts(hp), {0: 0, 1: 1})
+        self.assertEqual(('host1', 7, 6, 1, None),
+                         (summary.host, summary.generation,
+                          summary.total_free, summary.pf_with_vfs_in_use,
+                          summary.exact))
+        self.assertTrue(summary.fits(fakes.requests(
+            fakes.vf_request(2, policy='required')), [0]))
+        self.assertFalse(summary.fits(fakes.requests(
+            fakes.vf_request(3, policy='required')), [0]))
+        self.assertTrue(summary.fits(fakes.requests(fakes.pf_request())))
+        self.assertFalse(summary.fits(fakes.requests(
+            fakes.pf_request(), fakes.vf_request(3))))
+
+
 class SummaryPropertyTest(testtools.TestCase):
 
     @strategies.SETTINGS
@@ -122,3 +207,34 @@ class SummaryPropertyTest(testtools.TestCase):
             rs = data.draw(strategies.request_sets())
             cells = data.draw(strategies.numa_cells(report))
             self.assertEqual(hp.fits(rs, cells), summary.fits(rs, cells))
+
+    @strategies.SETTINGS
+    @given(st.data())
+    def test_choose_and_fit_slots_agree_with_pools(self, data: Any) -> None:
+        report = data.draw(strategies.hosts(shared_groups=False))
+        hp = pools_mod.HostPools.from_report(report)
+        summary = summary_mod.Summary(hp)
+        pooled = summary_mod.Summary.from_pools(
+            report.host, report.generation, facts(hp), hp.sockets)
+        for _ in range(3):
+            rs = data.draw(strategies.request_sets())
+            cells = data.draw(strategies.numa_cells(report))
+            fit = hp.fit(rs, cells)
+            chosen = summary.choose(rs, cells)
+            taken = summary.fit_slots(rs, cells)
+            self.assertEqual(fit.ok, chosen is not None)
+            self.assertEqual(fit.ok, taken is not None)
+            self.assertEqual(fit.ok, pooled.fits(rs, cells))
+            self.assertEqual(chosen, pooled.choose(rs, cells))
+            if not fit.ok:
+                continue
+            # the same pools, request by request, as the device-level fit
+            self.assertEqual([by_pool(hp, group) for group in fit.devices],
+                             chosen)
+            used, blocked = taken
+            self.assertEqual(sum(r.count for r in rs.requests),
+                             sum(used.values()))
+            for slot, n in used.items():
+                self.assertLessEqual(n, slot.free)
+                # a PF pool and the VF pools of that PF: never both
+                self.assertNotIn(slot, blocked)
