@@ -3,8 +3,9 @@
 ``run()`` starts a real Placement (the functional tests' fixture, SQLite,
 one gunicorn thread), publishes hosts with scarce VFs, starts 8 scheduler
 processes that each send ``PASSTHROUGH_BENCH_PLACEMENT_REQUESTS`` (500)
-requests (one allocation-candidates query and one claim each; 80 % of
-the grants are released again, so the hosts stay contended), then checks that
+requests (one allocation-candidates query and one claim each; each
+process holds at most 2 claims and releases one at random beyond that, so
+the hosts stay near full and contended), then checks that
 nothing was overcommitted and prints the figures.
 """
 
@@ -73,7 +74,7 @@ def _engine(url: str) -> Any:
 
 
 def worker(url: str, requests: int, seed: int, start_at: float,
-           release_ratio: float) -> dict[str, Any]:
+           hold: int) -> dict[str, Any]:
     """One scheduler process: ``requests`` select-and-claims."""
     engine = _engine(url)
     rng = random.Random(seed)
@@ -98,7 +99,7 @@ def worker(url: str, requests: int, seed: int, start_at: float,
             continue
         granted += 1
         held.append((consumer, found[0], found[1]))
-        if rng.random() < release_ratio:
+        if len(held) > hold:
             consumer, host, _lines = held.pop(rng.randrange(len(held)))
             engine.release(host, consumer)
             released += 1
@@ -155,7 +156,7 @@ def check(client: Any, reports: Sequence[report_mod.HostReport]
 
 
 def _spawn(url: str, requests: int, seed: int, start_at: float,
-           out: str, release_ratio: float) -> subprocess.Popen[bytes]:
+           out: str, hold: int) -> subprocess.Popen[bytes]:
     root = os.path.dirname(os.path.dirname(os.path.dirname(
         os.path.abspath(__file__))))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
@@ -164,17 +165,17 @@ def _spawn(url: str, requests: int, seed: int, start_at: float,
         [sys.executable, '-m', 'passthrough_plugin.bench.placement',
          'worker', '--url', url, '--requests', str(requests), '--seed',
          str(seed), '--start-at', repr(start_at), '--out', out,
-         '--release-ratio', str(release_ratio)], env=env)
+         '--hold', str(hold)], env=env)
 
 
 def contend(url: str, processes: int, requests: int,
-            release_ratio: float = 0.8) -> dict[str, Any]:
+            hold: int = 2) -> dict[str, Any]:
     """Run the scheduler processes against ``url``; their summed results."""
     with tempfile.TemporaryDirectory() as tmp:
         start_at = time.time() + 3.0  # every process imported by then
         outs = [os.path.join(tmp, 'w%d.json' % n) for n in range(processes)]
         began = time.monotonic()
-        procs = [_spawn(url, requests, n, start_at, out, release_ratio)
+        procs = [_spawn(url, requests, n, start_at, out, hold)
                  for n, out in enumerate(outs)]
         codes = [p.wait() for p in procs]
         wall = time.monotonic() - began - max(0.0, start_at - time.time())
@@ -242,14 +243,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     w.add_argument('--requests', type=int, default=REQUESTS)
     w.add_argument('--seed', type=int, default=0)
     w.add_argument('--start-at', type=float, default=0.0)
-    w.add_argument('--release-ratio', type=float, default=0.8)
+    w.add_argument('--hold', type=int, default=2)
     w.add_argument('--out', required=True)
     args = parser.parse_args(argv)
     if args.command != 'worker':
         run()
         return 0
     result = worker(args.url, args.requests, args.seed, args.start_at,
-                    args.release_ratio)
+                    args.hold)
     with open(args.out, 'w', encoding='utf-8') as f:
         json.dump(result, f)
     return 0

@@ -137,6 +137,22 @@ class PoolEngine:
                     host, False, NO_CANDIDATE, '%s: %s offers no '
                     'allocation candidate for %s on this host' % (
                         host, self._where(), request.requests.describe())))
+        return self._with_problems(answers) if exact else answers
+
+    def _with_problems(self, answers: list[Answer]) -> list[Answer]:
+        """Add what the store reports about each host (vanished devices
+        still allocated) to the answers people read."""
+        problems = getattr(self.store, 'problems', None)
+        if problems is None:
+            return answers
+        try:
+            found: dict[str, list[str]] = problems()
+        except exception.StoreUnavailable:
+            return answers
+        for answer in answers:
+            for line in found.get(answer.host, ()):
+                answer.detail = '%s; %s' % (answer.detail, line) \
+                    if answer.detail else line
         return answers
 
     # -- claims --------------------------------------------------------------

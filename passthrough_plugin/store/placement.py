@@ -91,7 +91,7 @@ class PlacementReportStore(base.PoolLevelStore):
     def _ours(self) -> list[tuple[str, str, int, str]]:
         """(uuid, host, generation, address) of every provider of ours."""
         out = []
-        for rp in self.client.list_providers(required=[mapping.DEVICE]):
+        for rp in sync.with_trait(self.client, mapping.DEVICE):
             parts = mapping.split_name(rp.name)
             if parts is None:
                 continue
@@ -113,9 +113,13 @@ class PlacementReportStore(base.PoolLevelStore):
         return sync.read_report(self.client, host)
 
     def status(self, host: str) -> list[str]:
-        """Problems an operator should see (vanished but allocated
-        devices, devices Placement cannot offer)."""
-        return sync.problems(self.client, host)
+        """Problems an operator should see: devices that vanished while
+        allocated (kept, reserved)."""
+        return sync.problems(self.client, host).get(host, [])
+
+    def problems(self) -> dict[str, list[str]]:
+        """:meth:`status` of every host, in one listing call."""
+        return sync.problems(self.client)
 
     # -- the scheduler's side ------------------------------------------------
 

@@ -25,8 +25,7 @@ class ConcurrentSchedulersTest(base.PlacementTestCase):
         for report in reports:
             self.store.publish(report)
         began = time.monotonic()
-        result = bench.contend(self.server.url, 8, REQUESTS,
-                                release_ratio=0.8)
+        result = bench.contend(self.server.url, 8, REQUESTS)
         elapsed = time.monotonic() - began
         self.assertEqual([0] * 8, result['codes'])
         self.assertEqual(0, result['errors'], result['problems'])

@@ -23,6 +23,12 @@ PF0, PF1 = '0000:10:00.0', '0000:20:00.0'
 
 class PublishTest(base.PlacementTestCase):
 
+    def test_empty_placement_has_no_hosts(self) -> None:
+        self.assertEqual({}, self.store.generations())
+        self.assertEqual({}, self.store.problems())
+        self.assertRaises(exception.HostReportNotFound, self.store.get,
+                          'cn1')
+
     def test_providers_inventories_and_fact_traits(self) -> None:
         report = base.scarce_host('cn1', vfs=3)
         generation = self.store.publish(report)
@@ -123,6 +129,10 @@ class PublishTest(base.PlacementTestCase):
         self.assertEqual(1, len(problems))
         self.assertIn('cn1:passthrough:%s: device vanished but still '
                       'allocated' % taken, problems[0])
+        # ... and passthrough-scheduler explain shows it.
+        engine.refresh()
+        (answer,) = engine.explain(request, exact=True)
+        self.assertIn('vanished but still allocated', answer.detail)
         # Released: the next publish removes it.
         self.assertTrue(self.store.release('cn1', consumer))
         self.store.publish(base.scarce_host('cn1', pfs=0))
