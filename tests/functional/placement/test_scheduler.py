@@ -144,11 +144,27 @@ class SchedulerTest(base.PlacementTestCase):
                     '[pci]\n%s' % (self.server.url, ''.join(
                         'alias = %s\n' % a for a in base.ALIASES)))
         out = io.StringIO()
-        code = scheduler_cmd.main(['--config-file', path, 'claim', '-e',
-                                   'pci_passthrough:alias=vf:2', '--consumer',
-                                   base.new_consumer()], out, io.StringIO())
+        consumer = base.new_consumer()
+        code = scheduler_cmd.main(
+            ['--config-file', path, 'claim', '--extra-spec',
+             'pci_passthrough:alias=vf:2', '--consumer', consumer], out,
+            io.StringIO())
         self.assertEqual(0, code, out.getvalue())
-        self.assertIn('claimed on cn1', out.getvalue())
+        self.assertIn('claimed on cn1 for %s: 0000:10:00.0 %s x2' % (
+            consumer, base.VF_RC), out.getvalue())
+        out = io.StringIO()
+        code = scheduler_cmd.main(
+            ['--config-file', path, 'explain', '--extra-spec',
+             'pci_passthrough:alias=vf:4'], out, io.StringIO())
+        # cn1 has 4 VFs left over its two PFs; cn2 has one VF.
+        self.assertEqual(0, code, out.getvalue())
+        self.assertIn('cn1   yes', out.getvalue())
+        self.assertIn('no_candidate', out.getvalue())
+        out = io.StringIO()
+        self.assertEqual(0, scheduler_cmd.main(
+            ['--config-file', path, 'release', 'cn1', '--consumer',
+             consumer], out, io.StringIO()))
+        self.assertIn('released 1 device(s)', out.getvalue())
 
 
 class OutageTest(base.PlacementTestCase):
