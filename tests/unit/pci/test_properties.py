@@ -14,6 +14,7 @@ from passthrough_plugin import exception
 from passthrough_plugin.pci import address as addr
 from passthrough_plugin.pci import alias as alias_mod
 from passthrough_plugin.pci import device_spec
+from passthrough_plugin.pci import explain
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import report as report_mod
 from passthrough_plugin.pci import request as request_mod
@@ -332,6 +333,31 @@ def check_fit(test: testtools.TestCase, hp: pools_mod.HostPools,
                              f'VFs of one PF for {req.describe()}')
 
 
+REASONS = (explain.NO_MATCH, explain.INSUFFICIENT, explain.NUMA,
+           explain.ANTI_AFFINITY, explain.HEADROOM, explain.GROUP,
+           explain.NO_IOMMU)
+
+
+def check_reason(test: testtools.TestCase, hp: pools_mod.HostPools,
+                 fit: pools_mod.Fit, rs: request_mod.RequestSet,
+                 cells: list[int] | None) -> None:
+    """A refusal has a known code and a sentence that fits the case."""
+    test.assertIn(fit.reason, REASONS)
+    test.assertIn(hp.host, fit.detail)
+    names = [r.alias_name for r in rs.requests + rs.headroom]
+    test.assertTrue(any(f' x {n} ' in fit.detail for n in names),
+                    fit.detail)
+    if fit.reason == explain.NUMA:
+        test.assertTrue(cells)
+    if fit.reason == explain.ANTI_AFFINITY:
+        test.assertTrue(rs.vf_anti_affinity)
+    if fit.reason == explain.HEADROOM:
+        test.assertTrue(rs.headroom)
+        test.assertTrue(hp.fits(request_mod.RequestSet(rs.requests), cells))
+    if fit.reason == explain.NO_IOMMU:
+        test.assertFalse(hp.report.iommu.enabled)
+
+
 class PoolPropertyTest(testtools.TestCase):
 
     @strategies.SETTINGS
@@ -352,6 +378,7 @@ class PoolPropertyTest(testtools.TestCase):
             cells = data.draw(strategies.numa_cells(report))
             fit = hp.fit(rs, cells)
             if not fit.ok:
+                check_reason(self, hp, fit, rs, cells)
                 self.assertRaises(exception.ClaimFailed, hp.consume, fit,
                                   'new')
                 continue
