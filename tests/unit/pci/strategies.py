@@ -69,6 +69,8 @@ digit_like = st.one_of(
     st.characters(categories=('Nd',)))
 counts = st.one_of(
     st.integers(-2, 20).map(str),
+    # around the number of digits int() converts by default (4300)
+    st.sampled_from((7, 4300, 4301, 6000)).map(lambda n: '1' * n),
     st.lists(digit_like, min_size=1, max_size=2).map(''.join),
     st.text(max_size=3))
 

@@ -188,8 +188,14 @@ class ParserPropertyTest(testtools.TestCase):
         report = only_invalid(report_mod.HostReport.from_dict, doc)
         if report is None:
             return
-        # a valid report holds only canonical addresses, ids and names
+        # a valid report holds only canonical addresses, ids and names,
+        # and integers where the schema says integer
+        self.assertIs(int, type(report.generation))
+        for cell in report.numa_cells:
+            self.assertIs(int, type(cell.id))
         for d in report.devices:
+            self.assertIn(type(d.numa_node), (int, type(None)))
+            self.assertIn(type(d.iommu_group), (int, type(None)))
             for value in (d.address, d.parent_address):
                 if value is not None:
                     self.assertEqual(value, addr.normalize(value))

@@ -218,6 +218,30 @@ class SchemaErrorTest(testtools.TestCase):
                 self.assertIn(host if isinstance(host, str) and host
                               else 'report', exc.message)
 
+    def test_integers_are_ints(self) -> None:
+        # JSON Schema calls 1.0 an integer; the loaded report must not hand
+        # floats to generation arithmetic or pool keys.
+        for name, apply in (
+                ('generation', mutate('generation', 1e30)),
+                ('generation 1.0', mutate('generation', 1.0)),
+                ('numa_node', mutate('devices.0.numa_node', 1.0)),
+                ('iommu_group', mutate('devices.0.iommu_group', 20.0)),
+                ('cell id', mutate('numa_cells.0.id', 0.0))):
+            with case(name):
+                data = canonical()
+                apply(data)
+                try:
+                    rep = report_mod.HostReport.from_dict(data)
+                except exception.InvalidHostReport:
+                    continue
+                loaded = rep.to_dict()
+                self.assertIs(int, type(loaded['generation']))
+                for dev in loaded['devices']:
+                    for key in ('numa_node', 'iommu_group'):
+                        self.assertIn(type(dev[key]), (int, type(None)))
+                for cell in loaded['numa_cells']:
+                    self.assertIs(int, type(cell['id']))
+
     def test_not_an_object(self) -> None:
         for data in ([], None, 'x', 5):
             with case(repr(data)):
