@@ -335,6 +335,18 @@ class CrossFieldTest(testtools.TestCase):
                     self.assertIn(f'a {status} device needs its owner',
                                   exc.message)
 
+    def test_owner_only_when_in_use(self) -> None:
+        # The opposite of "claimed without owner": consume() and release()
+        # could not give such a device back as it was.
+        for status in ('available', 'unavailable', 'unclaimable'):
+            for extra in ({'owner': 'ghost'},
+                          {'owner': 'ghost', 'source': 'flavor'}):
+                with case(f'{status} {extra}'):
+                    exc = self._error(self._devices(
+                        self._dev('0000:00:01.0', status=status, **extra)))
+                    self.assertEqual('$.devices[0].owner',
+                                     exc.kwargs['path'])
+
     def test_free_statuses_need_no_owner(self) -> None:
         for status in ('available', 'unavailable', 'unclaimable'):
             with case(status):
