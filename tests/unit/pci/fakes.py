@@ -24,7 +24,9 @@ def case(name: str) -> Iterator[None]:
     try:
         yield
     except BaseException as exc:
-        exc.add_note(f'in table case: {name}')
+        # add_note is Python 3.11+; on 3.10 the traceback lacks the name.
+        if hasattr(exc, 'add_note'):
+            exc.add_note(f'in table case: {name}')
         raise
 
 
