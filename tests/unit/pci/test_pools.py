@@ -488,6 +488,11 @@ class ReasonTest(testtools.TestCase):
         self.assertTrue(hp.fits(requests()))
         self.assertEqual(0, hp.free_count())
 
+    def test_zero_count_takes_nothing(self) -> None:
+        hp = host(dev(GPU1, group=1))
+        fit = hp.fit([gpu_request(0)])
+        self.assertEqual(((), ()), (fit.addresses, fit.companions))
+
     def test_fit_accepts_a_list_of_requests(self) -> None:
         hp = host(*sriov(vfs=2))
         fit = hp.fit([vf_request(2)])

@@ -234,6 +234,14 @@ class RequestSetTest(testtools.TestCase):
         self.assertEqual(1, len(rs.requests))  # frozen, not changed
         self.assertEqual(rs.headroom, more.headroom)
 
+    def test_hotplug_count_must_be_positive(self) -> None:
+        for count in (0, -1):
+            with case(str(count)):
+                exc = self.assertRaises(exception.Invalid,
+                                        request_mod.hotplug_request,
+                                        ALIASES, 'gpu', count)
+                self.assertIn(str(count), exc.message)
+
     def test_hotplug_unknown_alias(self) -> None:
         exc = self.assertRaises(exception.UnknownAlias,
                                 request_mod.hotplug_request, ALIASES, 'nvme')
