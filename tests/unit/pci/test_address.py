@@ -243,6 +243,21 @@ class RegexSpecTest(testtools.TestCase):
         self.assertIsNone(addr.address_spec(
             dict(full, slot='20')).exact())
 
+    def test_exact_is_matched(self) -> None:
+        # A spec naming one address must match it: the device_spec rule
+        # "a PF address covers its VFs" would otherwise take the VFs only.
+        for spec_dict in (
+                {'domain': '0', 'bus': '81', 'slot': '0', 'function': '0'},
+                {'domain': '0000', 'bus': '081', 'slot': '00',
+                 'function': '0'},
+                {'domain': '0000', 'bus': '81', 'slot': '00',
+                 'function': '0'}):
+            with case(repr(spec_dict)):
+                spec = addr.address_spec(spec_dict)
+                exact = spec.exact()
+                if exact is not None:
+                    self.assertTrue(spec.match(exact))
+
     ERRORS = [
         ({'bus': '('}, 'address.bus', 'is not a regular expression'),
         ({'slot': '[0-'}, 'address.slot', 'is not a regular expression'),

@@ -112,7 +112,11 @@ class ParserPropertyTest(testtools.TestCase):
     @strategies.SETTINGS
     @given(st.one_of(strategies.jsonish, near_addresses,
                      st.dictionaries(st.sampled_from(
-                         addr.RegexAddressSpec.KEYS), regexes, max_size=4)))
+                         addr.RegexAddressSpec.KEYS), regexes, max_size=4),
+                     st.fixed_dictionaries({
+                         key: st.text(alphabet='0123456789abcdefABCDEF',
+                                      min_size=0, max_size=5)
+                         for key in addr.RegexAddressSpec.KEYS})))
     def test_address_spec(self, value: Any) -> None:
         spec = only_invalid(addr.address_spec, value)
         if spec is not None:
