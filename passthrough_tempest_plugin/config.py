@@ -51,7 +51,9 @@ PassthroughGroup = [
         'agent_enabled',
         default=False,
         help="Whether passthrough-agent runs on the compute hosts and "
-             "publishes their devices; the agent tests skip when False."),
+             "publishes their devices to Placement ([report_store] driver "
+             "= placement, or a second agent configured so); the tests of "
+             "its providers skip when False."),
     cfg.BoolOpt(
         'plugin_scheduler_enabled',
         default=False,
@@ -61,6 +63,21 @@ PassthroughGroup = [
         'scheduler_log',
         help="Path of the nova-scheduler log on this machine, to find the "
              "plugin's rejection reasons in; unset: those checks skip."),
+    cfg.StrOpt(
+        'device_change_command',
+        help="A command run where tempest runs, with one more argument, "
+             "'remove' or 'restore'. 'remove' must take at least one device "
+             "of the resource_classes away from a compute host (e.g. lower "
+             "a PF's sriov_numvfs over ssh), 'restore' must bring the host "
+             "back as it was. The test checks that passthrough-agent's "
+             "providers in Placement follow both changes. Unset: that test "
+             "skips. Example: 'ssh root@cn1 /usr/local/bin/vf-toggle'."),
+    cfg.IntOpt(
+        'device_change_timeout',
+        default=120,
+        min=1,
+        help="Seconds to wait for Placement to show a device change: the "
+             "agent's [agent] scan_interval plus a publish."),
 ]
 
 

@@ -9,8 +9,10 @@ from tempest import test
 
 CONF = config.CONF
 
-# 1.14: in_tree and parent_provider_uuid; traits since 1.6.
-PLACEMENT_MICROVERSION = '1.14'
+# 1.14: in_tree and parent_provider_uuid; 1.18: ?required=<traits>.
+PLACEMENT_MICROVERSION = '1.18'
+# passthrough-agent marks every provider it keeps with this trait.
+DEVICE_TRAIT = 'CUSTOM_PASSTHROUGH_DEVICE'
 
 
 class PassthroughBaseTest(test.BaseTestCase):
@@ -42,3 +44,26 @@ class PassthroughBaseTest(test.BaseTestCase):
         body = self.rp_client.list_resource_providers(
             resources=f'{resource_class}:1')
         return list(body['resource_providers'])
+
+    def agent_providers(self) -> list[dict[str, Any]]:
+        """The providers passthrough-agent keeps, on every host."""
+        body = self.rp_client.list_resource_providers(required=DEVICE_TRAIT)
+        return list(body['resource_providers'])
+
+    def device_inventory(self) -> dict[str, dict[str, int]]:
+        """Agent provider name -> {resource class: total}.
+
+        Only the classes of ``[passthrough] resource_classes`` count;
+        totals, not what is free, so servers booting meanwhile do not
+        change it.
+        """
+        wanted = set(CONF.passthrough.resource_classes)
+        found: dict[str, dict[str, int]] = {}
+        for rp in self.agent_providers():
+            inv = self.rp_client.list_resource_provider_inventories(
+                rp['uuid'])['inventories']
+            totals = {rc: int(v['total']) for rc, v in inv.items()
+                      if rc in wanted}
+            if totals:
+                found[rp['name']] = totals
+        return found

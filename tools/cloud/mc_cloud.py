@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import mc_agent
 import mc_api
 import mc_configs
 import mc_infra
@@ -242,8 +243,10 @@ def start(s: Settings) -> None:
         mc_procs.spawn('extra-' + name, shlex.split(command), s.run, s.logs,
                        env=env)
     image = api.ensure_image()
-    _seed_flavors(api)
+    _seed_flavors(s, api)
     _wait_compute(s, api)
+    if s.plugin:
+        mc_agent.start(s, api, env)
     mc_tempest.write_workspace(s, image)
     log('cloud up: . %s/admin-openrc; tempest workspace %s',
         s.base, s.tempest_dir)
@@ -260,10 +263,43 @@ FLAVORS = [
 ]
 
 
-def _seed_flavors(api: mc_api.Api) -> None:
-    for fid, name, ram, specs in FLAVORS:
+def plugin_flavors(s: Settings) -> list[tuple[str, str, int,
+                                               dict[str, str]]]:
+    """The flavors of the plugin-enabled cloud.
+
+    nova's allocation candidates include a nested provider only when the
+    flavor asks its resource class: the granular group ``resources1``
+    makes nova's own allocation of the server take one device from the
+    agent's provider under mc-compute.
+    """
+    vf, pf = s.resource_class('vf'), s.resource_class('pf')
+    return [
+        ('42', 'm1.nano', 128, {}),
+        ('43', 'm1.micro', 192, {}),
+        ('pt-vf1', 'pt.vf1', 128, {'pci_passthrough:alias': 'fake-vf:1',
+                                   'resources1:' + vf: '1'}),
+        ('pt-pf1', 'pt.pf1', 128, {'pci_passthrough:alias': 'fake-pf:1',
+                                   'resources1:' + pf: '1'}),
+        # 2 VFs: the plugin's filter says why not (no Placement group, or
+        # Placement would answer first and no filter would run).
+        ('pt-vf3', 'pt.vf3', 128, {'pci_passthrough:alias': 'fake-vf:3'}),
+        # Placement and nova's PciPassthroughFilter fit it (1 VF); the
+        # plugin wants room for 2 more VFs to hot-plug and refuses.
+        ('pt-vf1-hp2', 'pt.vf1.hp2', 128, {
+            'pci_passthrough:alias': 'fake-vf:1',
+            'passthrough:hotplug_headroom': 'fake-vf:2',
+            'resources1:' + vf: '1'}),
+    ]
+
+
+def flavors(s: Settings) -> list[tuple[str, str, int, dict[str, str]]]:
+    return plugin_flavors(s) if s.plugin else FLAVORS
+
+
+def _seed_flavors(s: Settings, api: mc_api.Api) -> None:
+    for fid, name, ram, specs in flavors(s):
         api.ensure_flavor(fid, name, ram, specs)
-    log('flavors: %s', ', '.join(f[1] for f in FLAVORS))
+    log('flavors: %s', ', '.join(f[1] for f in flavors(s)))
 
 
 def _wait_compute(s: Settings, api: mc_api.Api) -> None:

@@ -61,7 +61,9 @@ def template_values(s: Settings) -> dict[str, str]:
         'nova_db': s.mysql_url('nova'),
         'compute_driver': (HEX_DRIVER if s.fake_pci_ids
                            else 'fake.FakeDriverWithPciResources'),
+        'hosts': str(s.hosts_dir), 'reports': str(s.reports_dir),
     }
+    v['pci_vendor'], v['pci_pf'], v['pci_vf'] = s.pci_ids
     for user in ('placement', 'glance', 'nova'):
         v['authtoken_' + user] = _auth_section(
             s, 'keystone_authtoken', user, www=True)
@@ -164,9 +166,14 @@ def write_all(s: Settings) -> None:
     (s.etc / 'glance' / 'glance-api.conf').write_text(
         render('glance-api.conf', s))
     nova = render('nova.conf', s)
+    if s.plugin:
+        nova = merge_ini(nova, render('nova-plugin.conf', s),
+                         'templates/nova-plugin.conf')
     for num, extra in enumerate(s.nova_conf_extra, 1):
         nova = merge_ini(nova, extra, f'--nova-conf-extra #{num}')
     (s.etc / 'nova' / 'nova.conf').write_text(nova)
+    if s.plugin:
+        write_agent_confs(s, nova)
     for src, dst in (('etc/glance/glance-api-paste.ini', 'glance'),
                      ('etc/nova/api-paste.ini', 'nova')):
         path = s.venv / src
@@ -182,3 +189,31 @@ def write_all(s: Settings) -> None:
         (wsgi / ('{}_app.py'.format(name.replace('-', '_')))).write_text(
             WSGI_WRAPPER % {'name': name, 'var': var,
                             'dir': str(s.etc / sub), 'module': module})
+
+
+AGENT_STORES = ('file', 'placement')
+
+
+def agent_conf_path(s: Settings, store: str) -> Path:
+    return s.etc / 'passthrough' / f'agent-{store}.conf'
+
+
+def write_agent_confs(s: Settings, nova_conf: str) -> None:
+    """One passthrough-agent config per report store, with nova's specs.
+
+    The agent whitelists exactly what nova-compute does: the ``[pci]
+    device_spec`` lines of the nova.conf just written (hooks included).
+    """
+    specs = [v for k, v in parse_ini(nova_conf).get('pci', [])
+             if k == 'device_spec']
+    if not specs:
+        raise CloudError('nova.conf has no [pci] device_spec: the agent '
+                         'would report no device')
+    (s.etc / 'passthrough').mkdir(parents=True, exist_ok=True)
+    for store in AGENT_STORES:
+        auth = (_auth_section(s, 'placement', 'nova')
+                if store == 'placement' else '')
+        agent_conf_path(s, store).write_text(render(
+            'passthrough-agent.conf', s, store=store,
+            device_spec='\n'.join(f'device_spec = {v}' for v in specs),
+            placement_auth=auth))

@@ -81,6 +81,25 @@ class Settings:
     # VENDOR:PF_PRODUCT:VF_PRODUCT: run mc_fakevirt.HexPciFakeDriver, the
     # same fake devices with hex ids; None: nova's stock fake ids.
     fake_pci_ids: str | None = None
+    # The plugin-enabled cloud (the default): hex ids, nova's classic PCI
+    # path, PciPoolFilter/PciPoolWeigher in nova-scheduler, and
+    # passthrough-agent for the compute host publishing to the file store
+    # and to Placement (see mc_agent.py). False: nova alone, with
+    # [pci] report_in_placement.
+    plugin: bool = True
+
+    @property
+    def pci_ids(self) -> tuple[str, str, str]:
+        """(vendor, PF product, VF product) the fake devices report."""
+        if self.fake_pci_ids:
+            return parse_pci_ids(self.fake_pci_ids)
+        return ('fake-vendor_id', 'fake-product_id', 'fake-product_id')
+
+    def resource_class(self, which: str) -> str:
+        """The agent's default class of the fake 'pf' or 'vf' devices."""
+        vendor, pf, vf = self.pci_ids
+        return 'CUSTOM_PCI_{}_{}'.format(
+            vendor, pf if which == 'pf' else vf).upper()
 
     @property
     def etc(self) -> Path:
@@ -97,6 +116,16 @@ class Settings:
     @property
     def run(self) -> Path:
         return self.base / 'run'
+
+    @property
+    def hosts_dir(self) -> Path:
+        """The compute host's fake sysfs trees (mc_hostdevs.py)."""
+        return self.data / 'hosts'
+
+    @property
+    def reports_dir(self) -> Path:
+        """The plugin's file report store (scheduler and agent share it)."""
+        return self.data / 'reports'
 
     @property
     def tempest_dir(self) -> Path:

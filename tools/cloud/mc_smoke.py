@@ -79,9 +79,12 @@ def smoke(s: Settings) -> None:
             server.get('OS-EXT-SRV-ATTR:host'))
         allocs = _allocations(api, sid)
         log('placement allocations of %s: %s', sid, allocs)
-        if (mc_configs.pci_in_placement(s)
-                and allocs.get('CUSTOM_FAKE_VF') != 1):
-            raise CloudError(f'expected 1 CUSTOM_FAKE_VF allocated to {sid}, '
+        # nova's own VF provider, or the agent's PF provider (the flavor's
+        # granular group), must hold the VF.
+        want = (s.resource_class('vf') if s.plugin else 'CUSTOM_FAKE_VF'
+                if mc_configs.pci_in_placement(s) else None)
+        if want and allocs.get(want) != 1:
+            raise CloudError(f'expected 1 {want} allocated to {sid}, '
                              f'got {allocs}')
     finally:
         t1 = time.monotonic()

@@ -4,18 +4,41 @@ from __future__ import annotations
 
 import subprocess
 
+import mc_agent
 import mc_configs
 from mc_procs import CloudError
 from mc_settings import PASSWORD, REGION, Settings
 
 PCI_FLAVOR = 'pt-vf1'
 PCI_FLAVOR_OVER = 'pt-vf3'
+PCI_FLAVOR_REJECT = 'pt-vf1-hp2'
 # What the plugin's tests may expect in Placement, by report_in_placement.
 PLACEMENT_EXPECTATIONS = {
     True: {'resource_classes': 'CUSTOM_FAKE_VF,CUSTOM_FAKE_PF',
            'traits': 'CUSTOM_FAKE_PCI'},
     False: {'resource_classes': '', 'traits': ''},
 }
+
+
+def passthrough_values(s: Settings) -> dict[str, str]:
+    """The ``[passthrough]`` section's values for this cloud."""
+    nova = mc_configs.parse_ini((s.etc / 'nova' / 'nova.conf').read_text())
+    enabled = ','.join(v for k, v in nova.get('filter_scheduler', [])
+                       if k == 'enabled_filters')
+    values = {'pci_flavor': PCI_FLAVOR, 'pci_flavor_over': PCI_FLAVOR_OVER,
+              'pci_flavor_reject': '', 'agent_enabled': 'False',
+              'device_change_command': '',
+              'plugin_scheduler': str('PciPoolFilter' in enabled)}
+    values.update(PLACEMENT_EXPECTATIONS[mc_configs.pci_in_placement(s)])
+    if s.plugin:
+        values.update({
+            'resource_classes': '{},{}'.format(
+                s.resource_class('vf'), s.resource_class('pf')),
+            'traits': mc_agent.DEVICE_TRAIT,
+            'agent_enabled': 'True',
+            'device_change_command': mc_agent.hostdevs_command(s),
+            'pci_flavor_reject': PCI_FLAVOR_REJECT})
+    return values
 
 
 def write_workspace(s: Settings, image_id: str) -> None:
@@ -39,14 +62,8 @@ def write_workspace(s: Settings, image_id: str) -> None:
     (ws / '.stestr.conf').write_text(
         f'[DEFAULT]\ntest_path={site}/test_discover\ntop_dir={site}\n'
         'group_regex=([^\\.]*\\.)*\n')
-    nova = mc_configs.parse_ini((s.etc / 'nova' / 'nova.conf').read_text())
-    enabled = ','.join(v for k, v in nova.get('filter_scheduler', [])
-                       if k == 'enabled_filters')
     (ws / 'etc' / 'tempest.conf').write_text(mc_configs.render(
-        'tempest.conf', s, image_id=image_id, pci_flavor=PCI_FLAVOR,
-        pci_flavor_over=PCI_FLAVOR_OVER,
-        plugin_scheduler=str('PciPoolFilter' in enabled),
-        **PLACEMENT_EXPECTATIONS[mc_configs.pci_in_placement(s)]))
+        'tempest.conf', s, image_id=image_id, **passthrough_values(s)))
     (s.base / 'admin-openrc').write_text(
         'export OS_AUTH_URL={} OS_USERNAME=admin OS_PASSWORD={}\n'
         'export OS_PROJECT_NAME=admin OS_USER_DOMAIN_NAME=Default\n'

@@ -24,7 +24,7 @@ import mc_cloud  # noqa: E402
 import mc_infra  # noqa: E402
 from mc_procs import CloudError, log  # noqa: E402
 from mc_settings import (  # noqa: E402
-    Settings, default_base, load, parse_pci_ids)
+    DEFAULT_PCI_IDS, Settings, default_base, load, parse_pci_ids)
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -75,7 +75,15 @@ def _settings(args: argparse.Namespace) -> Settings:
         nova_conf_extra=extra_nova, env=env, services=services,
         timeout=args.timeout or saved.get('timeout', 180),
         use_cache=not args.no_cache,
-        fake_pci_ids=_fake_pci_ids(args, saved))
+        fake_pci_ids=_fake_pci_ids(args, saved),
+        plugin=(args.plugin if args.plugin is not None
+                else bool(saved.get('plugin', True))))
+    if s.plugin:
+        if s.repo is None:
+            raise CloudError('the plugin-enabled cloud installs this '
+                             'checkout: drop --no-repo or pass --no-plugin')
+        # The agent's HostReport and nova's aliases need 4-hex ids.
+        s.fake_pci_ids = s.fake_pci_ids or DEFAULT_PCI_IDS
     return s
 
 
@@ -142,6 +150,16 @@ def main(argv: list[str] | None = None) -> int:
                         'fake PFs/VFs with these hex ids (e.g. '
                         '8086:1528:1515); "stock" goes back to nova\'s '
                         'fake ids')
+    plugin = parser.add_mutually_exclusive_group()
+    plugin.add_argument('--plugin', dest='plugin', action='store_true',
+                        default=None, help='the plugin-enabled cloud (the '
+                        'default): hex fake PCI ids, PciPoolFilter and '
+                        'PciPoolWeigher in nova-scheduler, passthrough-agent '
+                        'publishing mc-compute to the file store and '
+                        'Placement')
+    plugin.add_argument('--no-plugin', dest='plugin', action='store_false',
+                        help='nova alone: its PCI devices in Placement '
+                        '([pci] report_in_placement), no agent')
     parser.add_argument('--no-cache', action='store_true',
                         help='setup: run every migration even if '
                         '$BASE/cache holds their result for these configs')
@@ -166,6 +184,9 @@ def main(argv: list[str] | None = None) -> int:
                 'PCI ids %s (--clear-hooks forgets them)',
                 len(s.nova_conf_extra), sorted(s.env), sorted(s.services),
                 s.fake_pci_ids or 'stock')
+        if cmd in ('setup', 'start', 'all'):
+            log('profile: %s', 'plugin (--no-plugin: nova alone)'
+                if s.plugin else 'nova alone (--plugin: with the plugin)')
         if cmd in ('install', 'all'):
             _timed(timings, 'install', lambda: mc_infra.install(s))
         if cmd in ('setup', 'all'):

@@ -55,26 +55,58 @@ class PciServerTest(base.PassthroughBaseTest):
         return dict(server)
 
     def _pci_allocations(self, consumer: str) -> dict[str, int]:
+        return {rc: amount for (_, rc), amount in
+                self._pci_holdings(consumer).items()}
+
+    def _pci_holdings(self, consumer: str) -> dict[tuple[str, str], int]:
+        """(provider uuid, class) -> amount the consumer holds of the
+        ``[passthrough] resource_classes``."""
         allocations = self.placement_client.list_allocations(
             consumer)['allocations']
         wanted = set(CONF.passthrough.resource_classes)
-        total: dict[str, int] = {}
-        for rp in allocations.values():
-            for rc, amount in rp['resources'].items():
-                if rc in wanted:
-                    total[rc] = total.get(rc, 0) + amount
-        return total
+        return {(rp, rc): amount for rp, alloc in allocations.items()
+                for rc, amount in alloc['resources'].items()
+                if rc in wanted}
+
+    def _assert_plugin_reason(self, server_id: str) -> list[str]:
+        """The plugin's filter logged why it refused the server's host."""
+        if not (CONF.passthrough.plugin_scheduler_enabled
+                and CONF.passthrough.scheduler_log):
+            return []
+        reasons: list[str] = []
+
+        def logged() -> bool:
+            reasons[:] = plugin_rejections(CONF.passthrough.scheduler_log,
+                                           server_id)
+            return bool(reasons)
+
+        # The scheduler's log may trail the server's ERROR by a moment.
+        test_utils.call_until_true(logged, 10, 1)
+        self.assertNotEmpty(reasons, 'no passthrough filter rejection for '
+                            f'{server_id} in {CONF.passthrough.scheduler_log}')
+        return reasons
 
     @decorators.idempotent_id('3f1d7a52-6a0b-4a8e-9d67-1c2b3e4f5a60')
     def test_pci_flavor_boots_and_releases_devices(self) -> None:
         server = self._boot(CONF.passthrough.flavor_ref)
         waiters.wait_for_server_status(self.servers_client, server['id'],
                                        'ACTIVE')
-        held = self._pci_allocations(server['id'])
+        held = self._pci_holdings(server['id'])
         if CONF.passthrough.resource_classes:
             self.assertNotEmpty(
                 held, 'server {} holds no {} in Placement'.format(
                     server['id'], CONF.passthrough.resource_classes))
+        for rp_uuid, rc in held:
+            rp = self.rp_client.show_resource_provider(rp_uuid)
+            # A device's provider, nested under the compute node.
+            self.assertIsNotNone(rp['parent_provider_uuid'], rp['name'])
+            if CONF.passthrough.agent_enabled:
+                traits = self.rp_client.list_resource_provider_traits(
+                    rp_uuid)['traits']
+                self.assertIn(base.DEVICE_TRAIT, traits, rp['name'])
+            usages = self.rp_client.list_resource_provider_usages(
+                rp_uuid)['usages']
+            self.assertGreaterEqual(usages[rc], held[(rp_uuid, rc)])
         self.servers_client.delete_server(server['id'])
         waiters.wait_for_server_termination(self.servers_client,
                                             server['id'])
@@ -91,6 +123,7 @@ class PciServerTest(base.PassthroughBaseTest):
         self.assertIn('No valid host', shown.get('fault', {}).get(
             'message', ''))
         self.assertEqual({}, self._pci_allocations(server['id']))
+        self._assert_plugin_reason(server['id'])
 
     @decorators.idempotent_id('c5a7e3d1-4b2f-4c8e-9f6a-7d1e2b3c4a95')
     def test_plugin_rejection_is_logged(self) -> None:
@@ -106,12 +139,10 @@ class PciServerTest(base.PassthroughBaseTest):
         server = self._boot(CONF.passthrough.flavor_ref_plugin_reject)
         waiters.wait_for_server_status(self.servers_client, server['id'],
                                        'ERROR', raise_on_error=False)
-        reasons = plugin_rejections(CONF.passthrough.scheduler_log,
-                                    server['id'])
-        self.assertNotEmpty(reasons, 'no passthrough filter rejection for '
-                            f'{server["id"]} in '
-                            f'{CONF.passthrough.scheduler_log}')
-
+        shown = self.servers_client.show_server(server['id'])['server']
+        self.assertIn('No valid host', shown.get('fault', {}).get(
+            'message', ''))
+        self._assert_plugin_reason(server['id'])
 
 def plugin_rejections(log_path: str, instance: str) -> list[str]:
     """The plugin filter's log lines of the request that scheduled

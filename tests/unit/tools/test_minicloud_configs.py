@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+import fixtures
 import testtools
 
 CLOUD = Path(__file__).resolve().parents[3] / 'tools' / 'cloud'
@@ -64,7 +65,7 @@ class PciIdsTest(testtools.TestCase):
 
     def test_hex_ids_select_the_linked_driver(self) -> None:
         s = mc_settings.Settings(base=Path('/x'), venv=Path('/x/venv'),
-                                 fake_pci_ids='8086:1528:1515')
+                                 fake_pci_ids='8086:1528:1515', plugin=False)
         conf = mc_configs.parse_ini(mc_configs.render('nova.conf', s))
         self.assertEqual('minicloud_hexpci.HexPciFakeDriver',
                          dict(conf['DEFAULT'])['compute_driver'])
@@ -74,7 +75,7 @@ class RenderTest(testtools.TestCase):
 
     def test_nova_conf_uses_the_fake_pci_driver_and_offset_ports(self) -> None:
         s = mc_settings.Settings(base=Path('/x'), venv=Path('/x/venv'),
-                                 port_offset=100)
+                                 port_offset=100, plugin=False)
         conf = mc_configs.parse_ini(mc_configs.render('nova.conf', s))
         default = dict(conf['DEFAULT'])
         self.assertEqual('fake.FakeDriverWithPciResources',
@@ -92,5 +93,66 @@ class RenderTest(testtools.TestCase):
             self.assertNotIn('${', mc_configs.render(name, s))
         self.assertNotIn('${', mc_configs.render(
             'tempest.conf', s, image_id='i', pci_flavor='f',
-            pci_flavor_over='o', plugin_scheduler='False',
-            resource_classes='', traits=''))
+            pci_flavor_over='o', pci_flavor_reject='r',
+            plugin_scheduler='False', resource_classes='', traits='',
+            agent_enabled='False', device_change_command=''))
+        self.assertNotIn('${', mc_configs.render('nova-plugin.conf', s))
+        self.assertNotIn('${', mc_configs.render(
+            'passthrough-agent.conf', s, store='file', device_spec='',
+            placement_auth=''))
+
+
+class PluginProfileTest(testtools.TestCase):
+    """The plugin-enabled cloud's nova.conf and agent configs agree."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        base = Path(self.useFixture(fixtures.TempDir()).path)
+        venv = base / 'venv'
+        for src in ('etc/glance/glance-api-paste.ini',
+                    'etc/nova/api-paste.ini'):
+            (venv / src).parent.mkdir(parents=True, exist_ok=True)
+            (venv / src).write_text('[x]\n')
+        (venv / 'lib/python3.11/site-packages/nova/virt').mkdir(parents=True)
+        self.s = mc_settings.Settings(base=base, venv=venv,
+                                      fake_pci_ids='8086:1528:1515')
+        mc_configs.write_all(self.s)
+        self.nova = mc_configs.parse_ini(
+            (self.s.etc / 'nova' / 'nova.conf').read_text())
+
+    def test_plugin_in_nova_scheduler_before_nova_pci_filter(self) -> None:
+        fs = self.nova['filter_scheduler']
+        enabled = dict(fs)['enabled_filters'].split(',')
+        self.assertLess(enabled.index('PciPoolFilter'),
+                        enabled.index('PciPassthroughFilter'))
+        self.assertIn(('available_filters',
+                       'passthrough_plugin.scheduler.filters.all_filters'),
+                      fs)
+        self.assertIn(('weight_classes',
+                       'passthrough_plugin.scheduler.weighers.all_weighers'),
+                      fs)
+        self.assertEqual('False',
+                         dict(self.nova['pci'])['report_in_placement'])
+        self.assertEqual(str(self.s.reports_dir),
+                         dict(self.nova['file_store'])['path'])
+
+    def test_agents_whitelist_what_nova_does(self) -> None:
+        specs = [v for k, v in self.nova['pci'] if k == 'device_spec']
+        self.assertEqual(2, len(specs))
+        for store in mc_configs.AGENT_STORES:
+            agent = mc_configs.parse_ini(mc_configs.agent_conf_path(
+                self.s, store).read_text())
+            self.assertEqual(specs, [v for k, v in agent['pci']
+                                     if k == 'device_spec'])
+            self.assertEqual(store, dict(agent['report_store'])['driver'])
+            self.assertEqual('mc-compute', dict(agent['agent'])['host'])
+        placement = mc_configs.parse_ini(mc_configs.agent_conf_path(
+            self.s, 'placement').read_text())
+        self.assertEqual('password', dict(placement['placement'])['auth_type'])
+
+    def test_resource_classes_follow_the_ids(self) -> None:
+        self.assertEqual('CUSTOM_PCI_8086_1515', self.s.resource_class('vf'))
+        s = mc_settings.Settings(base=Path('/x'), venv=Path('/x/venv'),
+                                 fake_pci_ids='abcd:00ef:10ca')
+        self.assertEqual('CUSTOM_PCI_ABCD_00EF', s.resource_class('pf'))
+        self.assertEqual('CUSTOM_PCI_ABCD_10CA', s.resource_class('vf'))
