@@ -100,12 +100,18 @@ def worker(url: str, requests: int, seed: int, start_at: float,
         granted += 1
         held.append((consumer, found[0], found[1]))
         if len(held) > hold:
-            consumer, host, _lines = held.pop(rng.randrange(len(held)))
-            engine.release(host, consumer)
+            item = held.pop(rng.randrange(len(held)))
+            try:
+                engine.release(item[1], item[0])
+            except exception.PassthroughException as exc:
+                # Kept: released again later, or reported as held.
+                held.append(item)
+                problems.append(exc.message)
+                continue
             released += 1
     return {'granted': granted, 'refused': refused, 'errors': errors,
             'released': released, 'seconds': time.monotonic() - began,
-            'held': held, 'problems': problems[:5]}
+            'held': held, 'problems': problems[:20]}
 
 
 def check(client: Any, reports: Sequence[report_mod.HostReport]

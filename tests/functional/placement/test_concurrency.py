@@ -10,7 +10,9 @@ runs that size too and prints claims per second.
 from __future__ import annotations
 
 import os
+import threading
 import time
+from typing import Any
 
 from passthrough_plugin.bench import placement as bench
 from tests.functional.placement import base
@@ -51,3 +53,38 @@ class ConcurrentSchedulersTest(base.PlacementTestCase):
               % (REQUESTS, result['granted'], result['refused'],
                  result['released'], 8 * REQUESTS / result['wall'],
                  result['wall'], elapsed))
+
+    def test_placement_stopped_mid_run(self) -> None:
+        """Killed while 8 schedulers run, back 3 s later: the schedulers
+        count clear errors naming the URL, go on, and nothing is
+        overcommitted."""
+        reports = bench.hosts(count=4, pfs=2, vfs=4)
+        for report in reports:
+            self.store.publish(report)
+        result: dict[str, Any] = {}
+        runner = threading.Thread(target=lambda: result.update(
+            bench.contend(self.server.url, 8, 40)))
+        runner.start()
+        time.sleep(12)  # the processes start after 3 s and run ~25 s
+        self.server.stop()
+        time.sleep(3)
+        self.server.start()
+        runner.join(600)
+        self.assertFalse(runner.is_alive())
+        self.assertEqual([0] * 8, result['codes'])  # no crash
+        self.assertGreater(result['errors'], 0)
+        self.assertEqual(8 * 40, result['granted'] + result['refused']
+                         + result['errors'])
+        self.assertTrue(all(self.server.url in p
+                            for p in result['problems']),
+                        result['problems'])
+        checked = bench.check(self.client, reports)
+        self.assertEqual([], checked['violations'])
+        # After the outage claims work again.
+        engine = self.engine()
+        engine.refresh()
+        request = engine.request({'pci_passthrough:alias': 'vf:1'})
+        for consumer, host, _lines in result['held']:
+            engine.release(host, consumer)
+        self.assertIsNotNone(engine.pools.select_and_claim(
+            request, base.new_consumer()))
