@@ -35,6 +35,7 @@ class PciServerTest(base.PassthroughBaseTest):
     def setup_clients(cls) -> None:
         super().setup_clients()
         cls.servers_client = cls.os_primary.servers_client
+        cls.admin_servers_client = cls.os_admin.servers_client
 
     @classmethod
     def resource_setup(cls) -> None:
@@ -96,10 +97,15 @@ class PciServerTest(base.PassthroughBaseTest):
             self.assertNotEmpty(
                 held, 'server {} holds no {} in Placement'.format(
                     server['id'], CONF.passthrough.resource_classes))
+        node = self.admin_servers_client.show_server(server['id'])[
+            'server']['OS-EXT-SRV-ATTR:hypervisor_hostname']
         for rp_uuid, rc in held:
             rp = self.rp_client.show_resource_provider(rp_uuid)
-            # A device's provider, nested under the compute node.
+            # A device's provider, nested under the server's compute node.
             self.assertIsNotNone(rp['parent_provider_uuid'], rp['name'])
+            root = self.rp_client.show_resource_provider(
+                rp['root_provider_uuid'])
+            self.assertEqual(node, root['name'], rp['name'])
             if CONF.passthrough.agent_enabled:
                 traits = self.rp_client.list_resource_provider_traits(
                     rp_uuid)['traits']

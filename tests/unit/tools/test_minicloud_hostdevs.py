@@ -25,7 +25,10 @@ VENDOR, PF, VF = '8086', '1528', '1515'
 
 def nova_fake_devices() -> list[dict[str, Any]]:
     """What nova's FakeDriverWithPciResources reports, ids made hex as
-    tools/cloud/mc_fakevirt.py does."""
+    tools/cloud/mc_fakevirt.py does.
+
+    :raises ImportError: without nova (the py3 env; functional has it).
+    """
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')
         import nova.conf
@@ -58,12 +61,16 @@ class HostTreesTest(testtools.TestCase):
         self.hosts = self.base / 'data' / 'hosts'
 
     def test_full_tree_mirrors_the_fake_driver(self) -> None:
+        try:
+            devices = nova_fake_devices()
+        except ImportError:
+            self.skipTest('nova is not installed here')
         scan = scanned(self.hosts / 'current')
         got = {(d.address, d.vendor_id, d.product_id, d.physfn,
                 d.numa_node) for d in scan.devices.values()}
         want = {(d['address'], d['vendor_id'], d['product_id'],
                  d['parent_addr'], d['numa_node'])
-                for d in nova_fake_devices()}
+                for d in devices}
         self.assertEqual(want, got)
         groups = [d.iommu_group for d in scan.devices.values()]
         self.assertNotIn(None, groups)
