@@ -46,13 +46,19 @@ SPEC_VALUES = st.one_of(
                     regexes, max_size=4))
 
 
-def only_invalid(fn: Callable[..., T], *args: Any) -> T | None:
-    """Call ``fn``; the project's Invalid errors are the only ones allowed."""
+def only_invalid(fn: Callable[..., T], *args: Any,
+                 says: str | None = None) -> T | None:
+    """Call ``fn``; the project's Invalid errors are the only ones allowed.
+
+    ``says``: text every error message must hold (the option, the key).
+    """
     try:
         return fn(*args)
     except exception.Invalid as exc:
         # a real message, never the fallback of a bad format call
         assert exc.message and '%(' not in exc.message, exc.message
+        if says is not None:
+            assert says in exc.message, (says, exc.message)
         return None
 
 
@@ -103,7 +109,8 @@ class ParserPropertyTest(testtools.TestCase):
     @strategies.SETTINGS
     @given(st.one_of(st.text(max_size=20), near_addresses))
     def test_pci_address_parse(self, text: str) -> None:
-        parsed = only_invalid(addr.PciAddress.parse, text)
+        parsed = only_invalid(addr.PciAddress.parse, text,
+                              says='Invalid PCI address')
         if parsed is not None:
             self.assertEqual(parsed, addr.PciAddress.parse(str(parsed)))
             self.assertRegex(str(parsed),
@@ -133,7 +140,8 @@ class ParserPropertyTest(testtools.TestCase):
     @strategies.SETTINGS
     @given(config_values)
     def test_device_spec_from_config(self, values: list[str]) -> None:
-        parsed = only_invalid(device_spec.DeviceSpecList.from_config, values)
+        parsed = only_invalid(device_spec.DeviceSpecList.from_config, values,
+                              says='[pci] device_spec value ')
         if parsed is not None:
             a = addr.PciAddress.parse('0000:81:02.1')
             pf = addr.PciAddress.parse('0000:81:00.0')
@@ -146,7 +154,8 @@ class ParserPropertyTest(testtools.TestCase):
     @strategies.SETTINGS
     @given(alias_values)
     def test_parse_aliases(self, values: list[str]) -> None:
-        parsed = only_invalid(alias_mod.parse_aliases, values)
+        parsed = only_invalid(alias_mod.parse_aliases, values,
+                              says='[pci] alias value ')
         for alias in (parsed or {}).values():
             self.assertIn(alias.numa_policy, alias_mod.NUMA_POLICIES)
             self.assertTrue(alias.specs)
@@ -157,7 +166,7 @@ class ParserPropertyTest(testtools.TestCase):
     @given(extra_specs)
     def test_request_from_extra_specs(self, specs: dict[str, str]) -> None:
         rs = only_invalid(request_mod.RequestSet.from_extra_specs, specs,
-                          ALIASES)
+                          ALIASES, says='Invalid flavor extra spec ')
         if rs is not None:
             for r in rs.requests + rs.headroom:
                 self.assertGreaterEqual(r.count, 1)
@@ -178,18 +187,21 @@ class ParserPropertyTest(testtools.TestCase):
     @strategies.SETTINGS
     @given(strategies.jsonish)
     def test_report_from_dict_garbage(self, data: Any) -> None:
-        only_invalid(report_mod.HostReport.from_dict, data)
+        only_invalid(report_mod.HostReport.from_dict, data,
+                     says='Invalid host report for ')
 
     @strategies.SETTINGS
     @given(st.one_of(st.text(max_size=40), st.binary(max_size=40),
                      strategies.nested_json,
                      strategies.jsonish.map(json.dumps)))
     def test_report_from_json_garbage(self, text: str | bytes) -> None:
-        only_invalid(report_mod.HostReport.from_json, text)
+        only_invalid(report_mod.HostReport.from_json, text,
+                     says=' at $')
 
     def _check_loaded(self, doc: dict[str, Any], data: Any) -> None:
         """``doc`` is rejected with Invalid, or it is a usable report."""
-        report = only_invalid(report_mod.HostReport.from_dict, doc)
+        report = only_invalid(report_mod.HostReport.from_dict, doc,
+                              says='Invalid host report for ')
         if report is None:
             return
         # a valid report holds only canonical addresses, ids and names,
