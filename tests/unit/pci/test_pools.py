@@ -477,6 +477,20 @@ class ReasonTest(testtools.TestCase):
                  lambda: [dev(GPU1, group=1,
                               tags={'live_migratable': 'true'})],
                  requests(gpu_request(live='true')), True),
+        Scenario('an untagged device is not live-migratable',
+                 lambda: [dev(GPU1, group=1)],
+                 requests(gpu_request(live='true')), False,
+                 reason=explain.NO_MATCH),
+        Scenario('a request for non-live-migratable needs the tag false',
+                 lambda: [dev(GPU1, group=1)],
+                 requests(gpu_request(live='false')), False,
+                 reason=explain.NO_MATCH),
+        Scenario('no live_migratable wish takes any device',
+                 lambda: [dev(GPU1, group=1,
+                              tags={'live_migratable': 'true'}),
+                          dev(GPU2, group=2,
+                              tags={'live_migratable': 'false'})],
+                 gpus('legacy', 2), True),
     ]
 
     def test_table(self) -> None:
