@@ -94,7 +94,14 @@ class Engine:
         generations = self.store.generations()
         self._known = sorted(generations)
         if self.pools is not None:
+            # select/explain/claim ask the store's candidates; a host's
+            # facts are read only when decide() asks about it.
             self.pools.known = self._known
+            self.pools.generations = generations
+            self.summaries = {h: s for h, s in self.summaries.items()
+                              if generations.get(h) == s.generation}
+            self.refreshed_at = time.monotonic()
+            return
         summaries = self.summaries
         gone = [h for h in summaries if h not in generations]
         for host in gone:
@@ -145,6 +152,11 @@ class Engine:
 
     def summary(self, host: str) -> summary_mod.HostSummary | None:
         found = self.summaries.get(host)
+        if found is None and self.pools is not None:
+            generation = self.pools.generations.get(host)
+            if generation is not None:
+                found = self.summaries[host] = self._load(host, generation)
+            return found
         if found is None and len(
                 self.summaries) >= \
                 self.conf.passthrough_scheduler.summary_cache_size:

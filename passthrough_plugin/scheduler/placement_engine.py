@@ -37,6 +37,8 @@ class PoolEngine:
         self.conf = conf
         self.store = store
         self.known: list[str] = []
+        # Host -> generation at the engine's last refresh.
+        self.generations: dict[str, int] = {}
 
     def _where(self) -> str:
         endpoint = getattr(self.store, 'endpoint', None)

@@ -57,6 +57,25 @@ class SchedulerTest(base.PlacementTestCase):
         self.assertEqual({}, self.used('cn1', '0000:10:00.0'))
         self.assertEqual(['cn1'], [a.host for a in engine.select(pf)])
 
+    def test_per_host_decisions_for_the_nova_filter(self) -> None:
+        engine = self.engine_
+        self.assertEqual({}, engine.summaries)  # nothing read eagerly
+        request = engine.request(VF2)
+        self.assertTrue(engine.decide('cn1', request).ok)
+        decision = engine.decide('cn2', request)
+        self.assertFalse(decision.ok)
+        self.assertEqual('insufficient', decision.reason)
+        self.assertEqual(['cn1', 'cn2'], sorted(engine.summaries))
+        # A claim changes cn1's generation: read again after a refresh.
+        engine.claim('cn1', engine.request(
+            {'pci_passthrough:alias': 'vf:3'}), base.new_consumer())
+        engine.claim('cn1', engine.request(
+            {'pci_passthrough:alias': 'vf:2'}), base.new_consumer())
+        engine.refresh()
+        self.assertEqual(['cn2'], sorted(engine.summaries))
+        self.assertFalse(engine.decide('cn1', request).ok)
+        self.assertEqual(1, engine.summaries['cn1'].summary.total_free)
+
     def test_whole_pf_takes_its_vfs_in_placement(self) -> None:
         engine = self.engine_
         consumer = base.new_consumer()
