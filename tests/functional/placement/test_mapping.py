@@ -6,12 +6,18 @@ import itertools
 
 import testtools
 
+from oslo_config import cfg
+
 from passthrough_plugin import exception
+from passthrough_plugin.conf import placement_store as placement_store_conf
+from passthrough_plugin.conf import store as store_conf
 from passthrough_plugin.pci import alias as alias_mod
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import request as request_mod
 from passthrough_plugin.pci import summary as core_summary
 from passthrough_plugin.pci import synthetic
+from passthrough_plugin.store import loader
+from passthrough_plugin.store import placement as placement_store
 from passthrough_plugin.store import placement_claims as claims
 from passthrough_plugin.store import placement_mapping as mapping
 from passthrough_plugin.store import placement_query as query
@@ -120,3 +126,22 @@ class QueryTest(testtools.TestCase):
             exception.PlacementRequestNotExpressible, query.groups,
             requests)
         self.assertIn('CUSTOM_PCI_8086_0001, CUSTOM_X', str(error))
+
+
+class EntryPointTest(testtools.TestCase):
+
+    def test_installed_entry_point_loads_the_store(self) -> None:
+        if 'placement' not in loader.available():
+            self.skipTest('the installed entry points predate the '
+                          'placement store (pip install -e . again)')
+        conf = cfg.ConfigOpts()
+        store_conf.register_opts(conf)
+        conf.set_override('driver', 'placement', group='report_store')
+        store = loader.load_store(conf)
+        self.assertIsInstance(store, placement_store.PlacementReportStore)
+        self.assertEqual(1000, conf.placement_store.candidate_limit)
+
+    def test_options_for_the_sample(self) -> None:
+        (group, opts), = placement_store_conf.list_opts().items()
+        self.assertEqual('placement_store', group.name)
+        self.assertIn('candidate_limit', [o.name for o in opts])
