@@ -93,7 +93,7 @@ class TempestCloudTest(testtools.TestCase):
             self._minicloud('smoke', timeout=600)
         else:
             plugin = _saved_plugin()
-        tempest = str(BASE / 'venv' / 'bin' / 'tempest')
+        tempest = str(_saved_venv() / 'bin' / 'tempest')
         plugins = subprocess.run([tempest, 'list-plugins'],
                                  capture_output=True, text=True, check=False)
         (self.logs / 'tempest-list-plugins.log').write_text(
@@ -123,6 +123,16 @@ class TempestCloudTest(testtools.TestCase):
             self.assertIn('- Skipped: 0', proc.stdout,
                           f'tests skipped; see {out}')
             self.assertGreaterEqual(int(passed.group(1)), 10)
+
+
+def _saved_venv() -> Path:
+    """The cloud's venv: $BASE/venv unless started with --venv."""
+    state = BASE / 'minicloud.json'
+    if state.exists():
+        venv = json.loads(state.read_text()).get('venv')
+        if venv:
+            return Path(venv)
+    return BASE / 'venv'
 
 
 def _saved_plugin() -> bool:
