@@ -219,3 +219,10 @@ class NovaPciInPlacement(StoreError):
                "COMPUTE_MANAGED_PCI_DEVICE); turn off nova's [pci] "
                "report_in_placement on that host or do not use "
                "[report_store] driver = placement there")
+
+
+class NoComputeNodeProvider(StoreError):
+    msg_fmt = ("Placement at %(endpoint)s has no compute node provider "
+               "named %(host)s and [placement_store] create_compute_node "
+               "is False: start nova-compute on the host first, or make "
+               "[agent] host equal nova's hypervisor hostname")

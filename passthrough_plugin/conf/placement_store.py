@@ -54,6 +54,21 @@ Related options:
 
 * ``[placement_store] publish_attempts``
 """),
+    cfg.BoolOpt(
+        'create_compute_node',
+        default=True,
+        help="""
+Whether the agent creates the host's compute node provider (named
+``[agent] host``) when Placement has none. Set it to False on nova compute
+hosts: nova-compute creates that provider with its own uuid and would fail
+if the agent had created one of the same name first; the agent then waits
+(its publish fails with a message saying so, and the next scan tries
+again) until nova-compute has registered the host.
+
+Related options:
+
+* ``[agent] host``
+"""),
     cfg.IntOpt(
         'claim_attempts',
         default=5,

@@ -67,7 +67,8 @@ class PlacementReportStore(base.PoolLevelStore):
         delay = opts.publish_backoff
         for attempt in range(1, opts.publish_attempts + 1):
             try:
-                return sync.publish(self.client, report)
+                return sync.publish(self.client, report,
+                                    opts.create_compute_node)
             except exception.PlacementUnavailable as exc:
                 if attempt == opts.publish_attempts:
                     raise

@@ -48,14 +48,18 @@ def _ours(client: PlacementClient, root: ResourceProvider
             if mapping.split_name(rp.name) and rp.uuid != root.uuid}
 
 
-def publish(client: PlacementClient, report: report_mod.HostReport) -> int:
+def publish(client: PlacementClient, report: report_mod.HostReport,
+            create_root: bool = True) -> int:
     """Bring the host's providers to ``report``; return the generation.
 
-    :raises: NovaPciInPlacement, PlacementUnavailable, PlacementError
+    :raises: NovaPciInPlacement, NoComputeNodeProvider,
+        PlacementUnavailable, PlacementError
     """
     host = report.host
-    root = _root(client, host, create=True)
-    assert root is not None
+    root = _root(client, host, create=create_root)
+    if root is None:
+        raise exception.NoComputeNodeProvider(host=host,
+                                               endpoint=client.endpoint)
     nova = with_trait(client, mapping.NOVA_MANAGED, in_tree=root.uuid)
     if nova:
         raise exception.NovaPciInPlacement(

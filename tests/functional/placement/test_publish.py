@@ -167,6 +167,19 @@ class PublishTest(base.PlacementTestCase):
         self.assertIn('report_in_placement', str(error))
         self.assertIsNone(self.provider('cn1', PF0))
 
+    def test_compute_node_not_created_when_told_not_to(self) -> None:
+        self.conf.set_override('create_compute_node', False,
+                               group='placement_store')
+        error = self.assertRaises(exception.NoComputeNodeProvider,
+                                  self.store.publish,
+                                  base.scarce_host('cn1'))
+        self.assertIn('named cn1', str(error))
+        self.assertIn(self.server.url, str(error))
+        self.assertIsNone(self.client.find_provider('cn1'))
+        self.client.ensure_provider('cn1')  # nova-compute registers
+        self.store.publish(base.scarce_host('cn1'))
+        self.assertIsNotNone(self.provider('cn1', PF0))
+
     def test_found_compute_node_is_reused(self) -> None:
         nova_root = self.client.ensure_provider('cn1')
         self.store.publish(base.scarce_host('cn1'))
