@@ -83,6 +83,8 @@ class TempestCloudTest(testtools.TestCase):
         # the plugin then runs, none may skip.
         plugin = '--no-plugin' not in extra
         if self.own_cloud:
+            # This run's log only, not an earlier run's too.
+            (self.logs / 'minicloud.log').unlink(missing_ok=True)
             # Leftovers of an interrupted run would hold the ports.
             self._minicloud('stop', timeout=300)
             self.addCleanup(self._minicloud, 'stop', timeout=300)

@@ -11,9 +11,11 @@ import testtools
 CLOUD = Path(__file__).resolve().parents[3] / 'tools' / 'cloud'
 sys.path.insert(0, str(CLOUD))
 
+import mc_cloud  # noqa: E402
 import mc_configs  # noqa: E402
 import mc_procs  # noqa: E402
 import mc_settings  # noqa: E402
+import mc_tempest  # noqa: E402
 
 BASE = """
 [DEFAULT]
@@ -156,3 +158,26 @@ class PluginProfileTest(testtools.TestCase):
                                  fake_pci_ids='abcd:00ef:10ca')
         self.assertEqual('CUSTOM_PCI_ABCD_00EF', s.resource_class('pf'))
         self.assertEqual('CUSTOM_PCI_ABCD_10CA', s.resource_class('vf'))
+
+    def test_tempest_conf_turns_every_plugin_test_on(self) -> None:
+        values = mc_tempest.passthrough_values(self.s)
+        self.assertEqual('True', values['agent_enabled'])
+        self.assertEqual('True', values['plugin_scheduler'])
+        self.assertEqual('CUSTOM_PCI_8086_1515,CUSTOM_PCI_8086_1528',
+                         values['resource_classes'])
+        self.assertIn('mc_hostdevs.py --base ' + str(self.s.base),
+                      values['device_change_command'])
+        self.assertEqual(mc_tempest.PCI_FLAVOR_REJECT,
+                         values['pci_flavor_reject'])
+
+    def test_flavors_hold_the_agents_devices_where_placement_may(
+            self) -> None:
+        specs = {fid: extra for fid, _, _, extra in
+                 mc_cloud.flavors(self.s)}
+        for fid in (mc_tempest.PCI_FLAVOR, mc_tempest.PCI_FLAVOR_REJECT):
+            self.assertEqual(
+                '1', specs[fid]['resources1:CUSTOM_PCI_8086_1515'])
+        # Placement must not answer the over-asking flavor before the
+        # plugin's filter can say why.
+        self.assertFalse([k for k in specs[mc_tempest.PCI_FLAVOR_OVER]
+                          if k.startswith('resources')])
