@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections.abc import Sequence
 from typing import Any
 
@@ -77,6 +78,17 @@ class SummaryTableTest(testtools.TestCase):
         # the PF with VFs in use is not assignable as a whole
         self.assertEqual('unavailable', report.devices[0].status)
         self.assertEqual('available', report.devices[9].status)
+
+    def test_random_usage(self) -> None:
+        usage = synthetic.random_usage(random.Random(7), 500, 64)
+        self.assertEqual(500, len(usage))
+        self.assertTrue(all(0 <= n <= 64 for n in usage))
+        # mostly idle, some busy, some full
+        self.assertIn(0, usage)
+        self.assertIn(64, usage)
+        self.assertTrue(any(0 < n < 64 for n in usage))
+        self.assertEqual(usage, synthetic.random_usage(random.Random(7),
+                                                       500, 64))
 
     def test_shared_groups_keep_the_exact_pools(self) -> None:
         hp = fakes.host(fakes.dev(test_pools.GPU1, group=5),
