@@ -4,6 +4,9 @@
 Real Keystone, Placement, Glance and nova-api/conductor/scheduler/compute
 (``fake.FakeDriverWithPciResources``: three PFs with one VF each), Debian's
 MariaDB and RabbitMQ as plain processes, and a read-only Neutron stand-in.
+By default the plugin is enabled: PciPoolFilter and PciPoolWeigher in
+nova-scheduler, passthrough-agent publishing mc-compute's fake sysfs to the
+file store and to Placement (``--no-plugin``: nova alone).
 Stdlib only: runs with any python3 >= 3.10; the services run in their own
 venv.  See README.md beside this file.
 """
