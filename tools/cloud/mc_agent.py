@@ -14,8 +14,6 @@ from mc_settings import COMPUTE_HOST, Settings
 HOSTDEVS = Path(__file__).resolve().parent / 'mc_hostdevs.py'
 # Marks the agent's providers (passthrough_plugin/store/placement_mapping).
 DEVICE_TRAIT = 'CUSTOM_PASSTHROUGH_DEVICE'
-# PF 01 (whole), PF 02 and PF 03 (one VF each): one provider each.
-PROVIDERS = 3
 
 
 def hostdevs_command(s: Settings) -> str:
@@ -47,21 +45,32 @@ def start(s: Settings, api: mc_api.Api, env: Mapping[str, str]) -> None:
             str(mc_configs.agent_conf_path(s, store))], s.run, s.logs,
             env=env)
     report = s.reports_dir / f'{COMPUTE_HOST}.json'
+    devices: list[dict[str, object]] = []
 
     def published() -> bool:
         try:
-            return bool(json.loads(report.read_text())['devices'])
+            devices[:] = json.loads(report.read_text())['devices']
         except (OSError, ValueError, KeyError):
             return False
+        return bool(devices)
 
     mc_procs.wait_for('agent report (file store)', published, s.timeout,
                       name='extra-agent_file', run_dir=s.run,
                       log_file=s.logs / 'extra-agent_file.out', interval=0.5)
+    want = len(expected_providers(devices))
     mc_procs.wait_for(
-        f'{PROVIDERS} agent providers in Placement',
-        lambda: len(device_providers(api)) >= PROVIDERS, s.timeout,
+        f'{want} agent providers in Placement',
+        lambda: len(device_providers(api)) >= want, s.timeout,
         name='extra-agent_placement', run_dir=s.run,
         log_file=s.logs / 'extra-agent_placement.out', interval=0.5)
+
+
+def expected_providers(devices: list[dict[str, object]]) -> set[object]:
+    """One provider per PF with listed VFs and per PF/PCI device listed
+    (doc/placement.rst), so hooks that change device_spec still wait right.
+    """
+    return {d['parent_address'] if d['dev_type'] == 'type-VF'
+            else d['address'] for d in devices}
 
 
 def device_providers(api: mc_api.Api) -> list[dict[str, object]]:

@@ -11,6 +11,7 @@ import testtools
 CLOUD = Path(__file__).resolve().parents[3] / 'tools' / 'cloud'
 sys.path.insert(0, str(CLOUD))
 
+import mc_agent  # noqa: E402
 import mc_cloud  # noqa: E402
 import mc_configs  # noqa: E402
 import mc_procs  # noqa: E402
@@ -181,3 +182,19 @@ class PluginProfileTest(testtools.TestCase):
         # plugin's filter can say why.
         self.assertFalse([k for k in specs[mc_tempest.PCI_FLAVOR_OVER]
                           if k.startswith('resources')])
+
+
+class ExpectedProvidersTest(testtools.TestCase):
+
+    def test_one_provider_per_pf_with_vfs_and_per_whole_device(self) -> None:
+        devices: list[dict[str, object]] = [
+            {'address': '0000:01:00.0', 'dev_type': 'type-PF',
+             'parent_address': None},
+            {'address': '0000:02:00.1', 'dev_type': 'type-VF',
+             'parent_address': '0000:02:00.0'},
+            {'address': '0000:02:00.2', 'dev_type': 'type-VF',
+             'parent_address': '0000:02:00.0'},
+            {'address': '0000:05:00.0', 'dev_type': 'type-PCI',
+             'parent_address': None}]
+        self.assertEqual({'0000:01:00.0', '0000:02:00.0', '0000:05:00.0'},
+                         mc_agent.expected_providers(devices))
