@@ -234,9 +234,11 @@ class RegexAddressSpec(AddressSpec):
         if not all(v and _HEX.issuperset(v) for v in values):
             return None
         try:
-            return PciAddress.parse('%s:%s:%s.%s' % tuple(values))
+            address = PciAddress.parse('%s:%s:%s.%s' % tuple(values))
         except exception.InvalidPciAddress:
             return None
+        # "0" names bus 00 only if the anchored pattern matches it too.
+        return address if self.match(address) else None
 
     def to_config(self) -> dict[str, str]:
         return dict(self._source)

@@ -387,6 +387,8 @@ class HostPools:
         """Apply one request on top of ``blocked``; None if it cannot."""
         match = matcher(request)
         need = request.count
+        if need <= 0:
+            return [], []
         if cells:
             pools = [p for p in self.pools if match.spec(p.sig)]
             counts = {p: self._count(p, blocked) for p in pools}

@@ -93,7 +93,14 @@ SCHEMA: dict[str, Any] = {
         'devices': {'type': 'array', 'items': DEVICE_SCHEMA},
     },
 }
-_VALIDATOR = jsonschema.Draft7Validator(SCHEMA)
+# JSON Schema counts 1.0 as an integer; a generation or a NUMA node must be
+# a real int here, or arithmetic on it goes wrong.
+_TYPES = jsonschema.Draft7Validator.TYPE_CHECKER.redefine(
+    'integer',
+    lambda _checker, value: isinstance(value, int)
+    and not isinstance(value, bool))
+_VALIDATOR = jsonschema.validators.extend(  # type: ignore[no-untyped-call]
+    jsonschema.Draft7Validator, type_checker=_TYPES)(SCHEMA)
 
 
 @dataclasses.dataclass(slots=True)
@@ -301,6 +308,13 @@ def validate(data: Any, source: str = 'report') -> None:
             raise exception.InvalidHostReport(
                 host=host, path=where + '.owner',
                 reason='a %s device needs its owner' % status)
+        # A device that vanished while claimed stays "unavailable" with
+        # its owner until released; a free device has none.
+        for field in ('owner', 'source'):
+            if status == 'available' and dev.get(field) is not None:
+                raise exception.InvalidHostReport(
+                    host=host, path='%s.%s' % (where, field),
+                    reason='an available device has no %s' % field)
     cells: set[int] = set()
     for index, cell in enumerate(data.get('numa_cells') or ()):
         if cell['id'] in cells:

@@ -131,10 +131,11 @@ def parse_counts(key: str, value: str) -> list[tuple[str, int]]:
             raise exception.InvalidExtraSpec(
                 key=key, value=value, reason='%r is not name:count; expected '
                 'name:count[,name:count]' % part.strip())
-        if not (count.isascii() and count.isdigit()) or int(count) < 1:
+        if (not (count.isascii() and count.isdigit()) or len(count) > 6
+                or int(count) < 1):
             raise exception.InvalidExtraSpec(
                 key=key, value=value, reason='count %r of %r must be a whole '
-                'number of at least 1' % (count, name))
+                'number of at least 1 (and at most 999999)' % (count, name))
         result.append((name, int(count)))
     return result
 
@@ -162,5 +163,10 @@ def hotplug_request(aliases: Mapping[str, alias_mod.Alias], name: str,
         raise exception.UnknownAlias(
             key='hotplug', value=name, alias=name,
             known=', '.join(sorted(aliases)) or '(none)')
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise exception.InvalidExtraSpec(
+            key='hotplug count', value=count,
+            reason='the number of %s devices to hot-plug must be 1 or more'
+            % name)
     return DeviceRequest(alias.name, count, alias.specs, alias.numa_policy,
                          SOURCE_HOTPLUG)

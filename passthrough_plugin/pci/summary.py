@@ -250,6 +250,8 @@ class Summary:
                blocked: set[Slot]) -> bool:
         match = pools_mod.matcher(request)
         need = request.count
+        if need <= 0:
+            return True
         if not used and not blocked:
             # The common case: one request on an untouched summary.
             if cells:
