@@ -165,17 +165,6 @@ def matcher(request: request_mod.DeviceRequest) -> Matcher:
         _MATCHERS[request] = found
     _BY_ID[id(request)] = (request, found)
     return found
-    found = _MATCHERS.get(request)
-    if found is None:
-        if len(_MATCHERS) > 4096:
-            _MATCHERS.clear()
-            _BY_ID.clear()
-        found = _MATCHERS[request] = Matcher(request)
-    # Equal requests share a matcher; the identity entry keeps the object
-    # alive through found.request only when it is that object.
-    if found.request is request:
-        _BY_ID[id(request)] = found
-    return found
 
 
 def numa_filter(pools: list[_P], counts: dict[_P, int],
