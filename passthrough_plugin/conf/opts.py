@@ -10,11 +10,12 @@ from passthrough_plugin.conf import agent
 from passthrough_plugin.conf import lifecycle
 from passthrough_plugin.conf import pci
 from passthrough_plugin.conf import placement
+from passthrough_plugin.conf import placement_store
 from passthrough_plugin.conf import scheduler
 from passthrough_plugin.conf import store
 
 GROUP_MODULES: tuple[types.ModuleType, ...] = (
-    pci, scheduler, store, placement, agent, lifecycle)
+    pci, scheduler, store, placement, placement_store, agent, lifecycle)
 
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:
