@@ -65,15 +65,11 @@ def requests(request_set: request_mod.RequestSet) -> list[Any]:
     for index, request in enumerate(request_set.requests):
         specs = []
         for spec in request.specs:
-            entry: dict[str, str] = {}
-            if spec.vendor_id is not None:
-                entry['vendor_id'] = '%04x' % spec.vendor_id
-            if spec.product_id is not None:
-                entry['product_id'] = '%04x' % spec.product_id
-            if spec.dev_type is not None:
-                entry['dev_type'] = spec.dev_type
-            if spec.live_migratable is not None:
-                entry['live_migratable'] = spec.live_migratable
+            # nova's request specs say dev_type where the alias says
+            # device_type.
+            entry = spec.to_dict()
+            if 'device_type' in entry:
+                entry['dev_type'] = entry.pop('device_type')
             specs.append(entry)
         out.append(objects.InstancePCIRequest(
             count=request.count, spec=specs, alias_name=request.alias_name,
