@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from passthrough_plugin.pci import matching
 from passthrough_plugin.pci import request as request_mod
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -65,9 +66,7 @@ def describe_request(request: request_mod.DeviceRequest) -> str:
 def why(host: pools_mod.HostPools, request: request_mod.DeviceRequest,
         cells: Sequence[int] | None, blocked: set[int]) -> tuple[str, str]:
     """Explain why ``request`` cannot be applied on top of ``blocked``."""
-    from passthrough_plugin.pci import pools as pools_mod
-
-    match = pools_mod.matcher(request)
+    match = matching.matcher(request)
     wanted = describe_request(request)
     prefix = '%s needs %s' % (host.host, wanted)
     spec_pools = [p for p in host.pools if match.spec(p.sig)]
@@ -88,7 +87,7 @@ def why(host: pools_mod.HostPools, request: request_mod.DeviceRequest,
             states[state] += 1
             if not state:
                 free_by_node[pool.numa_node] += 1
-                if pool.sig.dev_type == pools_mod.TYPE_VF:
+                if pool.sig.dev_type == matching.TYPE_VF:
                     free_parents.add(pool.address)
     free = states.pop('', 0)
     parts = ['%d free' % free] + [

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+from passthrough_plugin.pci import matching
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import request as request_mod
 
@@ -22,11 +23,11 @@ TYPE_VF = pools_mod.TYPE_VF
 
 
 _CELL_SETS: dict[tuple[int, ...], frozenset[int]] = {}
-_SHAPES: dict[tuple[pools_mod.Signature, ...], int] = {}
+_SHAPES: dict[tuple[matching.Signature, ...], int] = {}
 # (id(matcher), shape) -> (matcher, indices of the slots it may use); the
 # matcher is kept and compared so that a reused id never hits.
 _USABLE: dict[tuple[int, int],
-              tuple[pools_mod.Matcher, tuple[int, ...]]] = {}
+              tuple[matching.Matcher, tuple[int, ...]]] = {}
 
 
 def _cell_set(cells: Sequence[int]) -> frozenset[int]:
@@ -61,7 +62,7 @@ class Slot:
 
     __slots__ = ('sig', 'numa_node', 'address', 'free', 'dependents')
 
-    def __init__(self, sig: pools_mod.Signature, numa_node: int | None,
+    def __init__(self, sig: matching.Signature, numa_node: int | None,
                  address: str, free: int) -> None:
         self.sig = sig
         self.numa_node = numa_node
@@ -113,7 +114,7 @@ class Summary:
         for facts in pools:
             if facts.free <= 0:
                 continue
-            sig = pools_mod.signature(
+            sig = matching.signature(
                 int(facts.vendor_id, 16), int(facts.product_id, 16),
                 facts.dev_type, tuple(sorted(facts.pool_tags.items())),
                 facts.resource_class, frozenset(facts.traits))
@@ -248,7 +249,7 @@ class Summary:
     def _apply(self, request: request_mod.DeviceRequest,
                cells: Sequence[int] | None, used: dict[Slot, int],
                blocked: set[Slot]) -> bool:
-        match = pools_mod.matcher(request)
+        match = matching.matcher(request)
         need = request.count
         if need <= 0:
             return True
@@ -265,7 +266,7 @@ class Summary:
                         or sum(s.free for s in strict) >= need):
                     slots = strict
                 else:
-                    slots = pools_mod.numa_filter(
+                    slots = matching.numa_filter(
                         slots, {s: s.free for s in slots}, request, cells,
                         self.sockets)
                 usable = match.usable
@@ -297,7 +298,7 @@ class Summary:
                 counts = {s: left(s) for s in slots}
                 if sum(counts.values()) < need:
                     return False
-                slots = pools_mod.numa_filter(slots, counts, request, cells,
+                slots = matching.numa_filter(slots, counts, request, cells,
                                               self.sockets)
                 slots = [s for s in slots if match.usable(s.sig)]
             else:

@@ -16,6 +16,7 @@ import itertools
 from collections.abc import Sequence
 
 from passthrough_plugin.pci import explain
+from passthrough_plugin.pci import matching
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import report as report_mod
 from passthrough_plugin.pci import request as request_mod
@@ -178,7 +179,7 @@ def _why(host: str, summary: core_summary.Summary,
     report for the device-level answer)."""
     for request in requests.requests + requests.headroom:
         wanted = explain.describe_request(request)
-        match = pools_mod.matcher(request)
+        match = matching.matcher(request)
         usable = [s for s in summary.slots if match.usable(s.sig)]
         total = sum(s.free for s in usable)
         prefix = '%s needs %s' % (host, wanted)
