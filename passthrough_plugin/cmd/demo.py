@@ -20,6 +20,7 @@ from oslo_config import cfg
 
 from passthrough_plugin import conf as conf_pkg
 from passthrough_plugin import exception
+from passthrough_plugin.conf import groups
 from passthrough_plugin.agent import discovery
 from passthrough_plugin.agent import sysfs as sysfs_mod
 from passthrough_plugin.cmd import scheduler as scheduler_cmd
@@ -55,8 +56,7 @@ def _pairs(values: Sequence[str], option: str) -> list[tuple[str, str]]:
 def load_conf(path: str) -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
     conf_pkg.register_all(conf)
-    conf.register_group(demo_group)
-    conf.register_opts(demo_opts, group=demo_group)
+    groups.register(conf, demo_group, demo_opts)
     if not os.path.exists(path):
         raise exception.InvalidConfig(
             group='-', option='--config-file', value=path,

@@ -8,6 +8,8 @@ from keystoneauth1 import loading as ks_loading
 from oslo_config import cfg
 from oslo_config import types
 
+from passthrough_plugin.conf import groups
+
 GROUP_NAME = 'placement'
 DEFAULT_SERVICE_TYPE = 'placement'
 # A request that hangs must not stall the agent or the scheduler for ever:
@@ -50,15 +52,8 @@ When ``timeout`` is unset, requests time out after 30 seconds.
 """
 
 
-def _group() -> cfg.OptGroup:
-    # A fresh group per ConfigOpts: oslo.config copies a registered group
-    # shallowly, so one module-level group would share its options between
-    # every ConfigOpts it is registered on.
-    return cfg.OptGroup(GROUP_NAME, title='Placement service',
-                        help=_GROUP_HELP)
-
-
-placement_group = _group()
+placement_group = cfg.OptGroup(GROUP_NAME, title='Placement service',
+                               help=_GROUP_HELP)
 
 
 class _Ignored(types.ConfigType):
@@ -101,17 +96,12 @@ def _version_stand_ins() -> list[cfg.Opt]:
 def register_opts(conf: cfg.ConfigOpts) -> None:
     """Register the keystoneauth options of ``[placement]`` on ``conf``.
 
-    Options already present in the group are left alone: inside
-    nova-scheduler nova has registered the same keystoneauth options (with
-    its own ignored version stand-ins), and registering ours again would
-    fail as a duplicate.
+    Inside nova-scheduler nova has registered the same keystoneauth options
+    (with its own ignored version stand-ins): those are left as they are.
     """
-    conf.register_group(_group())
-    present = set(conf[GROUP_NAME])
-    for opt in (_session_opts() + _auth_opts() + _adapter_opts()
-                + _version_stand_ins()):
-        if opt.dest not in present:
-            conf.register_opt(opt, group=GROUP_NAME)
+    groups.register(conf, placement_group,
+                    _session_opts() + _auth_opts() + _adapter_opts()
+                    + _version_stand_ins())
 
 
 def list_opts() -> dict[cfg.OptGroup, list[cfg.Opt]]:

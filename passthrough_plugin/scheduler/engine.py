@@ -53,7 +53,8 @@ class Engine:
         self._aliases = aliases
         self._fixed_aliases = aliases is not None
         if not self._fixed_aliases:
-            _ensure_pci_opts(conf)
+            # nova's CONF has [pci] alias already: it is left as nova has it.
+            pci_conf.register_opts(conf)
         self._alias_source: tuple[str, ...] | None = None
         self.summaries: dict[str, summary_mod.HostSummary] = {}
         self.memo = summary_mod.Memo()
@@ -397,14 +398,6 @@ class Engine:
     def release(self, host: str, consumer: str) -> list[str]:
         """:raises: HostReportNotFound, StoreUnavailable"""
         return self.store.release(host, consumer)
-
-
-def _ensure_pci_opts(conf: cfg.ConfigOpts) -> None:
-    """Register ``[pci]`` unless someone (nova) already has."""
-    try:
-        conf.pci.alias  # noqa: B018
-    except (cfg.NoSuchOptError, cfg.NoSuchGroupError):
-        pci_conf.register_opts(conf)
 
 
 # ConfigOpts is an unhashable Mapping: key by identity, keep it referenced.
