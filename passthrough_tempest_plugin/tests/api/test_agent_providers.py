@@ -25,8 +25,8 @@ TYPE_TRAITS = {'CUSTOM_PASSTHROUGH_TYPE_PF', 'CUSTOM_PASSTHROUGH_TYPE_VF',
 NUMA_TRAIT = re.compile(r'^CUSTOM_PASSTHROUGH_NUMA_\d+$')
 
 
-class AgentProvidersTest(base.PassthroughBaseTest):
-    """The agent's providers: where they hang, what they hold and carry."""
+class AgentBaseTest(base.PassthroughBaseTest):
+    """Tests that need the agent publishing the configured classes."""
 
     @classmethod
     def skip_checks(cls) -> None:
@@ -35,6 +35,10 @@ class AgentProvidersTest(base.PassthroughBaseTest):
             raise cls.skipException('[passthrough] agent_enabled is False')
         if not CONF.passthrough.resource_classes:
             raise cls.skipException('[passthrough] resource_classes is empty')
+
+
+class AgentProvidersTest(AgentBaseTest):
+    """The agent's providers: where they hang, what they hold and carry."""
 
     def _providers(self) -> list[dict[str, Any]]:
         providers = self.agent_providers()
@@ -87,16 +91,12 @@ class AgentProvidersTest(base.PassthroughBaseTest):
                 self.assertIn(trait, traits, rp['name'])
 
 
-class AgentFollowsHostTest(base.PassthroughBaseTest):
+class AgentFollowsHostTest(AgentBaseTest):
     """A device leaving the host leaves Placement; coming back, returns."""
 
     @classmethod
     def skip_checks(cls) -> None:
         super().skip_checks()
-        if not CONF.passthrough.agent_enabled:
-            raise cls.skipException('[passthrough] agent_enabled is False')
-        if not CONF.passthrough.resource_classes:
-            raise cls.skipException('[passthrough] resource_classes is empty')
         if not CONF.passthrough.device_change_command:
             raise cls.skipException(
                 '[passthrough] device_change_command is not set')
