@@ -62,19 +62,20 @@ class MemoryStore(store_base.ReportStore):
     def generations(self) -> dict[str, int]:
         return dict.fromkeys(self.usage, 1)
 
+    # The benchmark only reads: selecting never writes to the store.
     def publish(self, report: report_mod.HostReport) -> int:
-        raise NotImplementedError
+        raise NotImplementedError('the benchmark store is read-only')
 
     def claim(self, host: str, consumer: str, devices: Sequence[str],
               expected_generation: int | None = None,
               source: str = 'flavor') -> int:
-        raise NotImplementedError
+        raise NotImplementedError('the benchmark store is read-only')
 
     def release(self, host: str, consumer: str) -> list[str]:
-        raise NotImplementedError
+        raise NotImplementedError('the benchmark store is read-only')
 
     def remove(self, host: str) -> None:
-        raise NotImplementedError
+        raise NotImplementedError('the benchmark store is read-only')
 
 
 def _best(func: Callable[[], Any], repeat: int
