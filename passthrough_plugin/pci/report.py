@@ -10,6 +10,7 @@ from typing import Any
 import jsonschema
 
 from passthrough_plugin import exception
+from passthrough_plugin.pci import names
 
 VERSION = 1
 STATUSES = ('available', 'claimed', 'allocated', 'unavailable',
@@ -126,8 +127,8 @@ class Device:
 
     def __post_init__(self) -> None:
         if not self.resource_class:
-            self.resource_class = 'CUSTOM_PCI_%s_%s' % (
-                self.vendor_id.upper(), self.product_id.upper())
+            self.resource_class = names.resource_class(
+                None, self.vendor_id, self.product_id)
 
     def to_dict(self) -> dict[str, Any]:
         return {

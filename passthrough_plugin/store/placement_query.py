@@ -11,6 +11,7 @@ the core may. With ``passthrough:vf_anti_affinity`` the policy is
 from __future__ import annotations
 
 from passthrough_plugin import exception
+from passthrough_plugin.pci import names
 from passthrough_plugin.pci import request as request_mod
 from passthrough_plugin.store import placement_mapping as mapping
 from passthrough_plugin.store.placement_types import RequestGroup
@@ -31,8 +32,8 @@ def resource_class(request: request_mod.DeviceRequest) -> str:
         if spec.resource_class:
             classes.add(spec.resource_class)
         elif spec.vendor_id is not None and spec.product_id is not None:
-            classes.add('CUSTOM_PCI_%04X_%04X' % (spec.vendor_id,
-                                                  spec.product_id))
+            classes.add(names.resource_class(
+                None, '%04x' % spec.vendor_id, '%04x' % spec.product_id))
         else:
             raise exception.PlacementRequestNotExpressible(
                 alias=request.alias_name, reason=(
