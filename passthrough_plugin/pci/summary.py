@@ -158,15 +158,7 @@ class Summary:
             return True
         if self.exact is not None:
             return self.exact.fits(requests, numa_cells)
-        used: dict[Slot, int] = {}
-        blocked: set[Slot] = set()
-        for request in requests.requests:
-            if not self._apply(request, numa_cells, used, blocked):
-                return False
-        for request in requests.headroom:
-            if not self._apply(request, numa_cells, used, blocked):
-                return False
-        return True
+        return self._walk(requests, numa_cells, spare=False) is not None
 
     def fit_slots(self, requests: request_mod.RequestSet,
                   numa_cells: Sequence[int] | None = None
@@ -194,14 +186,26 @@ class Summary:
                     used[slot] = used.get(slot, 0) + 1
                     blocked.update(slot.dependents)
             return used, blocked
+        return self._walk(requests, numa_cells, spare=True)
+
+    def _walk(self, requests: request_mod.RequestSet,
+              cells: Sequence[int] | None, spare: bool
+              ) -> tuple[dict[Slot, int], set[Slot]] | None:
+        """Apply the requests, then check the headroom after them.
+
+        ``spare``: check the headroom on a copy, so that what is returned
+        is what the requests alone take.
+        """
+        used: dict[Slot, int] = {}
+        blocked: set[Slot] = set()
         for request in requests.requests:
-            if not self._apply(request, numa_cells, used, blocked):
+            if not self._apply(request, cells, used, blocked):
                 return None
         if requests.headroom:
-            spare_used, spare_blocked = dict(used), set(blocked)
+            room_used, room_blocked = ((dict(used), set(blocked)) if spare
+                                       else (used, blocked))
             for request in requests.headroom:
-                if not self._apply(request, numa_cells, spare_used,
-                                   spare_blocked):
+                if not self._apply(request, cells, room_used, room_blocked):
                     return None
         return used, blocked
 
