@@ -74,9 +74,19 @@ def expected_providers(devices: list[dict[str, object]]) -> set[object]:
 
 
 def device_providers(api: mc_api.Api) -> list[dict[str, object]]:
-    body = api.call(
-        'GET', api.s.url('placement')
-        + f'/resource_providers?required={DEVICE_TRAIT}',
-        headers={'OpenStack-API-Version': 'placement 1.18'})
+    """The agent's providers; none while its trait does not exist yet.
+
+    The agent creates the trait on its first publish; until then
+    Placement answers the query with 400 "No such trait".
+    """
+    url = (api.s.url('placement')
+           + f'/resource_providers?required={DEVICE_TRAIT}')
+    status, body = api.request(
+        'GET', url, headers={'OpenStack-API-Version': 'placement 1.18'})
+    if status == 400 and DEVICE_TRAIT in str(body):
+        return []
+    if status != 200:
+        raise mc_procs.CloudError(
+            f'GET {url} answered {status}: {str(body)[:500]}')
     return list(body['resource_providers'])
 
