@@ -10,6 +10,7 @@ from typing import Any
 import jsonschema
 
 from passthrough_plugin import exception
+from passthrough_plugin.pci import limits
 from passthrough_plugin.pci import names
 
 VERSION = 1
@@ -36,7 +37,7 @@ DEVICE_SCHEMA: dict[str, Any] = {
         'class': {'type': 'string', 'pattern': '^[0-9a-f]{6}$(?!\n)'},
         'dev_type': {'enum': list(DEV_TYPES)},
         'parent_address': {'oneOf': [_ADDRESS, {'type': 'null'}]},
-        'numa_node': _OPT_INT,
+        'numa_node': {**_OPT_INT, 'maximum': limits.MAX_NUMA_NODE},
         'iommu_group': _OPT_INT,
         'driver': _OPT_STR,
         'devname': _OPT_STR,
@@ -50,6 +51,15 @@ DEVICE_SCHEMA: dict[str, Any] = {
         'status': {'enum': list(STATUSES)},
         'owner': _OPT_STR,
         'source': {'enum': [*SOURCES, None]},
+        # nova's pool keys beyond the tags: spec tags given as null, and
+        # the netdev name of a VF's PF (nova's libvirt driver adds it).
+        'null_tags': {'type': 'array', 'uniqueItems': True,
+                      'items': {'type': 'string'}},
+        'parent_ifname': _OPT_STR,
+        # nova's history-dependent pool order (pci/pools.py): when the
+        # device's pool was listed, when the device joined it.
+        'pool_stamp': _OPT_INT,
+        'join_stamp': _OPT_INT,
     },
 }
 
@@ -91,7 +101,8 @@ SCHEMA: dict[str, Any] = {
                 },
             },
         },
-        'devices': {'type': 'array', 'items': DEVICE_SCHEMA},
+        'devices': {'type': 'array', 'items': DEVICE_SCHEMA,
+                    'maxItems': limits.MAX_DEVICES},
     },
 }
 # JSON Schema counts 1.0 as an integer; a generation or a NUMA node must be
@@ -124,6 +135,10 @@ class Device:
     status: str = 'available'
     owner: str | None = None
     source: str | None = None
+    null_tags: tuple[str, ...] = ()
+    parent_ifname: str | None = None
+    pool_stamp: int | None = None
+    join_stamp: int | None = None
 
     def __post_init__(self) -> None:
         if not self.resource_class:
@@ -131,6 +146,16 @@ class Device:
                 None, self.vendor_id, self.product_id)
 
     def to_dict(self) -> dict[str, Any]:
+        out = self._base_dict()
+        # nova's extra pool keys and pool history, only when known.
+        if self.null_tags:
+            out['null_tags'] = list(self.null_tags)
+        for key in ('parent_ifname', 'pool_stamp', 'join_stamp'):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+    def _base_dict(self) -> dict[str, Any]:
         return {
             'address': self.address,
             'vendor_id': self.vendor_id,
@@ -169,6 +194,10 @@ class Device:
             status=data.get('status', 'available'),
             owner=data.get('owner'),
             source=data.get('source'),
+            null_tags=tuple(data.get('null_tags') or ()),
+            parent_ifname=data.get('parent_ifname'),
+            pool_stamp=data.get('pool_stamp'),
+            join_stamp=data.get('join_stamp'),
         )
 
 
@@ -250,12 +279,16 @@ class HostReport:
     @classmethod
     def from_json(cls, text: str | bytes, source: str = 'report'
                   ) -> HostReport:
+        if len(text) > limits.MAX_REPORT_BYTES:
+            raise exception.InvalidHostReport(
+                host=source, path='$', reason='the report is %d bytes; at '
+                'most %d' % (len(text), limits.MAX_REPORT_BYTES))
         try:
             data = json.loads(text)
         except (ValueError, RecursionError) as exc:
             raise exception.InvalidHostReport(
-                host=source, path='$', reason='not valid JSON: %s' % exc
-            ) from None
+                host=source, path='$', reason='not valid JSON: %s'
+                % str(exc)[:200]) from None
         return cls.from_dict(data, source)
 
     def device(self, address: str) -> Device | None:
@@ -272,6 +305,11 @@ def _path(error: jsonschema.ValidationError) -> str:
     return out
 
 
+def _short(message: str) -> str:
+    """A validator's message, cut: it may quote the whole bad value."""
+    return message if len(message) <= 200 else message[:200] + '...'
+
+
 def validate(data: Any, source: str = 'report') -> None:
     """Check ``data`` against schema v1 and the cross-field rules.
 
@@ -279,11 +317,20 @@ def validate(data: Any, source: str = 'report') -> None:
     """
     host = source
     if isinstance(data, dict) and isinstance(data.get('host'), str):
-        host = data['host']
+        host = data['host'][:limits.MAX_STRING]
+    # Sizes first: no validator may format a 5,000-digit number.
+    too_big = limits.oversized(data)
+    if too_big is not None:
+        raise exception.InvalidHostReport(
+            host=limits.excerpt(host), path=too_big[0], reason=too_big[1])
     error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(data))
     if error is not None:
         raise exception.InvalidHostReport(
-            host=host, path=_path(error), reason=error.message)
+            host=host, path=_path(error), reason=_short(error.message))
+    problem = limits.host_problem(data['host'])
+    if problem is not None:
+        raise exception.InvalidHostReport(host=limits.excerpt(host),
+                                          path='$.host', reason=problem)
     seen: set[str] = set()
     types: dict[str, str] = {}
     for index, dev in enumerate(data['devices']):
@@ -309,6 +356,11 @@ def validate(data: Any, source: str = 'report') -> None:
             raise exception.InvalidHostReport(
                 host=host, path=where + '.owner',
                 reason='a %s device needs its owner' % status)
+        owner = dev.get('owner')
+        problem = None if owner is None else limits.consumer_problem(owner)
+        if problem is not None:
+            raise exception.InvalidHostReport(
+                host=host, path=where + '.owner', reason=problem)
         # A device that vanished while claimed stays "unavailable" with
         # its owner until released; a free device has none.
         for field in ('owner', 'source'):

@@ -8,11 +8,25 @@ from collections.abc import Sequence
 
 from oslo_config import cfg
 
+from passthrough_plugin import exception
+from passthrough_plugin.pci import limits
 from passthrough_plugin.pci import report as report_mod
 from passthrough_plugin.pci import request as request_mod
 from passthrough_plugin.pci import summary as summary_mod
 
 NAMESPACE = 'passthrough_plugin.report_stores'
+
+
+def check_consumer(consumer: object) -> str:
+    """A consumer id every store accepts: a UUID or a safe token.
+
+    :raises: Invalid naming the consumer (an excerpt) and what is valid.
+    """
+    problem = limits.consumer_problem(consumer)
+    if problem is not None:
+        raise exception.Invalid(reason=problem)
+    assert isinstance(consumer, str)
+    return consumer
 
 
 class ReportStore(abc.ABC):

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import fcntl
 import json
 import os
-import re
+import stat
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -18,6 +19,7 @@ from oslo_log import log as logging
 
 from passthrough_plugin import exception
 from passthrough_plugin.conf import store as store_conf
+from passthrough_plugin.pci import limits
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import report as report_mod
 from passthrough_plugin.store import base
@@ -28,16 +30,20 @@ STORE = 'file'
 SUFFIX = '.json'
 INDEX = '.index.json'
 LOCK = '.lock'
-# Host names become file names: keep them to what a hostname may hold.
-_HOST = re.compile(r'^[A-Za-z0-9][A-Za-z0-9._-]{0,254}$')
+TMP_PREFIX = '.tmp-'
+# The directory is created with this mode whatever the umask: the store's
+# readers (schedulers) may share a group, nobody else writes there.
+DIR_MODE = 0o750
+# Open nothing through a symlink: a link swapped in for .lock or a report
+# would redirect the store's reads and writes.
+_NOFOLLOW = os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def check_host(host: str) -> str:
     """:raises: Invalid when ``host`` cannot name a report file."""
-    if not isinstance(host, str) or not _HOST.match(host):
-        raise exception.Invalid(
-            reason='host name %r is not a valid host name (letters, digits, '
-            '".", "_" and "-", starting with a letter or digit)' % (host,))
+    problem = limits.host_problem(host)
+    if problem is not None:
+        raise exception.Invalid(reason=problem)
     return host
 
 
@@ -67,16 +73,70 @@ class FileReportStore(base.ReportStore):
         return exception.StoreUnavailable(
             store=STORE, reason='%s: %s' % (self.path, exc.strerror or exc))
 
+    def _directory(self) -> None:
+        """Create the store directory (mode 0750), or check the one there.
+
+        :raises: StoreUnavailable for a directory any user may write to, or
+            one that is a symlink.
+        """
+        try:
+            os.mkdir(self.path, DIR_MODE)
+        except FileExistsError:
+            pass
+        except FileNotFoundError:
+            os.makedirs(os.path.dirname(self.path), DIR_MODE, exist_ok=True)
+            os.mkdir(self.path, DIR_MODE)
+        else:
+            # mkdir's mode passes through the umask (000 would leave it
+            # world-writable if we asked for more); say it exactly.
+            os.chmod(self.path, DIR_MODE)
+        info = os.lstat(self.path)
+        if stat.S_ISLNK(info.st_mode) or not stat.S_ISDIR(info.st_mode):
+            raise exception.StoreUnavailable(
+                store=STORE, reason='%s is not a directory (a symlink or a '
+                'file); [file_store] path must name a real directory'
+                % self.path)
+        if info.st_mode & stat.S_IWOTH and not info.st_mode & stat.S_ISVTX:
+            raise exception.StoreUnavailable(
+                store=STORE, reason='%s is writable by every user (mode '
+                '%04o): anyone could replace a host report; chmod o-w it'
+                % (self.path, stat.S_IMODE(info.st_mode)))
+
+    def _clean_stale(self) -> None:
+        """Remove temp files of writers killed mid-write.
+
+        Every writer writes its temp files under the lock, so any left
+        while we hold it belong to a writer that died.
+        """
+        try:
+            entries = list(os.scandir(self.path))
+        except OSError:
+            return
+        for entry in entries:
+            if entry.name.startswith(TMP_PREFIX):
+                LOG.info('Removing %s, left by a writer that died',
+                         entry.path)
+                with contextlib.suppress(OSError):
+                    os.unlink(entry.path)
+
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
         """Hold the store-wide write lock (an flock on ``.lock``)."""
+        lock = os.path.join(self.path, LOCK)
         try:
-            os.makedirs(self.path, exist_ok=True)
-            fd = os.open(os.path.join(self.path, LOCK),
-                         os.O_RDWR | os.O_CREAT, 0o644)
+            self._directory()
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o644)
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise exception.StoreUnavailable(
+                    store=STORE, reason='%s is a symlink; refusing to follow '
+                    'it (remove it, the store recreates it)' % lock
+                ) from None
             raise self._unavailable(exc) from None
         try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise exception.StoreUnavailable(
+                    store=STORE, reason='%s is not a regular file' % lock)
             deadline = time.monotonic() + self.conf.file_store.lock_timeout
             while True:
                 try:
@@ -91,6 +151,7 @@ class FileReportStore(base.ReportStore):
                                 os.path.join(self.path, LOCK),
                                 self.conf.file_store.lock_timeout)) from None
                     time.sleep(0.005)
+            self._clean_stale()
             yield
         finally:
             # Closing the descriptor drops the flock.
@@ -100,7 +161,7 @@ class FileReportStore(base.ReportStore):
         """Atomically replace ``name`` in the store; return its new inode."""
         final = os.path.join(self.path, name)
         try:
-            fd, tmp = tempfile.mkstemp(dir=self.path, prefix='.tmp-')
+            fd, tmp = tempfile.mkstemp(dir=self.path, prefix=TMP_PREFIX)
             try:
                 with os.fdopen(fd, 'w', encoding='utf-8') as handle:
                     handle.write(text)
@@ -142,19 +203,40 @@ class FileReportStore(base.ReportStore):
         """Read and validate a host's file; return it with its inode."""
         path = self._file(host)
         try:
-            with open(path, 'rb') as handle:
-                inode = os.fstat(handle.fileno()).st_ino
-                text = handle.read()
+            fd = os.open(path, os.O_RDONLY | _NOFOLLOW)
         except FileNotFoundError:
             raise exception.HostReportNotFound(host=host,
                                                store=STORE) from None
         except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise exception.InvalidHostReport(
+                    host=host, path=path, reason='the file is a symlink; '
+                    'the store reads only its own files') from None
             raise self._unavailable(exc) from None
+        with os.fdopen(fd, 'rb') as handle:
+            info = os.fstat(handle.fileno())
+            inode = info.st_ino
+            if not stat.S_ISREG(info.st_mode):
+                raise exception.InvalidHostReport(
+                    host=host, path=path, reason='not a regular file')
+            if info.st_size > limits.MAX_REPORT_BYTES:
+                raise exception.InvalidHostReport(
+                    host=host, path=path, reason='the file is %d bytes; at '
+                    'most %d' % (info.st_size, limits.MAX_REPORT_BYTES))
+            try:
+                text = handle.read(limits.MAX_REPORT_BYTES + 1)
+            except OSError as exc:
+                raise self._unavailable(exc) from None
         try:
             report = report_mod.HostReport.from_json(text, source=host)
         except exception.InvalidHostReport as exc:
             raise exception.InvalidHostReport(
                 host=host, path=path, reason=exc.message) from None
+        except (ValueError, TypeError, RecursionError, MemoryError) as exc:
+            # Whatever a hostile file holds, only this host fails.
+            raise exception.InvalidHostReport(
+                host=host, path=path, reason='unreadable report: %s'
+                % limits.excerpt(str(exc), 200)) from None
         if report.host != host:
             raise exception.InvalidHostReport(
                 host=host, path=path,
@@ -185,6 +267,8 @@ class FileReportStore(base.ReportStore):
 
     def publish(self, report: report_mod.HostReport) -> int:
         check_host(report.host)
+        # Validate before serialising: to_json() of a 5,000-digit number
+        # would raise on its own.
         report_mod.validate(report.to_dict(), report.host)
         # Claims are merged into our copy, never into the caller's report.
         report = copy.deepcopy(report)
@@ -230,6 +314,12 @@ class FileReportStore(base.ReportStore):
             if not name.endswith(SUFFIX) or name.startswith('.'):
                 continue
             host = name[:-len(SUFFIX)]
+            if limits.host_problem(host) is not None:
+                # Not ours (an operator's copy, a hostile name): skipping
+                # it keeps every reader of the store working.
+                LOG.warning('Ignoring %s in the report store: not a valid '
+                            'host name', limits.excerpt(name))
+                continue
             known = index.get(host)
             if known is not None and known[1] == entry.inode():
                 result[host] = known[0]
@@ -240,6 +330,8 @@ class FileReportStore(base.ReportStore):
     def claim(self, host: str, consumer: str, devices: Sequence[str],
               expected_generation: int | None = None,
               source: str = 'flavor') -> int:
+        check_host(host)
+        base.check_consumer(consumer)
         if not devices:
             raise exception.ClaimFailed(consumer=consumer, host=host,
                                         reason='no devices to claim')
@@ -261,6 +353,8 @@ class FileReportStore(base.ReportStore):
         return generation
 
     def release(self, host: str, consumer: str) -> list[str]:
+        check_host(host)
+        base.check_consumer(consumer)
         with self._locked():
             index = self._read_index()
             report = self._current(host, index)
