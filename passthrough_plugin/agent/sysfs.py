@@ -36,6 +36,7 @@ class Sysfs:
         self.root = os.path.abspath(root)
         self.proc_root = os.path.abspath(proc_root)
         self.kernel = kernel
+        self._root_checked = False
 
     # -- reading -------------------------------------------------------------
     def path(self, rel: str) -> str:
@@ -126,6 +127,21 @@ class Sysfs:
         return vendor[2:].lower(), product[2:].lower()
 
     # -- writing -------------------------------------------------------------
+    def _check_privileged_root(self) -> None:
+        """The privileged side writes under its own root: it must be ours.
+
+        :raises: SysfsError naming both roots.
+        """
+        if self._root_checked:
+            return
+        theirs = privsep.sysfs_root()
+        if theirs != os.path.realpath(self.root):
+            raise exception.SysfsError(
+                path=self.root, reason='the privileged helper writes under '
+                '%s ([agent] sysfs_root of its configuration), not under '
+                'this tree; set the same root for both' % theirs)
+        self._root_checked = True
+
     def write(self, rel: str, value: str) -> None:
         """Write one attribute through the privileged context.
 
@@ -135,7 +151,8 @@ class Sysfs:
 
         def commit() -> None:
             privsep.ensure_started()
-            privsep.write_attr(self.root, rel, value)
+            self._check_privileged_root()
+            privsep.write_attr(rel, value)
 
         try:
             if self.kernel is None:

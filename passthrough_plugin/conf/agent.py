@@ -70,8 +70,11 @@ the next scan.
         'sysfs_root',
         default='/sys',
         help="""
-Where sysfs is mounted. Only tests and demos change it; the command line's
-``--sysfs-root`` wins over it.
+Where sysfs is mounted. Only tests and demos change it. The privileged
+helper writes only below the value in *its own* configuration (the
+``--config-file`` it is started with), fixed when it starts; the command
+line's ``--sysfs-root`` changes only where the agent reads, and a write is
+refused when the two differ.
 """),
     cfg.StrOpt(
         'proc_root',
@@ -126,10 +129,13 @@ privileged_group = cfg.OptGroup(
     title='The agent\'s privileged helper',
     help="""
 oslo.privsep options of the agent's one privileged context, which only
-writes PCI attributes under sysfs (bind, unbind, driver_override,
-drivers_probe, new_id, remove_id, sriov_numvfs). When the agent runs as
+writes allow-listed PCI attributes (bind, unbind, driver_override,
+drivers_probe, new_id, remove_id, sriov_numvfs) below ``[agent]
+sysfs_root`` of its own configuration, never following a symlink, and keeps
+no capabilities (``capabilities`` defaults to none). When the agent runs as
 root it forks the helper itself; otherwise ``helper_command`` (default:
-``sudo privsep-helper``) starts it.
+``sudo privsep-helper --config-file ...``) starts it; see doc/agent.rst for
+the sudoers line.
 """)
 
 

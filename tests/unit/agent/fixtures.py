@@ -24,11 +24,19 @@ E1000E = ['0000:05:00.0', '0000:05:00.1']  # multifunction, no ACS: one group
 
 
 class PrivsepInProcess(fixtures.Fixture):
-    """Run the privileged entrypoints in this process (os-vif's pattern)."""
+    """Run the privileged entrypoints in this process (os-vif's pattern),
+    with the privileged root pinned to ``root`` (a fake tree's sys)."""
+
+    def __init__(self, root: str | None = None) -> None:
+        super().__init__()
+        self.root = root
 
     def _setUp(self) -> None:
         privsep.sysfs_admin.set_client_mode(False)
         self.addCleanup(privsep.sysfs_admin.set_client_mode, True)
+        if self.root is not None:
+            privsep.pin_root(self.root)
+            self.addCleanup(privsep.unpin_root)
 
 
 class FakeHost(fixtures.Fixture):
@@ -44,8 +52,8 @@ class FakeHost(fixtures.Fixture):
         root = self.useFixture(fixtures.TempDir(
             rootdir=shm if os.access(shm, os.W_OK) else None)).path
         self.root = root
-        self.useFixture(PrivsepInProcess())
         self.tree = fakesys.FakeSysfs(root)
+        self.useFixture(PrivsepInProcess(str(self.tree.sys)))
         self.kernel = fakekernel.FakeKernel(self.tree)
         self.fs = sysfs_mod.Sysfs(str(self.tree.sys), str(self.tree.proc),
                                   kernel=self.kernel)
@@ -104,3 +112,21 @@ def build_standard(tree: fakesys.FakeSysfs, iommu: bool = True) -> None:
         tree.add_device(address, vendor='8086', product='10d3',
                         class_code='020000', driver='e1000e',
                         iommu_group=mf, **kw)  # type: ignore[arg-type]
+
+
+class OutsideFile(fixtures.Fixture):
+    """A mode-600 file outside every fake tree: what an escape would hit."""
+
+    CONTENT = 'secret: never written by the agent\n'
+
+    def __init__(self, directory: str | None = None) -> None:
+        super().__init__()
+        self.directory = directory
+
+    def _setUp(self) -> None:
+        directory = self.directory or self.useFixture(
+            fixtures.TempDir()).path
+        self.path = os.path.join(directory, 'secret')
+        with open(self.path, 'w') as out:
+            out.write(self.CONTENT)
+        os.chmod(self.path, 0o600)
