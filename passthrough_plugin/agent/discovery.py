@@ -201,6 +201,7 @@ def to_device(info: PciInfo,
         parent_address=info.physfn, numa_node=info.numa_node,
         iommu_group=info.iommu_group, driver=info.driver,
         devname=info.devname, tags=dict(spec.pool_tags),
+        null_tags=spec.null_tags,
         resource_class=names.resource_class(
             spec.resource_class, info.vendor_id, info.product_id),
         traits=tuple(sorted(spec.traits)))
@@ -234,7 +235,11 @@ def build_report(fs: sysfs_mod.Sysfs, specs: device_spec.DeviceSpecList,
     for info in scan_.devices.values():
         spec = spec_for(specs, info, scan_)
         if spec is not None:
-            devices.append(to_device(info, spec))
+            device = to_device(info, spec)
+            # nova's libvirt driver keys a VF's pool by its PF's netdev.
+            parent = scan_.devices.get(info.physfn) if info.physfn else None
+            device.parent_ifname = parent.devname if parent else None
+            devices.append(device)
     LOG.debug('discovered %d PCI devices, %d whitelisted',
               len(scan_.devices), len(devices))
     return report_mod.HostReport(

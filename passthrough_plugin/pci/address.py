@@ -189,15 +189,20 @@ class RegexAddressSpec(AddressSpec):
     """nova's regex-dict form: ``{"domain": RE, "bus": RE, ...}``.
 
     Each expression must match the whole normalised field (``bus`` is two
-    lower-case hex digits, ``function`` one); nova anchors only the start,
-    so ``"bus": "0"`` would match bus ``0a`` there and does not here.
+    lower-case hex digits, ``function`` one), in any case; nova anchors
+    only the start and is case-sensitive, so ``"bus": "0"`` would match
+    bus ``0a`` there and ``"bus": "0A"`` nothing. ``nova_compatible``
+    matches as nova does (``[passthrough_scheduler]
+    nova_compatible_matching``).
     """
 
-    __slots__ = ('_patterns', '_source')
+    __slots__ = ('_patterns', '_source', '_nova')
 
     KEYS = ('domain', 'bus', 'slot', 'function')
 
-    def __init__(self, spec: dict[str, Any], field: str = 'address') -> None:
+    def __init__(self, spec: dict[str, Any], field: str = 'address',
+                 nova_compatible: bool = False) -> None:
+        self._nova = nova_compatible
         unknown = sorted(set(spec) - set(self.KEYS))
         if unknown:
             raise exception.InvalidPciAddress(
@@ -217,7 +222,8 @@ class RegexAddressSpec(AddressSpec):
                     # e.g. "[[a]": a FutureWarning about set syntax, which
                     # must not escape as an error under -W error.
                     warnings.simplefilter('ignore', FutureWarning)
-                    patterns.append(re.compile(expr, re.IGNORECASE))
+                    patterns.append(re.compile(
+                        expr, 0 if nova_compatible else re.IGNORECASE))
             except (re.error, OverflowError, RecursionError) as exc:
                 raise exception.InvalidPciAddress(
                     value=spec, field='%s.%s' % (field, key),
@@ -228,6 +234,10 @@ class RegexAddressSpec(AddressSpec):
         self._source = source
 
     def match(self, address: PciAddress) -> bool:
+        if self._nova:
+            return all(p.match(v) is not None
+                       for p, v in zip(self._patterns, address.fields,
+                                      strict=True))
         return all(p.fullmatch(v) is not None
                    for p, v in zip(self._patterns, address.fields,
                                   strict=True))
@@ -249,7 +259,8 @@ class RegexAddressSpec(AddressSpec):
         return dict(self._source)
 
 
-def address_spec(value: object, field: str = 'address') -> AddressSpec:
+def address_spec(value: object, field: str = 'address',
+                 nova_compatible: bool = False) -> AddressSpec:
     """Build the spec for a ``[pci] device_spec`` ``address`` value.
 
     :raises: InvalidPciAddress
@@ -257,7 +268,7 @@ def address_spec(value: object, field: str = 'address') -> AddressSpec:
     if isinstance(value, str):
         return GlobAddressSpec(value, field)
     if isinstance(value, dict):
-        return RegexAddressSpec(value, field)
+        return RegexAddressSpec(value, field, nova_compatible)
     raise exception.InvalidPciAddress(
         value=value, field=field,
         reason='must be a glob string or a dict of regular expressions')

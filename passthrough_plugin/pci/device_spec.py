@@ -19,6 +19,8 @@ KNOWN_TAGS = ('physical_network', 'trusted', 'remote_managed',
 # Tags that select placement resources, not pools (nova's ignored_pool_tags).
 PLACEMENT_TAGS = ('resource_class', 'traits')
 _HEX_ID = re.compile('[0-9a-fA-F]{1,4}')
+# ``serial`` of DeviceSpec.match when the caller does not read the VPD.
+SERIAL_UNKNOWN = object()
 _TRUE = ('1', 't', 'true', 'on', 'y', 'yes')
 _FALSE = ('0', 'f', 'false', 'off', 'n', 'no')
 
@@ -55,10 +57,11 @@ class DeviceSpec:
     """One ``[pci] device_spec`` entry."""
 
     __slots__ = ('vendor_id', 'product_id', 'address', 'devname', 'exact',
-                 'tags', 'pool_tags', 'resource_class', 'traits', 'item',
-                 'source')
+                 'tags', 'pool_tags', 'null_tags', 'resource_class',
+                 'traits', 'item', 'source', 'remote_managed')
 
-    def __init__(self, spec: dict[str, Any], item: str = 'entry') -> None:
+    def __init__(self, spec: dict[str, Any], item: str = 'entry',
+                 nova_compatible: bool = False) -> None:
         if not isinstance(spec, dict):
             raise exception.InvalidDeviceSpec(
                 item=item, reason='each entry must be a JSON object, got %r'
@@ -85,7 +88,7 @@ class DeviceSpec:
         try:
             self.address = addr.address_spec(
                 raw_address if raw_address is not None else '*:*:*.*',
-                '%s address' % item)
+                '%s address' % item, nova_compatible)
         except exception.InvalidPciAddress as exc:
             raise exception.InvalidDeviceSpec(
                 item=item, reason=exc.message) from None
@@ -94,9 +97,15 @@ class DeviceSpec:
         # parent is this address can only be a VF of this PF).
         self.exact = self.address.exact()
         tags: dict[str, str] = {}
+        null_tags: list[str] = []
         for key, value in rest.items():
             if value is None:
-                continue  # a null tag is an unset tag
+                # nova keeps a null tag in its pool key: devices of a spec
+                # with "physical_network": null pool apart from untagged
+                # ones. Only requests that do not name the tag match it.
+                if key not in PLACEMENT_TAGS:
+                    null_tags.append(key)
+                continue
             if not isinstance(key, str) or not key:
                 raise exception.InvalidDeviceSpec(
                     item=item, reason='tag name %r must be a non-empty '
@@ -125,6 +134,9 @@ class DeviceSpec:
                 item=item, reason='tag remote_managed=%r is not a boolean; '
                 'use true or false' % tags['remote_managed'])
         self.tags = tags
+        self.null_tags = tuple(sorted(null_tags))
+        self.remote_managed = parse_bool(
+            tags.get('remote_managed', 'false')) is True
         self.pool_tags = tuple(sorted(
             (k, v) for k, v in tags.items() if k not in PLACEMENT_TAGS))
         self.resource_class: str | None = tags.get('resource_class') or None
@@ -138,11 +150,21 @@ class DeviceSpec:
     def match(self, address: addr.PciAddress, vendor_id: int,
               product_id: int, parent: addr.PciAddress | None = None,
               devname: str | None = None,
-              parent_devname: str | None = None) -> bool:
-        """Whether a device matches this entry."""
+              parent_devname: str | None = None,
+              serial: object = SERIAL_UNKNOWN) -> bool:
+        """Whether a device matches this entry.
+
+        ``serial``: the card serial number from the device's VPD (None or
+        empty when it has none). A ``remote_managed`` entry matches only
+        devices with one, as in nova (the next entry may match the others);
+        callers that do not read the VPD leave it unknown.
+        """
         if self.vendor_id is not None and self.vendor_id != vendor_id:
             return False
         if self.product_id is not None and self.product_id != product_id:
+            return False
+        if (self.remote_managed and serial is not SERIAL_UNKNOWN
+                and not serial):
             return False
         if self.devname is not None:
             # A PF's interface name covers its VFs, as in nova.
@@ -167,23 +189,29 @@ class DeviceSpecList:
 
     @classmethod
     def from_config(cls, values: list[str],
-                    option: str = '[pci] device_spec') -> DeviceSpecList:
+                    option: str = '[pci] device_spec',
+                    nova_compatible: bool = False) -> DeviceSpecList:
         """Parse the option's values: each a JSON object or list of them.
+
+        ``nova_compatible``: regex address fields match as nova's do
+        (case-sensitive, anchored at the start only).
 
         :raises: InvalidDeviceSpec naming the value, the field and why.
         """
-        return cls([DeviceSpec(entry, item) for item, entry in
+        return cls([DeviceSpec(entry, item, nova_compatible)
+                    for item, entry in
                     jsonopt.entries(values, option,
                                     exception.InvalidDeviceSpec)])
 
     def match(self, address: addr.PciAddress, vendor_id: int,
               product_id: int, parent: addr.PciAddress | None = None,
               devname: str | None = None,
-              parent_devname: str | None = None) -> DeviceSpec | None:
+              parent_devname: str | None = None,
+              serial: object = SERIAL_UNKNOWN) -> DeviceSpec | None:
         """The first entry matching the device, or None."""
         for spec in self.specs:
             if spec.match(address, vendor_id, product_id, parent, devname,
-                          parent_devname):
+                          parent_devname, serial):
                 return spec
         return None
 

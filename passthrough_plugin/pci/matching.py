@@ -28,12 +28,19 @@ class Signature:
 
     __slots__ = ('vendor_id', 'product_id', 'dev_type', 'pool_tags',
                  'resource_class', 'traits', 'remote_managed',
-                 'live_migratable', 'order', '__weakref__')
+                 'live_migratable', 'order', 'null_tags', 'parent_ifname',
+                 'hotplug_pool', '__weakref__')
 
     def __init__(self, vendor_id: int, product_id: int, dev_type: str,
                  pool_tags: tuple[tuple[str, str], ...],
-                 resource_class: str, traits: frozenset[str]) -> None:
+                 resource_class: str, traits: frozenset[str],
+                 null_tags: tuple[str, ...] = (),
+                 parent_ifname: str | None = None,
+                 hotplug_pool: bool = False) -> None:
         self.vendor_id = vendor_id
+        self.hotplug_pool = hotplug_pool
+        self.null_tags = null_tags
+        self.parent_ifname = parent_ifname
         self.product_id = product_id
         self.dev_type = dev_type
         self.pool_tags = pool_tags
@@ -43,11 +50,14 @@ class Signature:
         self.remote_managed = bool(device_spec.parse_bool(
             tags.get('remote_managed', 'false')))
         self.live_migratable = tags.get('live_migratable')
-        # nova sorts pools by the number of keys in the pool dict; VF and PF
-        # pools get an implicit remote_managed key.
-        self.order = len(pool_tags) + (
+        # nova sorts pools by the number of keys in the pool dict: the
+        # tags (null ones too), parent_ifname when known, and an implicit
+        # remote_managed key on VF and PF pools.
+        self.order = len(pool_tags) + len(null_tags) + (
+            parent_ifname is not None) + (
             1 if dev_type in (TYPE_PF, TYPE_VF)
-            and 'remote_managed' not in tags else 0)
+            and 'remote_managed' not in tags
+            and 'remote_managed' not in null_tags else 0)
 
 
 _SIGNATURES: dict[tuple[object, ...], Signature] = {}
@@ -55,14 +65,16 @@ _SIGNATURES: dict[tuple[object, ...], Signature] = {}
 
 def signature(vendor_id: int, product_id: int, dev_type: str,
               pool_tags: tuple[tuple[str, str], ...], resource_class: str,
-              traits: frozenset[str]) -> Signature:
+              traits: frozenset[str], null_tags: tuple[str, ...] = (),
+              parent_ifname: str | None = None,
+              hotplug_pool: bool = False) -> Signature:
     key = (vendor_id, product_id, dev_type, pool_tags, resource_class,
-           traits)
+           traits, null_tags, parent_ifname, hotplug_pool)
     sig = _SIGNATURES.get(key)
     if sig is None:
         sig = _SIGNATURES[key] = Signature(
             vendor_id, product_id, dev_type, pool_tags, resource_class,
-            traits)
+            traits, null_tags, parent_ifname, hotplug_pool)
     return sig
 
 
@@ -92,7 +104,11 @@ class Matcher:
     def spec(self, sig: Signature) -> bool:
         hit = self.spec_memo.get(sig)
         if hit is None:
-            hit = self.spec_memo[sig] = any(
+            # The hotplug pool ([hotplug] device_spec) serves hotplugs and
+            # their headroom only, never a flavor's devices.
+            allowed = (not sig.hotplug_pool or self.request.source
+                       == request_mod.SOURCE_HOTPLUG)
+            hit = self.spec_memo[sig] = allowed and any(
                 spec_matches(s, sig) for s in self.request.specs)
         return hit
 

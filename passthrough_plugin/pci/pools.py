@@ -1,9 +1,11 @@
 """Per-host device pools and the fit / consume / release state machine.
 
 Devices are grouped into pools as nova groups them (vendor, product, type,
-NUMA node, tags and the PF address), in nova's pool order, and requests are
-applied with nova's filter chain and greedy consumption, so on nova's
-feature set the decisions are nova's. On top of that:
+NUMA node, tags - null ones too -, the PF address and the PF's netdev
+name), in nova's history-dependent pool order (pci/pool_order.py), and
+requests are applied with nova's filter chain and greedy consumption (the
+device that joined a pool last goes first), so on nova's feature set the
+decisions and the devices are nova's. On top of that:
 
 * a PF and its VFs are never both in use, within one fit too;
 * an IOMMU group is the unit of assignment: a device is assignable only if
@@ -23,6 +25,7 @@ from passthrough_plugin import exception
 from passthrough_plugin.pci import device_spec
 from passthrough_plugin.pci import explain
 from passthrough_plugin.pci import matching
+from passthrough_plugin.pci import pool_order
 from passthrough_plugin.pci import report as report_mod
 from passthrough_plugin.pci import request as request_mod
 
@@ -33,7 +36,8 @@ TYPE_VF = matching.TYPE_VF
 class Pool:
     """Devices of one signature, NUMA node and PF (or own) address."""
 
-    __slots__ = ('sig', 'numa_node', 'address', 'members', 'free')
+    __slots__ = ('sig', 'numa_node', 'address', 'members', 'free',
+                 'stamp', 'queue')
 
     def __init__(self, sig: matching.Signature, numa_node: int | None,
                  address: str) -> None:
@@ -41,7 +45,12 @@ class Pool:
         self.numa_node = numa_node
         self.address = address
         self.members: list[int] = []
+        # Assignable devices, in the order they joined the pool.
         self.free: list[int] = []
+        # nova's view: when the pool was listed (None: not listed) and
+        # the devices in it, in join order.
+        self.stamp: int | None = None
+        self.queue: list[int] = []
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -71,7 +80,7 @@ class HostPools:
     __slots__ = ('host', 'report', 'devices', 'pools', 'by_address',
                  'parent', 'children', 'group_of', 'groups', 'sockets',
                  'owners', 'state', 'iommu_enabled', 'blocked_groups',
-                 'pool_of')
+                 'pool_of', 'join', 'clock')
 
     def __init__(self, report: report_mod.HostReport) -> None:
         self.host = report.host
@@ -110,19 +119,23 @@ class HostPools:
                 vendor, product, dev.dev_type,
                 tuple(sorted((k, v) for k, v in dev.tags.items()
                              if k not in device_spec.PLACEMENT_TAGS)),
-                dev.resource_class, frozenset(dev.traits))
+                dev.resource_class, frozenset(dev.traits),
+                tuple(sorted(dev.null_tags)), dev.parent_ifname,
+                dev.hotplug_pool)
             pool_address = dev.parent_address or dev.address
             key = (sig, dev.numa_node, pool_address)
             pool = pools.get(key)
             if pool is None:
                 pool = pools[key] = Pool(sig, dev.numa_node, pool_address)
             pool.members.append(i)
-        # nova's order: by number of pool keys, then first appearance.
-        self.pools = sorted(pools.values(), key=lambda p: p.sig.order)
+        self.pools = list(pools.values())
         self.pool_of: list[Pool] = [self.pools[0]] * n if n else []
         for pool in self.pools:
             for i in pool.members:
                 self.pool_of[i] = pool
+        self.join: list[int | None] = []
+        self.clock = 0
+        pool_order.restore(self)
         self.owners: dict[str, list[tuple[int, str | None]]] = {}
         for i, dev in enumerate(self.devices):
             if dev.status in report_mod.IN_USE and dev.owner:
@@ -183,8 +196,15 @@ class HostPools:
                         IOMMU_GROUP_MATE for m in members if m != i):
                     state[i] = explain.IOMMU_GROUP_MATE
         self.state = state
+        # nova's order: by number of pool keys, then when listed.
+        self.pools.sort(key=lambda p: (p.sig.order, p.stamp is None,
+                                       p.stamp or 0))
         for pool in self.pools:
-            pool.free = [i for i in pool.members if state[i] is None]
+            pool.free = [i for i in pool.queue if state[i] is None]
+            if len(pool.free) < len(pool.members):
+                queued = set(pool.queue)
+                pool.free.extend(i for i in pool.members
+                                 if state[i] is None and i not in queued)
 
     def _block(self, i: int, blocked: set[int]) -> None:
         """Mark device ``i`` taken or unusable, with its whole group."""
@@ -248,7 +268,8 @@ class HostPools:
             if anti and pool.sig.dev_type == TYPE_VF:
                 if pool.address in used_parents:
                     continue
-            for i in pool.free:
+            # nova hands out the device that joined the pool last.
+            for i in reversed(pool.free):
                 if i in blocked:
                     continue
                 for member in self._take(i, blocked):
@@ -342,6 +363,8 @@ class HostPools:
             dev.owner = consumer
             dev.source = source
             self.owners.setdefault(consumer, []).append((i, source))
+            pool_order.take(self, i)
+        pool_order.persist(self)
         self._refresh()
         return addresses
 
@@ -378,12 +401,16 @@ class HostPools:
     def release(self, consumer: str) -> list[str]:
         """Free every device held by ``consumer``; return their addresses."""
         held = self.owners.pop(consumer, [])
-        for i, _source in held:
+        for i in pool_order.release_order(self, [i for i, _s in held]):
+            back = pool_order.freed(self, i)
             dev = self.devices[i]
             dev.status = 'available'
             dev.owner = None
             dev.source = None
+            for j in back:
+                pool_order.add(self, j)
         if held:
+            pool_order.persist(self)
             self._refresh()
         return [self.devices[i].address for i, _s in held]
 

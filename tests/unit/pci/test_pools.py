@@ -117,9 +117,10 @@ def run_table(test: testtools.TestCase, table: list[Scenario]) -> None:
 class PfVfTest(testtools.TestCase):
 
     TABLE = [
-        Scenario('a VF request gets a VF, never the PF',
+        Scenario('a VF request gets a VF, never the PF (the last '
+                 'pooled, as nova)',
                  lambda: sriov(vfs=2), requests(vf_request()), True,
-                 chosen=((vf_addr(PF1, 0),),), companions=()),
+                 chosen=((vf_addr(PF1, 1),),), companions=()),
         Scenario('a PF request gets the PF when no VF is in use',
                  lambda: sriov(vfs=2), requests(pf_request()), True,
                  chosen=((PF1,),)),
@@ -372,10 +373,10 @@ class AntiAffinityTest(testtools.TestCase):
         Scenario('two VFs from two PFs',
                  lambda: sriov((PF1, PF2), vfs=4),
                  requests(vf_request(2, anti=True)), True,
-                 chosen=((vf_addr(PF1, 0), vf_addr(PF2, 0)),)),
+                 chosen=((vf_addr(PF1, 3), vf_addr(PF2, 3)),)),
         Scenario('two VFs of one PF without anti-affinity',
                  lambda: sriov((PF1,), vfs=4), requests(vf_request(2)), True,
-                 chosen=((vf_addr(PF1, 0), vf_addr(PF1, 1)),)),
+                 chosen=((vf_addr(PF1, 3), vf_addr(PF1, 2)),)),
         Scenario('one PF cannot spread two VFs',
                  lambda: sriov((PF1,), vfs=4),
                  requests(vf_request(2, anti=True)), False,
@@ -404,7 +405,7 @@ class HeadroomTest(testtools.TestCase):
         Scenario('headroom fits next to the request',
                  lambda: sriov(vfs=3),
                  requests(vf_request(2), headroom=(vf_request(1),)), True,
-                 chosen=((vf_addr(PF1, 0), vf_addr(PF1, 1)),),
+                 chosen=((vf_addr(PF1, 2), vf_addr(PF1, 1)),),
                  companions=()),
         Scenario('no room left for the headroom',
                  lambda: sriov(vfs=3),
@@ -511,7 +512,7 @@ class ReasonTest(testtools.TestCase):
         hp = host(*sriov(vfs=2))
         fit = hp.fit([vf_request(2)])
         self.assertTrue(fit.ok)
-        self.assertEqual((vf_addr(PF1, 0), vf_addr(PF1, 1)), fit.addresses)
+        self.assertEqual((vf_addr(PF1, 1), vf_addr(PF1, 0)), fit.addresses)
 
 
 class ConsumeReleaseTest(testtools.TestCase):
@@ -522,9 +523,19 @@ class ConsumeReleaseTest(testtools.TestCase):
                     dev(GPU2, group=6, status='claimed', owner='old',
                         source='hotplug'))
 
-    def test_consume_then_release_restores_exact_state(self) -> None:
+    def test_consume_then_release_restores_the_state(self) -> None:
+        # The same devices are free again; nova's pool order and the order
+        # within a pool follow history (see PoolOrderTest).
         hp = self._host()
-        before = (hp.report.to_dict(), fakes.free_lists(hp), list(hp.state))
+
+        def state() -> tuple[object, ...]:
+            devices = [{k: v for k, v in d.items()
+                        if k not in ('pool_stamp', 'join_stamp')}
+                       for d in hp.report.to_dict()['devices']]
+            return (devices, sorted(sorted(f) for f in fakes.free_lists(hp)),
+                    list(hp.state))
+
+        before = state()
         fit = hp.fit(requests(vf_request(2), gpu_request(1)))
         self.assertTrue(fit.ok, fit.detail)
         taken = hp.consume(fit, 'inst-a', request_mod.SOURCE_HOTPLUG)
@@ -533,10 +544,9 @@ class ConsumeReleaseTest(testtools.TestCase):
             device = hp.report.device(address)
             self.assertEqual(('claimed', 'inst-a', 'hotplug'),
                              (device.status, device.owner, device.source))
-        self.assertNotEqual(before[1], fakes.free_lists(hp))
+        self.assertNotEqual(before[1], state()[1])
         self.assertEqual(sorted(taken), sorted(hp.release('inst-a')))
-        self.assertEqual(before, (hp.report.to_dict(), fakes.free_lists(hp),
-                                  list(hp.state)))
+        self.assertEqual(before, state())
 
     def test_release_unknown_consumer(self) -> None:
         hp = self._host()
@@ -558,7 +568,7 @@ class ConsumeReleaseTest(testtools.TestCase):
         hp.consume(first, 'inst-a')
         exc = self.assertRaises(exception.ClaimFailed, hp.consume, second,
                                 'inst-b')
-        self.assertIn(f'device {vf_addr(PF1, 0)} is in use', exc.message)
+        self.assertIn(f'device {vf_addr(PF1, 2)} is in use', exc.message)
         self.assertIn('inst-b', exc.message)
         self.assertIn('host1', exc.message)
         self.assertEqual([], hp.held_by('inst-b'))
@@ -616,7 +626,7 @@ class ConsumeReleaseTest(testtools.TestCase):
         hp = host(*sriov((PF1,), vfs=3))
         hp.consume(hp.fit(requests(vf_request())), 'inst-a')
         hp.consume(hp.fit(requests(vf_request())), 'inst-a')
-        self.assertEqual([vf_addr(PF1, 0), vf_addr(PF1, 1)],
+        self.assertEqual([vf_addr(PF1, 2), vf_addr(PF1, 1)],
                          hp.held_by('inst-a'))
         self.assertEqual(2, len(hp.release('inst-a')))
         self.assertEqual(4, hp.free_count())
@@ -644,3 +654,70 @@ class PoolTest(testtools.TestCase):
         exc = self.assertRaises(exception.InvalidHostReport, host,
                                 dev(GPU1, vendor='zzzz'))
         self.assertIn('$.devices[0]', exc.message)
+
+
+class PoolOrderTest(testtools.TestCase):
+    """nova's history-dependent pool order (pci/pool_order.py)."""
+
+    def _two_pfs(self, **kw: object) -> pools_mod.HostPools:
+        return host(*sriov((PF1, PF2), vfs=1, **kw))  # type: ignore[arg-type]
+
+    def test_a_pool_emptied_as_a_dependant_comes_back_last(self) -> None:
+        hp = self._two_pfs()
+        self.assertEqual(((PF1,),), hp.fit(requests(pf_request())).devices)
+        hp.consume(hp.fit(requests(vf_request())), 'inst-a')
+        self.assertEqual([vf_addr(PF1, 0)], hp.held_by('inst-a'))
+        hp.release('inst-a')
+        # PF1's pool left nova's list when its VF was claimed and came
+        # back at the end: the next PF request takes PF2, as in nova.
+        self.assertEqual(((PF2,),), hp.fit(requests(pf_request())).devices)
+
+    def test_a_pool_emptied_by_its_own_claim_stays_listed(self) -> None:
+        hp = self._two_pfs()
+        hp.consume(hp.fit(requests(pf_request())), 'inst-a')
+        self.assertEqual([PF1], hp.held_by('inst-a'))
+        hp.release('inst-a')
+        self.assertEqual(((PF1,),), hp.fit(requests(pf_request())).devices)
+
+    def test_devices_in_use_at_start_are_not_pooled(self) -> None:
+        hp = self._two_pfs(used={PF1: 1})
+        self.assertIsNone(hp.pool_of[hp.by_address[PF1]].stamp)
+        hp.release('other-instance')
+        self.assertEqual(((PF2,),), hp.fit(requests(pf_request())).devices)
+
+    def test_the_last_device_to_join_goes_first(self) -> None:
+        hp = host(*sriov((PF1,), vfs=3))
+        self.assertEqual(((vf_addr(PF1, 2),),),
+                         hp.fit(requests(vf_request())).devices)
+        hp.consume(hp.fit(requests(vf_request())), 'inst-a')
+        hp.consume(hp.fit(requests(vf_request())), 'inst-b')
+        self.assertEqual([vf_addr(PF1, 1)], hp.held_by('inst-b'))
+        hp.release('inst-a')
+        hp.release('inst-b')
+        # VF 1 rejoined its pool last
+        self.assertEqual(((vf_addr(PF1, 1),),),
+                         hp.fit(requests(vf_request())).devices)
+
+    def test_the_order_survives_the_report(self) -> None:
+        hp = self._two_pfs()
+        hp.consume(hp.fit(requests(vf_request())), 'inst-a')
+        hp.release('inst-a')
+        data = hp.report.to_dict()
+        self.assertIn('pool_stamp', data['devices'][0])
+        again = pools_mod.HostPools.from_report(
+            report_mod.HostReport.from_dict(data))
+        self.assertEqual(((PF2,),), again.fit(requests(pf_request())).devices)
+        self.assertEqual([p.address for p in hp.pools],
+                         [p.address for p in again.pools])
+
+    def test_null_tags_and_parent_ifname_split_pools(self) -> None:
+        plain = vf(vf_addr(PF1, 0), PF1, group=1)
+        null = vf(vf_addr(PF1, 1), PF1, group=2)
+        null.null_tags = ('physical_network',)
+        named = vf(vf_addr(PF1, 2), PF1, group=3)
+        named.parent_ifname = 'eth0'
+        hp = host(plain, null, named)
+        self.assertEqual(3, len(hp.pools))
+        # more pool keys sort later, as nova sorts by key count
+        self.assertEqual([vf_addr(PF1, 0)],
+                         [hp.devices[i].address for i in hp.pools[0].free])
