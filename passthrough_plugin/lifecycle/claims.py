@@ -76,7 +76,6 @@ def boot(ledger: ledger_mod.Ledger, pools: pools_mod.HostPools,
         when the instance is already known.
     """
     fit = pools.fit(request_set, numa_cells)
-    at = ledger.now()
     headroom: dict[str, int] = {}
     for request in request_set.headroom:
         headroom[request.alias_name] = headroom.get(
@@ -84,6 +83,7 @@ def boot(ledger: ledger_mod.Ledger, pools: pools_mod.HostPools,
     if not fit.ok:
         pools.consume(fit, instance)  # raises ClaimFailed with the detail
     with ledger.begin() as txn:
+        at = ledger.now()
         txn.add_instance(instance, project, pools.host, headroom, at)
         row = txn.instance(instance)
         opened = record_fit(txn, row, pools, fit, request_set.requests,
@@ -104,8 +104,8 @@ def delete(ledger: ledger_mod.Ledger, instance: str,
 
     :raises: UnknownInstance
     """
-    at = ledger.now()
     with ledger.begin() as txn:
+        at = ledger.now()
         row = txn.instance(instance)
         closed = [txn.end(a, at, 'deleted')
                   for a in txn.open_intervals(instance)]

@@ -100,8 +100,8 @@ def evacuate(ledger: ledger_mod.Ledger, instance: str,
                 'keeps every hot-plugged device' % detail)
         fit, kept, lost = _best_effort(destination, base, extras,
                                        numa_cells, instance)
-    at = ledger.now()
     with ledger.begin() as txn:
+        at = ledger.now()
         row = txn.instance(instance)
         why_lost = {h: (r, d) for h, r, d in lost}
         lost_out = []

@@ -116,9 +116,9 @@ def attach(ledger: ledger_mod.Ledger, pools: pools_mod.HostPools,
         raise exception.HotplugRefused(
             request=request.describe(), instance=instance, host=pools.host,
             reason=fit.reason, detail=fit.detail)
-    at = ledger.now()
     opened = []
     with ledger.begin() as txn:
+        at = ledger.now()
         row = txn.instance(instance)
         for position, address in enumerate(fit.devices[0]):
             hotplug_id = txn.add_hotplug(instance, alias, at)
@@ -142,8 +142,8 @@ def detach(ledger: ledger_mod.Ledger, instance: str, host_address: str,
     :raises: UnknownInstance, InvalidLedgerInput (the instance does not
         hold that device, or it is a flavor device).
     """
-    at = ledger.now()
     with ledger.begin() as txn:
+        at = ledger.now()
         row = txn.instance(instance)
         held = txn.open_intervals(instance)
         match = [a for a in held if a.host_address == host_address]

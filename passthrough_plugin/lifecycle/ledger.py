@@ -23,6 +23,8 @@ from passthrough_plugin.lifecycle import records
 LOG = logging.getLogger(__name__)
 UTC = datetime.timezone.utc
 MIGRATIONS = 'passthrough_plugin.lifecycle:migrations'
+# Seconds an SQLite writer waits for another's transaction to finish.
+BUSY_TIMEOUT = 30
 
 Clock = Callable[[], datetime.datetime]
 
@@ -50,9 +52,27 @@ def upgrade(engine: sa.Engine) -> None:
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
+    # The driver's own transaction handling off: _sqlite_begin decides.
+    dbapi_connection.isolation_level = None  # type: ignore[attr-defined]
     cursor = dbapi_connection.cursor()  # type: ignore[attr-defined]
     cursor.execute('PRAGMA foreign_keys=ON')
+    cursor.execute('PRAGMA busy_timeout=%d' % (BUSY_TIMEOUT * 1000))
     cursor.close()
+
+
+def _sqlite_begin(connection: sa.Connection) -> None:
+    """Every transaction takes SQLite's write lock when it starts.
+
+    Writers (threads or processes) then run one after another, so the
+    check "is the device free from this instant?" and the insert that
+    follows it cannot interleave with another writer's.
+    """
+    connection.exec_driver_sql('BEGIN IMMEDIATE')
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, 'orig', None) or exc)
+    return text.splitlines()[0][:300] if text else type(exc).__name__
 
 
 class Ledger:
@@ -73,11 +93,14 @@ class Ledger:
             self.engine = sa.create_engine(parsed)
             if parsed.get_backend_name() == 'sqlite':
                 sa.event.listen(self.engine, 'connect', _sqlite_pragmas)
+                sa.event.listen(self.engine, 'begin', _sqlite_begin)
             upgrade(self.engine)
-        except (sa.exc.ArgumentError, sa.exc.OperationalError,
-                sa.exc.NoSuchModuleError, ImportError, OSError) as exc:
+        except (sa.exc.SQLAlchemyError, ImportError, OSError, ValueError,
+                TypeError) as exc:
+            # A file that is not a database, a bad URL, a server that is
+            # down: one line naming the ledger, never a traceback.
             raise exception.LedgerUnavailable(
-                url=_safe(url), reason=str(exc).splitlines()[0]) from None
+                url=_safe(url), reason=_first_line(exc)) from None
         self.sessions = orm.sessionmaker(self.engine,
                                          expire_on_commit=False)
 
@@ -100,10 +123,30 @@ class Ledger:
 
     @contextlib.contextmanager
     def begin(self) -> Iterator[Transaction]:
-        """One transaction; notifications go out after it commits."""
-        with self.sessions() as session, session.begin():
-            txn = Transaction(session)
-            yield txn
+        """One transaction; notifications go out after it commits.
+
+        Take the operation's time (:meth:`now`) inside it: on SQLite the
+        transaction holds the write lock from its start, so the times of
+        one device's writes follow the order they commit in.
+
+        :raises: LedgerError when the database refuses the writes (an
+            overlapping interval) or is busy/unreachable.
+        """
+        try:
+            with self.sessions() as session, session.begin():
+                # Begin now (SQLite: take the write lock) so that a clock
+                # read inside the block comes after every earlier writer.
+                session.connection()
+                txn = Transaction(session)
+                yield txn
+        except sa.exc.IntegrityError as exc:
+            raise exception.LedgerError(
+                reason='the database refused the change: %s'
+                % _first_line(exc)) from None
+        except sa.exc.OperationalError as exc:
+            raise exception.LedgerUnavailable(
+                url=_safe(self.engine.url.render_as_string()),
+                reason=_first_line(exc)) from None
         for kind, interval in txn.notices:
             try:
                 getattr(self.notifier, kind)(interval)
@@ -250,16 +293,34 @@ class Transaction:
               at: datetime.datetime, alias: str | None = None,
               hotplug_id: int | None = None,
               guest_address: str | None = None) -> records.Interval:
-        """Open an interval. :raises: LedgerError if the device is held."""
+        """Open an interval.
+
+        :raises: LedgerError if the device is held, or was held after
+            ``at`` (the clock stepped back, or a later use was recorded
+            first): intervals of one device never overlap.
+        """
+        a = models.Assignment
         holder = self.session.scalar(
-            sa.select(models.Assignment.instance_uuid).where(
-                models.Assignment.host == host,
-                models.Assignment.host_address == host_address,
-                models.Assignment.ended_at.is_(None)))
+            sa.select(a.instance_uuid).where(
+                a.host == host, a.host_address == host_address,
+                a.ended_at.is_(None)))
         if holder is not None:
             raise exception.LedgerError(
                 reason='device %s of host %s is already held by instance '
                 '%s' % (host_address, host, holder))
+        later = self.session.execute(
+            sa.select(a.instance_uuid, a.ended_at).where(
+                a.host == host, a.host_address == host_address,
+                a.ended_at > at).order_by(a.ended_at.desc()).limit(1)
+        ).first()
+        if later is not None:
+            raise exception.LedgerError(
+                reason='device %s of host %s was held by instance %s until '
+                '%s, after this operation\'s time %s: the clock stepped '
+                'back (check time sync on this host) or a later use was '
+                'recorded first; refusing to record overlapping use' % (
+                    host_address, host, later[0], later[1].isoformat(),
+                    at.isoformat()))
         row = models.Assignment(
             instance_uuid=instance.uuid, project_id=instance.project_id,
             host=host, host_address=host_address,
@@ -281,8 +342,16 @@ class Transaction:
 
     def end(self, row: models.Assignment, at: datetime.datetime,
             reason: str) -> records.Interval:
+        """:raises: LedgerError when ``at`` is before the start."""
+        if at < row.started_at:
+            raise exception.LedgerError(
+                reason='interval %s of device %s on host %s started at %s, '
+                'after this operation\'s time %s: the clock stepped back '
+                '(check time sync on this host); refusing to end it before '
+                'it began' % (row.id, row.host_address, row.host,
+                              row.started_at.isoformat(), at.isoformat()))
         # Half-open: an interval closed at its own start held nothing.
-        row.ended_at = max(at, row.started_at)
+        row.ended_at = at
         row.end_reason = reason
         self.session.flush()
         interval = records.Interval.from_row(row)

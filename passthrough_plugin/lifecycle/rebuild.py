@@ -17,8 +17,8 @@ def rebuild(ledger: ledger_mod.Ledger, instance: str,
     :raises: UnknownInstance, InvalidLedgerInput when ``host`` is not the
         instance's host (that is an evacuation).
     """
-    at = ledger.now()
     with ledger.begin() as txn:
+        at = ledger.now()
         row = txn.instance(instance)
         if row.host != host:
             raise exception.InvalidLedgerInput(

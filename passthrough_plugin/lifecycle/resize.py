@@ -72,11 +72,11 @@ def resize(ledger: ledger_mod.Ledger, instance: str,
         raise exception.ResizeRefused(
             instance=instance, host=destination.host, reason=fit.reason,
             detail=fit.detail)
-    at = ledger.now()
     kept: list[records.Interval] = []
     opened: list[records.Interval] = []
     closed: list[records.Interval] = []
     with ledger.begin() as txn:
+        at = ledger.now()
         row = txn.instance(instance)
         remembered: dict[str, list[int]] = {}
         for hotplug_row in txn.active_hotplugs(instance):

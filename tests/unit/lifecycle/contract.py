@@ -242,7 +242,7 @@ class LedgerContract:
     def test_schema_matches_models_and_reopen_is_noop(self) -> None:
         with self.ledger.engine.connect() as connection:
             context = migration.MigrationContext.configure(connection)
-            self.assertEqual('0001_initial', context.get_current_revision())
+            self.assertEqual('0002_no_overlap', context.get_current_revision())
             diff = autogenerate.compare_metadata(context,
                                                  models.Base.metadata)
         self.assertEqual([], diff)
@@ -285,6 +285,72 @@ class LedgerContract:
             # A second open one, written past the ledger's own check.
             session.add(row(None))
             self.assertRaises(sa.exc.IntegrityError, session.commit)
+
+    def test_clock_stepping_back_is_refused(self) -> None:
+        vf = {'pci_passthrough:alias': 'vf:1'}
+        self.clock.now = at('10:00:00')
+        claims.boot(self.ledger, fakes.pools('compute-a'), fakes.INSTANCE,
+                    fakes.PROJECT, fakes.flavor(vf))
+        self.clock.now = at('11:00:00')
+        claims.delete(self.ledger, fakes.INSTANCE)
+        before = self.ledger.intervals()
+        # The clock steps back half an hour: the device was held then.
+        self.clock.now = at('10:30:00')
+        error = self.assertRaises(
+            exception.LedgerError, claims.boot, self.ledger,
+            fakes.pools('compute-a'), fakes.OTHER, fakes.PROJECT,
+            fakes.flavor(vf))
+        self.assertIn('the clock stepped back', str(error))
+        self.assertIn('until 2026-11-02T11:00:00+00:00', str(error))
+        self.assertEqual(before, self.ledger.intervals())
+        self.assertRaises(exception.UnknownInstance, self.ledger.instance,
+                          fakes.OTHER)
+        # Once the clock is past the last use, the device is free again.
+        self.clock.now = at('11:00:00')
+        claims.boot(self.ledger, fakes.pools('compute-a'), fakes.OTHER,
+                    fakes.PROJECT, fakes.flavor(vf))
+
+    def test_ending_before_the_start_is_refused(self) -> None:
+        self.clock.now = at('10:00:00')
+        claims.boot(self.ledger, fakes.pools('compute-a'), fakes.INSTANCE,
+                    fakes.PROJECT, fakes.flavor())
+        before = self.ledger.intervals()
+        self.clock.now = at('09:59:59')
+        error = self.assertRaises(exception.LedgerError, claims.delete,
+                                  self.ledger, fakes.INSTANCE)
+        self.assertIn('the clock stepped back', str(error))
+        self.assertEqual(before, self.ledger.intervals())
+        self.assertIsNone(self.ledger.instance(fakes.INSTANCE).deleted_at)
+
+    def test_database_refuses_overlapping_closed_intervals(self) -> None:
+        import sqlalchemy as sa
+
+        def row(start: str, end: str | None) -> models.Assignment:
+            return models.Assignment(
+                instance_uuid=fakes.INSTANCE, project_id=fakes.PROJECT,
+                host='compute-a', host_address='0000:3b:02.0',
+                resource_class=VF_RC, source='flavor',
+                started_at=at(start), ended_at=at(end) if end else None)
+
+        self.clock.now = at('06:00:00')
+        claims.boot(self.ledger, fakes.pools('compute-a'), fakes.INSTANCE,
+                    fakes.PROJECT, fakes.flavor({
+                        'pci_passthrough:alias': 'gpu:1'}))
+        with self.ledger.sessions() as session:
+            session.add(row('07:00:00', '08:00:00'))
+            session.commit()
+            # Back to back is not an overlap (half-open intervals).
+            session.add(row('08:00:00', '08:30:00'))
+            session.commit()
+            for start, end in (('07:30:00', '07:45:00'),
+                               ('06:00:00', '07:00:01'),
+                               ('08:29:59', None),
+                               ('09:00:00', '08:00:00')):
+                session.add(row(start, end))
+                self.assertRaises(sa.exc.IntegrityError, session.commit)
+                session.rollback()
+        self.assertEqual(2, len(self.ledger.intervals(
+            host_address='0000:3b:02.0')))
 
     def test_half_open_clipping(self) -> None:
         self.clock.now = at('10:00:00')
