@@ -23,6 +23,17 @@ def _message(exc: Exception) -> str:
     return str(getattr(exc, 'message', None) or exc)
 
 
+def _failed_text(failed: Sequence[tuple[base.DeviceRecord, str]],
+                 what: str = 'RESTORE') -> str:
+    if not failed:
+        return ''
+    return ('%s FAILED (%s); the journal keeps them until a restore '
+            'works: fix the cause, then run "passthrough-agent unbind %s" '
+            '("passthrough-agent doctor" lists them)' % (
+                what, '; '.join('%s: %s' % (r.address, e) for r, e in failed),
+                ' '.join(r.address for r, _e in failed)))
+
+
 class GroupBinding:
     """Binds and unbinds whole IOMMU groups, all or nothing."""
 
@@ -95,13 +106,24 @@ class GroupBinding:
             self._recover()
             members, scan = self.plan(addresses)
             self.binder.check_ready()
-            records = [
-                base.DeviceRecord(
-                    m, self.binder.name, scan.devices[m].driver,
-                    self.fs.driver_override(m))
-                for m in members
-                if scan.devices[m].driver != self.binder.driver]
+            records = []
+            adopted = []
+            for m in members:
+                # A device whose earlier restore failed keeps the original
+                # driver recorded then, not the half-restored state now.
+                kept = self.journal.failed.get(m)
+                if scan.devices[m].driver == self.binder.driver:
+                    if kept is not None:
+                        adopted.append(kept[0])
+                    continue
+                records.append(kept[0] if kept is not None else
+                               base.DeviceRecord(
+                                   m, self.binder.name,
+                                   scan.devices[m].driver,
+                                   self.fs.driver_override(m)))
             if not records:
+                if adopted:
+                    self.journal.finish(bound=adopted)
                 return members
             self.journal.begin('bind', self.binder.name, records)
             done: list[base.DeviceRecord] = []
@@ -112,14 +134,18 @@ class GroupBinding:
             except Exception as exc:
                 # Anything at all (a kernel error, a full disk under the
                 # journal): put every device back before reporting it.
-                failed = self._rollback(self.binder, done)
-                self.journal.finish(released=[r.address for r in done])
+                failed = self._restore(self.binder, list(reversed(done)))
+                lost = {r.address for r, _error in failed}
+                self.journal.finish(
+                    released=[r.address for r in done
+                              if r.address not in lost], failed=failed)
                 raise exception.BindError(
                     address=record.address, driver=self.binder.driver,
-                    reason='%s; %s' % (_message(exc), failed or
-                                       'every device is back on its '
+                    reason='%s; %s' % (_message(exc),
+                                       _failed_text(failed, 'ROLLBACK')
+                                       or 'every device is back on its '
                                        'original driver')) from None
-            self.journal.finish(bound=records)
+            self.journal.finish(bound=records + adopted)
             return members
 
     def unbind(self, addresses: Sequence[str]) -> list[str]:
@@ -139,11 +165,13 @@ class GroupBinding:
                 targets.add(address)
                 targets.update(
                     m for m in scan.members(group)
-                    if m in self.journal.bound
+                    if m in self.journal.bound or m in self.journal.failed
                     or scan.devices[m].driver == self.binder.driver)
             records = []
             for address in sorted(targets):
                 record = self.journal.bound.get(address)
+                if record is None and address in self.journal.failed:
+                    record = self.journal.failed[address][0]
                 if record is None:
                     if scan.devices[address].driver != self.binder.driver:
                         continue
@@ -154,10 +182,29 @@ class GroupBinding:
             if not records:
                 return []
             self.journal.begin('unbind', self.binder.name, records)
-            self._release_all(records)
-            released = [r.address for r in records]
-            self.journal.finish(released=released)
+            failed = self._restore(None, records)
+            lost = {r.address for r, _error in failed}
+            released = [r.address for r in records if r.address not in lost]
+            self.journal.finish(released=released, failed=failed)
+            if failed:
+                raise exception.AgentError(reason=_failed_text(failed))
             return released
+
+    def retry_failed(self, skip: Sequence[str] = ()) -> list[str]:
+        """Restore every device whose earlier restore failed (but those in
+        ``skip``, about to be bound anyway); return what still fails."""
+        with self.journal.locked():
+            self._recover()
+            records = [r for a, (r, _e) in sorted(self.journal.failed.items())
+                       if a not in skip]
+            if not records:
+                return []
+            failed = self._restore(None, records)
+            lost = {r.address for r, _error in failed}
+            self.journal.finish(
+                released=[r.address for r in records
+                          if r.address not in lost], failed=failed)
+            return ['%s: %s' % (r.address, error) for r, error in failed]
 
     def recover(self) -> str | None:
         """Finish or roll back what an interrupted agent left pending."""
@@ -168,20 +215,24 @@ class GroupBinding:
     def _saver(self, record: base.DeviceRecord) -> base.Save:
         return lambda: self.journal.update(record)
 
-    def _rollback(self, binder: base.Binder,
-                  done: Sequence[base.DeviceRecord]) -> str:
+    def _restore(self, binder: base.Binder | None,
+                 records: Sequence[base.DeviceRecord]
+                 ) -> list[tuple[base.DeviceRecord, str]]:
+        """Release each device (with ``binder``, or the one each record
+        names); return the ones that failed, with the error."""
         problems = []
-        for record in reversed(done):
+        for record in records:
             try:
-                binder.release(record, self._saver(record))
+                each = binder
+                if each is None:
+                    each = (self.binder if record.binder == self.binder.name
+                            else self.loader(record.binder, self.fs))
+                each.release(record, self._saver(record))
             except Exception as exc:
-                LOG.error('rollback of %s failed: %s', record.address,
+                LOG.error('restoring %s failed: %s', record.address,
                           _message(exc))
-                problems.append('%s: %s' % (record.address, _message(exc)))
-        if problems:
-            return ('ROLLBACK FAILED (%s); run "passthrough-agent unbind" '
-                    'on them' % '; '.join(problems))
-        return ''
+                problems.append((record, _message(exc)))
+        return problems
 
     def _release_all(self, records: Sequence[base.DeviceRecord]) -> None:
         for record in records:

@@ -121,10 +121,10 @@ def read_device(fs: sysfs_mod.Sysfs, address: str) -> PciInfo | None:
     info.physfn = _link_tail(base + '/physfn')
     if info.physfn is None:
         # Only a PF (never a VF) has the SR-IOV capability.
-        total = fs.read_abs(base + '/sriov_totalvfs')
+        total = fs.count_abs(base + '/sriov_totalvfs')
         if total is not None:
-            info.total_vfs = int(total or 0)
-            info.num_vfs = int(fs.read_abs(base + '/sriov_numvfs') or 0)
+            info.total_vfs = total
+            info.num_vfs = fs.count_abs(base + '/sriov_numvfs') or 0
     if class_code.startswith(NET_CLASSES):
         info.netdevs = tuple(sorted(fs.listdir(fs.dev_rel(address, 'net'))))
     elif class_code.startswith('03'):  # display controllers

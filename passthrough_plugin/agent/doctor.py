@@ -5,7 +5,9 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
+from passthrough_plugin import exception
 from passthrough_plugin.agent import discovery
+from passthrough_plugin.agent import journal as journal_mod
 from passthrough_plugin.agent import sysfs as sysfs_mod
 
 PASS, WARN, FAIL = 'pass', 'warn', 'fail'
@@ -114,13 +116,43 @@ def check_sriov(fs: sysfs_mod.Sysfs) -> Check:
         for i in pfs))
 
 
+def check_journal(path: str) -> Check:
+    """Devices the agent changed and could not put back, from its journal.
+    """
+    try:
+        journal = journal_mod.Journal(path)
+    except exception.PassthroughException as exc:
+        return Check('agent-journal', FAIL, exc.message,
+                     'move the file away; then check the drivers of the '
+                     'devices the agent bound by hand')
+    if journal.failed:
+        return Check('agent-journal', FAIL, 'restore failed for %s' % (
+            '; '.join('%s (to %s): %s' % (a, r.original_driver or
+                                          'the kernel\'s choice', e)
+                      for a, (r, e) in sorted(journal.failed.items()))),
+            'fix the cause, then "passthrough-agent unbind %s" (or '
+            '"passthrough-agent run" retries it)' % ' '.join(
+                sorted(journal.failed)))
+    if journal.pending is not None:
+        return Check('agent-journal', WARN, 'an interrupted %s of %s is '
+                     'pending' % (journal.pending['action'], ', '.join(
+                         sorted(journal.pending.get('devices') or {}))),
+                     'the next bind, unbind or run finishes it')
+    return Check('agent-journal', PASS, '%d devices bound by the agent, '
+                 'none left half-restored' % len(journal.bound))
+
+
 CHECKS: tuple[Callable[[sysfs_mod.Sysfs], Check], ...] = (
     check_acpi, check_cmdline, check_groups, check_interrupt_remapping,
     check_modules, check_sriov)
 
 
-def run(fs: sysfs_mod.Sysfs) -> list[Check]:
-    return [check(fs) for check in CHECKS]
+def run(fs: sysfs_mod.Sysfs, journal_path: str | None = None
+        ) -> list[Check]:
+    checks = [check(fs) for check in CHECKS]
+    if journal_path is not None:
+        checks.append(check_journal(journal_path))
+    return checks
 
 
 def failed(checks: list[Check]) -> bool:

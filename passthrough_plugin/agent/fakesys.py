@@ -226,6 +226,78 @@ class FakeSysfs:
               '../../%s/%s/nvme/nvme0/%s' % (DEVICES, address, name))
         return majmin
 
+    def add_partition(self, disk: str, name: str) -> str:
+        """A partition of a disk :meth:`add_disk` made; its ``major:minor``.
+        """
+        disk_dir = pathlib.Path(os.path.realpath(
+            self.sys / 'class/block' / disk))
+        self._next_block += 1
+        ppath = disk_dir / name
+        (ppath / 'holders').mkdir(parents=True, exist_ok=True)
+        _write(ppath / 'partition', '1\n')
+        majmin = '259:%d' % self._next_block
+        _write(ppath / 'dev', majmin + '\n')
+        _link(self.sys / 'class/block' / name,
+              os.path.relpath(ppath, self.sys / 'class/block'))
+        return majmin
+
+    def add_holder(self, lower: str, name: str,
+                   dm_name: str | None = None) -> str:
+        """A virtual block device (md, dm/LVM, multipath) stacked on
+        ``lower``; its ``major:minor``."""
+        vpath = self.sys / 'devices/virtual/block' / name
+        if not vpath.is_dir():
+            (vpath / 'holders').mkdir(parents=True)
+            (vpath / 'slaves').mkdir()
+            self._next_block += 1
+            _write(vpath / 'dev', '253:%d\n' % self._next_block)
+            if dm_name:
+                (vpath / 'dm').mkdir()
+                _write(vpath / 'dm/name', dm_name + '\n')
+            _link(self.sys / 'class/block' / name,
+                  '../../devices/virtual/block/%s' % name)
+        lower_dir = pathlib.Path(os.path.realpath(
+            self.sys / 'class/block' / lower))
+        _link(lower_dir / 'holders' / name, os.path.relpath(
+            vpath, lower_dir / 'holders'))
+        _link(vpath / 'slaves' / lower, os.path.relpath(
+            lower_dir, vpath / 'slaves'))
+        return (vpath / 'dev').read_text().strip()
+
+    def swapon(self, device: str) -> None:
+        """``/proc/swaps`` lists ``/dev/<device>`` (or a /dev/mapper name)."""
+        path = self.proc / 'swaps'
+        if not path.exists():
+            _write(path, 'Filename\t\t\t\tType\t\tSize\t\tUsed\t\t'
+                   'Priority\n')
+        with open(path, 'a') as out:
+            out.write('%s\tpartition\t8388604\t0\t-2\n' % device)
+
+    def add_virtual_netdev(self, name: str, kind: str | None = None) -> None:
+        """A software interface (bond, team, bridge, vlan) in
+        ``devices/virtual/net``; ``kind`` 'bond' or 'bridge' adds the
+        directory the kernel shows for them."""
+        npath = self.sys / 'devices/virtual/net' / name
+        npath.mkdir(parents=True)
+        _write(npath / 'operstate', 'up\n')
+        if kind in ('bond', 'bridge'):
+            (npath / ('bonding' if kind == 'bond' else 'bridge')).mkdir()
+        _link(self.sys / 'class/net' / name,
+              '../../devices/virtual/net/%s' % name)
+
+    def enslave(self, lower: str, upper: str) -> None:
+        """``lower`` becomes a port of ``upper`` (bond/team slave, bridge
+        port, or the lower device of a VLAN when ``master`` is False)."""
+        self.stack(lower, upper, master=True)
+
+    def stack(self, lower: str, upper: str, master: bool = False) -> None:
+        low = pathlib.Path(os.path.realpath(self.sys / 'class/net' / lower))
+        up = pathlib.Path(os.path.realpath(self.sys / 'class/net' / upper))
+        _link(low / ('upper_' + upper), os.path.relpath(up, low))
+        _link(up / ('lower_' + lower), os.path.relpath(low, up))
+        if master:
+            _link(low / 'master', os.path.relpath(up, low))
+
     def mount(self, majmin: str, target: str) -> None:
         with open(self.proc / 'self/mountinfo', 'a') as out:
             out.write('40 22 %s / %s rw,relatime - ext4 /dev/x rw\n'

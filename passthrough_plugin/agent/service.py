@@ -12,6 +12,8 @@ from oslo_log import log as logging
 from passthrough_plugin import exception
 from passthrough_plugin.agent import binding
 from passthrough_plugin.agent import discovery
+from passthrough_plugin.agent import hotplug_pool
+from passthrough_plugin.agent import hotplug_watch
 from passthrough_plugin.agent import journal as journal_mod
 from passthrough_plugin.agent import sriov
 from passthrough_plugin.agent import sysfs as sysfs_mod
@@ -53,6 +55,8 @@ class Agent:
         self.binder = binder or conf.agent.binder
         self.specs = device_spec.DeviceSpecList.from_config(
             conf.pci.device_spec)
+        self.hotplug_specs = hotplug_pool.specs(conf)
+        self.watch = hotplug_watch.DeviceWatch.from_conf(conf)
         self.desired_vfs = sriov.parse_desired(conf.sriov.vf_count)
         self.desired_bound = [
             addr.normalize(a, '[agent] bind_devices')
@@ -77,9 +81,25 @@ class Agent:
             specs=self.specs, binder=self.binder, force=force,
             **kwargs)
 
+    def held_devices(self) -> dict[str, str]:
+        """``{address: owner}`` of the devices the report store says an
+        instance holds on this host (claimed or allocated)."""
+        try:
+            report = self.store.get(self.conf.agent.host)
+        except exception.HostReportNotFound:
+            return {}
+        except exception.PassthroughException as exc:
+            LOG.warning('cannot read which devices instances hold (%s); '
+                        'only drivers show which VFs are in use',
+                        exc.message)
+            return {}
+        return {d.address: d.owner for d in report.devices
+                if d.status in report_mod.IN_USE and d.owner}
+
     def report(self) -> report_mod.HostReport:
-        return discovery.build_report(self.fs, self.specs,
-                                      self.conf.agent.host)
+        return hotplug_pool.build_report(self.fs, self.specs,
+                                         self.hotplug_specs,
+                                         self.conf.agent.host)
 
     def publish(self, report: report_mod.HostReport | None = None) -> int:
         """:raises: StoreError"""
@@ -104,11 +124,18 @@ class Agent:
                 LOG.warning('recovered: %s', recovered)
         except exception.PassthroughException as exc:
             problems.append(exc.message)
+        try:
+            problems.extend(
+                'restore still fails: %s' % p for p in gb.retry_failed(
+                    skip=self.desired_bound))
+        except exception.PassthroughException as exc:
+            problems.append(exc.message)
+        held = self.held_devices() if self.desired_vfs else {}
         for key, count in self.desired_vfs:
             try:
                 pf = sriov.resolve_pf(self.fs, key, '[sriov] vf_count')
                 sriov.configure_vfs(self.fs, pf, count,
-                                    self.conf.sriov.vf_timeout)
+                                    self.conf.sriov.vf_timeout, held=held)
             except exception.PassthroughException as exc:
                 problems.append(exc.message)
         for address in self.desired_bound:
@@ -125,6 +152,9 @@ class Agent:
     def tick(self) -> bool:
         """Scan once; publish if the report changed. True if published."""
         report = self.report()
+        # Devices that came or went (host-side hotplug); lost held ones
+        # close their ledger intervals.
+        self.watch.observe(report)
         if fingerprint(report) == self.last:
             return False
         try:

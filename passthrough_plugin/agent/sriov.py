@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from oslo_log import log as logging
 
@@ -12,6 +12,8 @@ from passthrough_plugin.agent import sysfs as sysfs_mod
 from passthrough_plugin.pci import address as addr
 
 LOG = logging.getLogger(__name__)
+# Drivers a VF is on when it is given (or about to be given) to a guest.
+PASSTHROUGH_DRIVERS = frozenset(('vfio-pci', 'pci-stub'))
 
 
 def resolve_pf(fs: sysfs_mod.Sysfs, key: str, field: str = 'PF') -> str:
@@ -40,16 +42,35 @@ def vf_addresses(fs: sysfs_mod.Sysfs, pf: str) -> list[str]:
                               for link in links) if name]
 
 
+def vfs_in_use(fs: sysfs_mod.Sysfs, pf: str,
+               held: Mapping[str, str]) -> list[str]:
+    """The PF's VFs a guest has or may have: on a passthrough driver, or
+    held by an instance according to ``held`` (address -> owner)."""
+    out = []
+    for vf in vf_addresses(fs, pf):
+        driver = fs.driver(vf)
+        if vf in held:
+            out.append('%s (held by %s)' % (vf, held[vf]))
+        elif driver in PASSTHROUGH_DRIVERS:
+            out.append('%s (bound to %s)' % (vf, driver))
+    return out
+
+
 def configure_vfs(fs: sysfs_mod.Sysfs, pf: str, count: int,
                   timeout: float = 30.0, *,
+                  force: bool = False, held: Mapping[str, str] | None = None,
                   sleep: Callable[[float], None] = time.sleep,
                   clock: Callable[[], float] = time.monotonic) -> list[str]:
     """Give ``pf`` exactly ``count`` VFs; return their addresses.
 
+    Changing the count removes every existing VF (the kernel goes through
+    0), so unless ``force`` a PF whose VFs are bound to a passthrough
+    driver or held by an instance is refused, naming them.
+
     :raises: DeviceNotFound, VfConfigError, SysfsError
     """
     fs.require_device(pf)
-    total = fs.read_int(fs.dev_rel(pf, 'sriov_totalvfs'))
+    total = fs.count(fs.dev_rel(pf, 'sriov_totalvfs'))
     if total is None:
         raise exception.VfConfigError(
             num_vfs=count, address=pf,
@@ -59,7 +80,17 @@ def configure_vfs(fs: sysfs_mod.Sysfs, pf: str, count: int,
             num_vfs=count, address=pf,
             reason='its sriov_totalvfs is %d; choose 0 to %d' % (
                 total, total))
-    current = fs.read_int(fs.dev_rel(pf, 'sriov_numvfs')) or 0
+    current = fs.count(fs.dev_rel(pf, 'sriov_numvfs')) or 0
+    if current != count and current and not force:
+        busy = vfs_in_use(fs, pf, held or {})
+        if busy:
+            raise exception.VfConfigError(
+                num_vfs=count, address=pf,
+                reason='that removes its %d VFs and %s in use: %s; release '
+                'them first (passthrough-agent unbind, or detach them from '
+                'the instance) or use --force' % (
+                    current, 'these are' if len(busy) > 1 else 'this is',
+                    ', '.join(busy)))
     if current != count:
         if fs.driver(pf) is None:
             raise exception.VfConfigError(
@@ -102,7 +133,9 @@ def parse_desired(values: Sequence[str]) -> list[tuple[str, int]]:
 
 
 def apply_desired(fs: sysfs_mod.Sysfs, desired: Sequence[tuple[str, int]],
-                  timeout: float = 30.0) -> dict[str, list[str]]:
+                  timeout: float = 30.0, *, force: bool = False,
+                  held: Mapping[str, str] | None = None
+                  ) -> dict[str, list[str]]:
     """Set every configured VF count; return the VFs per PF.
 
     :raises: DeviceNotFound, VfConfigError, SysfsError, InvalidPciAddress
@@ -110,5 +143,6 @@ def apply_desired(fs: sysfs_mod.Sysfs, desired: Sequence[tuple[str, int]],
     result = {}
     for key, count in desired:
         pf = resolve_pf(fs, key, field='[sriov] vf_count')
-        result[pf] = configure_vfs(fs, pf, count, timeout)
+        result[pf] = configure_vfs(fs, pf, count, timeout, force=force,
+                                   held=held)
     return result

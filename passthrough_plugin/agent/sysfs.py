@@ -73,6 +73,23 @@ class Sysfs:
         except ValueError:
             return None
 
+    def count_abs(self, path: str) -> int | None:
+        """A kernel counter file (sriov_numvfs, ...), or None if absent.
+
+        :raises: SysfsError when it holds anything but a number.
+        """
+        text = self.read_abs(path)
+        if text is None:
+            return None
+        if not text.isdigit() or len(text) > 9:
+            raise exception.SysfsError(
+                path=path, reason='it holds %r, not a count' % text[:40])
+        return int(text)
+
+    def count(self, rel: str) -> int | None:
+        """:raises: SysfsError (see :meth:`count_abs`)"""
+        return self.count_abs(os.path.join(self.root, rel))
+
     def link_name(self, rel: str) -> str | None:
         """The last component of a symlink's target, or None."""
         try:

@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('pf', nargs='?', metavar='PF',
                    help='PF address or interface name')
     p.add_argument('count', nargs='?', type=int, metavar='COUNT')
+    p.add_argument('--force', action='store_true',
+                   help='also remove VFs bound to vfio-pci or held by an '
+                   'instance')
     for name, what in (('bind', 'bind devices (and their IOMMU groups)'),
                        ('unbind', 'return devices to their drivers')):
         p = add(name, what)
@@ -182,8 +185,9 @@ def cmd_configure_vfs(agent: service.Agent,
     if not desired:
         raise UsageError('nothing to do: give PF COUNT or set [sriov] '
                          'vf_count')
-    result = sriov.apply_desired(agent.fs, desired,
-                                 agent.conf.sriov.vf_timeout)
+    result = sriov.apply_desired(
+        agent.fs, desired, agent.conf.sriov.vf_timeout, force=args.force,
+        held={} if args.force else agent.held_devices())
     emit(args, result, table(
         [(pf, len(vfs), ' '.join(vfs) or None)
          for pf, vfs in result.items()], ('PF', 'VFS', 'ADDRESSES')))
@@ -205,7 +209,7 @@ def cmd_bind(agent: service.Agent, args: argparse.Namespace) -> int:
 
 
 def cmd_doctor(agent: service.Agent, args: argparse.Namespace) -> int:
-    checks = doctor.run(agent.fs)
+    checks = doctor.run(agent.fs, agent.state_path)
     emit(args, {'checks': [c.to_dict() for c in checks],
                 'ok': not doctor.failed(checks)},
          table([(c.status.upper(), c.name, c.detail, c.hint or None)

@@ -129,7 +129,7 @@ class SafetyTest(BindingTestBase):
         self.host.tree.add_route('enp1s0v0')
         e = self.assertRaises(exception.DeviceBusy,
                               self.group_binding().bind, [IGB_VFS[0]])
-        self.assertIn('enp1s0v0 has addresses or routes', e.message)
+        self.assertIn('enp1s0v0 -> 10.0.0.0/24 route', e.message)
         self.assertEqual('igbvf', self.host.driver(IGB_VFS[0]))
 
     def test_global_ipv6_address_is_refused_link_local_is_not(self) -> None:
@@ -151,7 +151,7 @@ class SafetyTest(BindingTestBase):
         self.host.tree.mount(majmin, '/srv')
         e = self.assertRaises(exception.DeviceBusy,
                               self.group_binding().bind, [NVME_PF])
-        self.assertIn('nvme0n1 is mounted on /srv', e.message)
+        self.assertIn('nvme0n1 -> mounted on /srv', e.message)
 
     def test_boot_vga_is_refused(self) -> None:
         e = self.assertRaises(exception.DeviceBusy,
