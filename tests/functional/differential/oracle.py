@@ -1,0 +1,207 @@
+"""nova 34 answering for the differential tests, in its own process.
+
+Run by :mod:`tests.functional.differential.base` in a private mount
+namespace where ``/sys/bus/pci/devices`` and ``/sys/class/net`` are a
+fake tree the oracle writes per case, so nova's own sysfs lookups (is this
+address a PF? which device is this netdev?) answer about the generated
+host: no nova function is patched. One JSON request per line on stdin,
+one JSON answer per line on stdout.
+
+Every fact comes from nova: whitelist matching from ``Whitelist``; the
+devices a compute tracks, its pools and their order from
+``PciDevTracker.update_devices_from_hypervisor_resources`` and
+``PciDeviceStats``; devices in use at a compute start from nova's own
+``PciDevice.claim`` followed by a tracker built as ``PciDevTracker``'s
+constructor builds it (the database read replaced by the device objects
+the previous tracker held); claims from ``claim_instance`` (tried first on
+a deep copy of the pools, because a failed ``consume_requests`` leaves
+dependants out of the pools); releases from ``free_instance``; the
+scheduler's answer from ``PciDeviceStats.support_requests`` on the pools
+as the compute serialises them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import shutil
+import sys
+from typing import Any
+
+ROOT = os.environ.get('DIFF_FAKE_SYS', '')
+
+
+def write_sysfs(pfs: dict[str, dict[str, Any]]) -> None:
+    """The fake /sys/bus/pci/devices and /sys/class/net of one case."""
+    devices = os.path.join(ROOT, 'devices')
+    net = os.path.join(ROOT, 'net')
+    for top in (devices, net):
+        for name in os.listdir(top):
+            path = os.path.join(top, name)
+            if os.path.islink(path) or not os.path.isdir(path):
+                os.unlink(path)
+            else:
+                shutil.rmtree(path)
+    for address, pf in pfs.items():
+        base = os.path.join(devices, address)
+        os.makedirs(base)
+        for name, value in (('sriov_totalvfs', '8'),
+                            ('vendor', '0x' + pf['vendor']),
+                            ('product', '0x' + pf['product']),
+                            ('sriov_vf_device', pf['vf_product'])):
+            with open(os.path.join(base, name), 'w') as f:
+                f.write(value + '\n')
+        if pf.get('ifname'):
+            ifdir = os.path.join(base, 'net', pf['ifname'])
+            os.makedirs(ifdir)
+            os.symlink('../../../' + address, os.path.join(ifdir, 'device'))
+            os.symlink('/sys/bus/pci/devices/%s/net/%s' % (
+                address, pf['ifname']), os.path.join(net, pf['ifname']))
+
+
+class Nova:
+    """nova's modules, imported once."""
+
+    def __init__(self) -> None:
+        import nova.conf
+        from nova import context
+        from nova import exception
+        from nova import objects
+        from nova.pci import manager
+        from nova.pci import request
+        from nova.pci import stats
+        from nova.pci import whitelist
+        objects.register_all()
+        self.conf = nova.conf.CONF
+        self.conf([], project='nova', default_config_files=[])
+        self.ctx = context.get_admin_context()
+        self.exception = exception
+        self.objects = objects
+        self.manager = manager
+        self.request = request
+        self.stats = stats
+        self.whitelist = whitelist
+
+    def match(self, case: dict[str, Any]) -> dict[str, Any]:
+        write_sysfs(case['pfs'])
+        try:
+            wl = self.whitelist.Whitelist(case['specs'])
+        except Exception as exc:  # nova's refusal is the fact compared
+            return {'error': '%s: %s' % (type(exc).__name__, exc)}
+        out = []
+        for dev in case['devices']:
+            try:
+                spec = wl.device_assignable(dict(dev))
+            except Exception as exc:
+                out.append({'error': '%s: %s' % (type(exc).__name__, exc)})
+                continue
+            if spec is None:
+                out.append(None)
+            else:
+                out.append({'index': wl.specs.index(spec),
+                            'tags': spec.get_tags()})
+        return {'devices': out}
+
+    # -- a compute's history ------------------------------------------------
+
+    def _tracker(self, wl: Any, numa: Any, devs: list[Any]) -> Any:
+        """A tracker as PciDevTracker.__init__ builds one from the DB."""
+        tracker = self.manager.PciDevTracker.__new__(
+            self.manager.PciDevTracker)
+        tracker.stale = {}
+        tracker.to_be_removed_when_freed = {}
+        tracker.node_id = 1
+        tracker.dev_filter = wl
+        tracker.stats = self.stats.PciDeviceStats(numa, dev_filter=wl)
+        tracker._context = self.ctx
+        tracker.pci_devs = self.objects.PciDeviceList(objects=devs)
+        tracker._build_device_tree(tracker.pci_devs)
+        tracker._initial_instance_usage()
+        return tracker
+
+    @staticmethod
+    def _pools(stats: Any) -> list[list[str]]:
+        return [[d.address for d in pool['devices']] for pool in stats.pools]
+
+    def scenario(self, case: dict[str, Any]) -> dict[str, Any]:
+        objects = self.objects
+        write_sysfs(case['pfs'])
+        self.conf.set_override('device_spec', case['specs'], group='pci')
+        self.conf.set_override('alias', case['aliases'], group='pci')
+        self.request.get_alias_from_config.cache_clear()
+        wl = self.whitelist.Whitelist(case['specs'])
+        numa = objects.NUMATopology(cells=[
+            objects.NUMACell(id=i, socket=s, cpuset=set(), pcpuset=set(),
+                             memory=0, mempages=[], siblings=[],
+                             pinned_cpus=set())
+            for i, s in enumerate(case['sockets'])])
+        first = self._tracker(wl, numa, [])
+        first.update_devices_from_hypervisor_resources(
+            json.dumps(case['devices']))
+        by_address = {d.address: d for d in first.pci_devs}
+        started: dict[str, list[str]] = {}
+        for uuid, addresses in case['start']:
+            for address in addresses:
+                dev = by_address.get(address)
+                if dev is None:
+                    continue
+                try:
+                    dev.claim(uuid)
+                except (self.exception.PciDeviceInvalidStatus,
+                        self.exception.PciDeviceVFInvalidStatus):
+                    continue
+                started.setdefault(uuid, []).append(address)
+        tracker = self._tracker(wl, numa, list(first.pci_devs))
+        steps = []
+        for op in case['ops']:
+            if 'release' in op:
+                tracker.free_instance(self.ctx, {'uuid': op['release']})
+                steps.append({'pools': self._pools(tracker.stats)})
+                continue
+            claim = op['claim']
+            reqs = self.request._translate_alias_to_requests(
+                claim['asked'], claim['policy'])
+            cells = None if claim['cells'] is None else [
+                objects.InstanceNUMACell(id=i, cpuset=set(), pcpuset=set(),
+                                         memory=0) for i in claim['cells']]
+            view = self.stats.PciDeviceStats(
+                numa, stats=tracker.stats.to_device_pools_obj(),
+                dev_filter=wl)
+            support = view.support_requests(reqs, None, cells)
+            try:
+                copy.deepcopy(tracker.stats).consume_requests(reqs, cells)
+                fits = True
+            except self.exception.PciDeviceRequestFailed:
+                fits = False
+            got = None
+            if fits:
+                devs = tracker.claim_instance(
+                    self.ctx, objects.InstancePCIRequests(
+                        requests=reqs, instance_uuid=claim['uuid']),
+                    None if cells is None else
+                    objects.InstanceNUMATopology(cells=cells))
+                got = [[d.address for d in devs
+                        if d.request_id == r.request_id] for r in reqs]
+            steps.append({'support': support, 'claim': got,
+                          'pools': self._pools(tracker.stats)})
+        return {'started': started, 'steps': steps}
+
+
+def main() -> None:
+    nova = Nova()
+    print(json.dumps({'ready': True}), flush=True)
+    for line in sys.stdin:
+        case = json.loads(line)
+        try:
+            answer = getattr(nova, case['cmd'])(case)
+        except Exception as exc:
+            import traceback
+            answer = {'crash': traceback.format_exc(), 'type':
+                      type(exc).__name__}
+        sys.stdout.write(json.dumps(answer) + '\n')
+        sys.stdout.flush()
+
+
+if __name__ == '__main__':
+    main()
