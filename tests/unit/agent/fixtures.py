@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 
 import fixtures
 
@@ -39,13 +40,21 @@ class PrivsepInProcess(fixtures.Fixture):
             self.addCleanup(privsep.unpin_root)
 
 
+# Builds the fixture that performs privileged writes below a sysfs root.
+Privileged = Callable[[str], fixtures.Fixture]
+
+
 class FakeHost(fixtures.Fixture):
     """A fake /sys + /proc with an emulated kernel behind the writes."""
 
-    def __init__(self, standard: bool = True, iommu: bool = True) -> None:
+    def __init__(self, standard: bool = True, iommu: bool = True,
+                 privileged: Privileged | None = None) -> None:
         super().__init__()
         self.standard = standard
         self.iommu = iommu
+        # What runs the privileged writes: in-process here; the functional
+        # tests pass the real daemon (tests/functional/agent/fixtures.py).
+        self.privileged = privileged or PrivsepInProcess
 
     def _setUp(self) -> None:
         shm = '/dev/shm'
@@ -53,7 +62,7 @@ class FakeHost(fixtures.Fixture):
             rootdir=shm if os.access(shm, os.W_OK) else None)).path
         self.root = root
         self.tree = fakesys.FakeSysfs(root)
-        self.useFixture(PrivsepInProcess(str(self.tree.sys)))
+        self.useFixture(self.privileged(str(self.tree.sys)))
         self.kernel = fakekernel.FakeKernel(self.tree)
         self.fs = sysfs_mod.Sysfs(str(self.tree.sys), str(self.tree.proc),
                                   kernel=self.kernel)

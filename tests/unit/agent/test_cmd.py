@@ -19,11 +19,12 @@ from tests.unit.agent.fixtures import E1000E, IGB_PF, IGB_VFS, NVME_PF
 class CmdTestBase(testtools.TestCase):
 
     iommu = True
+    privileged: agent_fixtures.Privileged | None = None
 
     def setUp(self) -> None:
         super().setUp()
         self.host = self.useFixture(agent_fixtures.FakeHost(
-            iommu=self.iommu))
+            iommu=self.iommu, privileged=self.privileged))
         self.store_dir = os.path.join(self.host.root, 'reports')
         self.config = os.path.join(self.host.root, 'agent.conf')
         self.write_config('')

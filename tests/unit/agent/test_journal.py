@@ -21,9 +21,12 @@ SPEC = '{"vendor_id": "8086", "product_id": "10d3"}'
 
 class FailedRestoreTest(testtools.TestCase):
 
+    privileged: agent_fixtures.Privileged | None = None
+
     def setUp(self) -> None:
         super().setUp()
-        self.host = self.useFixture(agent_fixtures.FakeHost())
+        self.host = self.useFixture(agent_fixtures.FakeHost(
+            privileged=self.privileged))
         # Bind the two-function group; the second device's unbind fails,
         # and so does the first write of the rollback (its override).
         self.host.kernel.fail_at(4)

@@ -17,9 +17,12 @@ NIC = 'enp1s0v0'  # VF's interface
 
 class SafetyTestBase(testtools.TestCase):
 
+    privileged: agent_fixtures.Privileged | None = None
+
     def setUp(self) -> None:
         super().setUp()
-        self.host = self.useFixture(agent_fixtures.FakeHost())
+        self.host = self.useFixture(agent_fixtures.FakeHost(
+            privileged=self.privileged))
         self.tree = self.host.tree
         self.tree.create_vfs(IGB_PF, 2)
 
