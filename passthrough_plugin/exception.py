@@ -226,3 +226,8 @@ class NoComputeNodeProvider(StoreError):
                "named %(host)s and [placement_store] create_compute_node "
                "is False: start nova-compute on the host first, or make "
                "[agent] host equal nova's hypervisor hostname")
+
+
+class HotplugFailed(AgentError):
+    msg_fmt = ("%(action)s of %(what)s for instance %(instance)s failed at "
+               "step %(step)s: %(reason)s; %(undo)s")

@@ -7,6 +7,7 @@ import types
 from oslo_config import cfg
 
 from passthrough_plugin.conf import agent
+from passthrough_plugin.conf import hotplug
 from passthrough_plugin.conf import lifecycle
 from passthrough_plugin.conf import pci
 from passthrough_plugin.conf import placement
@@ -15,7 +16,8 @@ from passthrough_plugin.conf import scheduler
 from passthrough_plugin.conf import store
 
 GROUP_MODULES: tuple[types.ModuleType, ...] = (
-    pci, scheduler, store, placement, placement_store, agent, lifecycle)
+    pci, scheduler, store, placement, placement_store, agent, lifecycle,
+    hotplug)
 
 
 def list_opts() -> list[tuple[cfg.OptGroup, list[cfg.Opt]]]:

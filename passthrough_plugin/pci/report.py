@@ -60,6 +60,9 @@ DEVICE_SCHEMA: dict[str, Any] = {
         # device's pool was listed, when the device joined it.
         'pool_stamp': _OPT_INT,
         'join_stamp': _OPT_INT,
+        # In [hotplug] device_spec, not nova's: only the plugin hands it
+        # out (live attach), only hotplug headroom counts it.
+        'hotplug_pool': {'type': 'boolean'},
     },
 }
 
@@ -139,6 +142,7 @@ class Device:
     parent_ifname: str | None = None
     pool_stamp: int | None = None
     join_stamp: int | None = None
+    hotplug_pool: bool = False
 
     def __post_init__(self) -> None:
         if not self.resource_class:
@@ -153,6 +157,8 @@ class Device:
         for key in ('parent_ifname', 'pool_stamp', 'join_stamp'):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if self.hotplug_pool:
+            out['hotplug_pool'] = True
         return out
 
     def _base_dict(self) -> dict[str, Any]:
@@ -198,6 +204,7 @@ class Device:
             parent_ifname=data.get('parent_ifname'),
             pool_stamp=data.get('pool_stamp'),
             join_stamp=data.get('join_stamp'),
+            hotplug_pool=bool(data.get('hotplug_pool', False)),
         )
 
 

@@ -95,9 +95,13 @@ class RequestSet:
                                                 extra_specs[ALIAS_KEY])]
         headroom: list[DeviceRequest] = []
         if HEADROOM_KEY in extra_specs:
+            # Room kept for later hotplugs: source hotplug, so the hotplug
+            # pool ([hotplug] device_spec) counts for it.
             headroom = [
-                _request(aliases, name, count, HEADROOM_KEY,
-                         extra_specs[HEADROOM_KEY], policy, False)
+                dataclasses.replace(
+                    _request(aliases, name, count, HEADROOM_KEY,
+                             extra_specs[HEADROOM_KEY], policy, False),
+                    source=SOURCE_HOTPLUG)
                 for name, count in parse_counts(HEADROOM_KEY,
                                                 extra_specs[HEADROOM_KEY])]
         if anti and not requests:
