@@ -19,6 +19,7 @@ from passthrough_plugin.agent import hostdev
 from passthrough_plugin.agent import service
 from passthrough_plugin.agent import sriov
 from passthrough_plugin.agent import sysfs as sysfs_mod
+from passthrough_plugin.cmd import common
 from passthrough_plugin.cmd import ledger_map
 from passthrough_plugin.conf import agent as agent_conf
 from passthrough_plugin.conf import lifecycle as lifecycle_conf
@@ -271,6 +272,7 @@ def _setup(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
             std_logging.getLogger(name).setLevel(std_logging.WARNING)
 
 
+@common.console(PROG)
 def main(argv: Sequence[str] | None = None,
          conf: cfg.ConfigOpts | None = None,
          kernel: sysfs_mod.KernelEmulator | None = None) -> int:
@@ -311,11 +313,14 @@ def _main(argv: Sequence[str] | None, conf: cfg.ConfigOpts,
     except exception.PassthroughException as exc:
         print('%s: %s' % (PROG, exc.message), file=sys.stderr)
         return EXIT_FAIL
+    except BrokenPipeError:
+        raise  # common.console: a closed pipe ends the command quietly
     except OSError as exc:
         print('%s: %s' % (PROG, exc), file=sys.stderr)
         return EXIT_FAIL
     except KeyboardInterrupt:
-        return 130
+        print('%s: interrupted' % PROG, file=sys.stderr)
+        return common.EXIT_INTERRUPTED
 
 
 if __name__ == '__main__':

@@ -12,6 +12,7 @@ from typing import NoReturn
 from oslo_config import cfg
 
 from passthrough_plugin import exception
+from passthrough_plugin.cmd import common
 from passthrough_plugin.conf import lifecycle as conf_lifecycle
 from passthrough_plugin.lifecycle import billing
 from passthrough_plugin.lifecycle import formatting
@@ -117,8 +118,13 @@ def history(args: argparse.Namespace, ledger: ledger_mod.Ledger) -> str:
 def load_conf(config_files: Sequence[str]) -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
     conf_lifecycle.register_opts(conf)
-    conf(args=[], project='passthrough-plugin',
-         default_config_files=list(config_files) or None)
+    try:
+        conf(args=[], project='passthrough-plugin',
+             default_config_files=list(config_files) or None)
+    except UnicodeDecodeError:
+        raise exception.InvalidConfig(
+            group='-', option='--config-file', value=' '.join(config_files),
+            reason='not UTF-8 text; an oslo.config INI file') from None
     return conf
 
 
@@ -165,6 +171,7 @@ def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> str:
         ledger.close()
 
 
+@common.console(PROG)
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)

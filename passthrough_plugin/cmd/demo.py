@@ -23,6 +23,7 @@ from passthrough_plugin import exception
 from passthrough_plugin.conf import groups
 from passthrough_plugin.agent import discovery
 from passthrough_plugin.agent import sysfs as sysfs_mod
+from passthrough_plugin.cmd import common
 from passthrough_plugin.cmd import scheduler as scheduler_cmd
 from passthrough_plugin.demo import hosts as hosts_mod
 from passthrough_plugin.pci import device_spec
@@ -69,6 +70,10 @@ def load_conf(path: str) -> cfg.ConfigOpts:
         raise exception.InvalidConfig(
             group='-', option='--config-file', value=path,
             reason=str(exc)) from None
+    except UnicodeDecodeError:
+        raise exception.InvalidConfig(
+            group='-', option='--config-file', value=path,
+            reason='not UTF-8 text; an oslo.config INI file') from None
     return conf
 
 
@@ -124,6 +129,7 @@ def run(config: str, workdir: str, out: TextIO) -> int:
     return 0
 
 
+@common.console(PROG)
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
          err: TextIO | None = None) -> int:
     out = out or sys.stdout

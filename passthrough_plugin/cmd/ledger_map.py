@@ -11,6 +11,7 @@ from oslo_config import cfg
 
 from passthrough_plugin import exception
 from passthrough_plugin.cmd import billing as billing_cmd
+from passthrough_plugin.cmd import common
 from passthrough_plugin.conf import lifecycle as conf_lifecycle
 from passthrough_plugin.lifecycle import formatting
 from passthrough_plugin.lifecycle import ledger as ledger_mod
@@ -105,6 +106,7 @@ def run_map(args: argparse.Namespace, conf: cfg.ConfigOpts) -> int:
     return 0
 
 
+@common.console('passthrough-agent')
 def main(argv: list[str] | None = None) -> int:
     """Stand-alone runner until the agent CLI wires ``map`` in."""
     parser = billing_cmd.OneLineParser(prog='passthrough-agent')

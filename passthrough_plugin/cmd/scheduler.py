@@ -13,6 +13,8 @@ from oslo_log import log as logging
 
 from passthrough_plugin import conf as conf_pkg
 from passthrough_plugin import exception
+from passthrough_plugin.cmd import common
+from passthrough_plugin.pci import limits
 from passthrough_plugin.pci import report as report_mod
 from passthrough_plugin.scheduler import engine as engine_mod
 from passthrough_plugin.scheduler import examples
@@ -104,6 +106,9 @@ def load_conf(args: argparse.Namespace) -> cfg.ConfigOpts:
              default_config_files=args.config_file or [])
     except (cfg.ConfigFilesNotFoundError, cfg.ConfigFileParseError) as exc:
         raise UsageError(str(exc)) from None
+    except UnicodeDecodeError:
+        raise UsageError('--config-file %s: not UTF-8 text; an oslo.config '
+                         'INI file' % ' '.join(args.config_file)) from None
     if args.store_path:
         conf.set_override('path', args.store_path, group='file_store')
     return conf
@@ -143,12 +148,14 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
     if args.command == 'publish':
         for path in args.reports:
             try:
-                with open(path, encoding='utf-8') as handle:
-                    report = report_mod.HostReport.from_json(handle.read(),
-                                                             source=path)
+                with open(path, 'rb') as handle:
+                    # Bytes: JSON's own decoding; a binary or latin-1 file
+                    # is then "not valid JSON" naming the file.
+                    text = handle.read(limits.MAX_REPORT_BYTES + 1)
             except OSError as exc:
                 raise UsageError('cannot read %s: %s' % (
                     path, exc.strerror)) from None
+            report = report_mod.HostReport.from_json(text, source=path)
             generation = engine.store.publish(report)
             out.write('%s: generation %d\n' % (report.host, generation))
         return EXIT_OK
@@ -221,6 +228,7 @@ def _claim(engine: engine_mod.Engine, request: engine_mod.Request,
     raise last
 
 
+@common.console(PROG)
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
          err: TextIO | None = None) -> int:
     out = out or sys.stdout

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import xml.etree.ElementTree as ET  # noqa: S405 - libvirt's own XML
+import xml.etree.ElementTree as ET  # noqa: S405 - types and tostring only
 from typing import Any
 
+import defusedxml  # type: ignore[import-untyped,unused-ignore]
+from defusedxml import ElementTree as SafeET  # type: ignore[import-untyped,unused-ignore]
 from oslo_log import log as logging
 
 from passthrough_plugin import exception
 from passthrough_plugin.lifecycle import ledger as ledger_mod
 from passthrough_plugin.lifecycle import records
 from passthrough_plugin.pci import address as address_mod
+from passthrough_plugin.pci import limits
 
 LOG = logging.getLogger(__name__)
 
@@ -75,24 +78,42 @@ def _pci(element: ET.Element | None, where: str) -> str | None:
             '%04x:%02x:%02x.%x' % tuple(parts), where))
     except (ValueError, exception.InvalidPciAddress):
         raise exception.DomainXmlError(
-            source=where, reason='bad PCI address %s' % ET.tostring(
-                element, encoding='unicode').strip()) from None
+            source=where, reason='bad PCI address %s' % limits.excerpt(
+                ET.tostring(element, encoding='unicode').strip(), 200)
+        ) from None
 
 
-def parse_domain_xml(text: str, source: str = 'domain XML') -> Domain:
+def parse_domain_xml(text: str | bytes,
+                     source: str = 'domain XML') -> Domain:
     """The PCI devices of a libvirt domain, host side and guest side.
+
+    The parser is defusedxml's: no entity expansion, no external entities
+    or DTDs; inputs beyond ``limits.MAX_DOMAIN_XML_BYTES`` are refused.
 
     :raises: DomainXmlError naming ``source``.
     """
+    if len(text) > limits.MAX_DOMAIN_XML_BYTES:
+        raise exception.DomainXmlError(
+            source=source, reason='%d bytes; a domain XML may have at most '
+            '%d' % (len(text), limits.MAX_DOMAIN_XML_BYTES))
     try:
-        root = ET.fromstring(text)  # noqa: S314 - trusted libvirt output
+        root = SafeET.fromstring(text, forbid_dtd=True)
     except ET.ParseError as exc:
-        raise exception.DomainXmlError(source=source,
-                                       reason=str(exc)) from None
+        raise exception.DomainXmlError(
+            source=source, reason='not well-formed XML: %s'
+            % str(exc)[:200]) from None
+    except defusedxml.DefusedXmlException as exc:
+        raise exception.DomainXmlError(
+            source=source, reason='refused: %s (DTDs and entities are not '
+            'allowed in a domain XML)' % type(exc).__name__) from None
+    except (ValueError, RecursionError) as exc:
+        raise exception.DomainXmlError(
+            source=source, reason='unreadable XML: %s'
+            % str(exc)[:200]) from None
     if root.tag != 'domain':
         raise exception.DomainXmlError(
             source=source, reason='the root element is <%s>, not <domain>'
-            % root.tag)
+            % limits.excerpt(root.tag)[1:-1])
     devices: list[DomainDevice] = []
     for hostdev in root.iterfind('./devices/hostdev'):
         if hostdev.get('mode', 'subsystem') != 'subsystem' \
@@ -118,11 +139,16 @@ def parse_domain_xml(text: str, source: str = 'domain XML') -> Domain:
 def read_domain_file(path: str) -> Domain:
     """:raises: DomainXmlError (missing, unreadable or not a domain)."""
     try:
-        with open(path, encoding='utf-8') as handle:
-            text = handle.read()
+        with open(path, 'rb') as handle:
+            # The XML declaration names the encoding; the parser decodes.
+            text = handle.read(limits.MAX_DOMAIN_XML_BYTES + 1)
     except OSError as exc:
         raise exception.DomainXmlError(
             source=path, reason=exc.strerror or str(exc)) from None
+    if len(text) > limits.MAX_DOMAIN_XML_BYTES:
+        raise exception.DomainXmlError(
+            source=path, reason='more than %d bytes; a domain XML may have '
+            'at most that' % limits.MAX_DOMAIN_XML_BYTES)
     return parse_domain_xml(text, path)
 
 
