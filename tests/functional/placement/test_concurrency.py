@@ -1,87 +1,129 @@
-"""8 scheduler processes against one real Placement: zero overcommit.
+"""8 scheduler processes against one real Placement, checked from its data.
 
-The default run sends 8 x 60 requests (about 30 s here: Placement on
-SQLite with one gunicorn thread serialises every call). Set
-PASSTHROUGH_PLACEMENT_FULL=1 for the full 8 x 500 of the acceptance
-criteria (about 4 minutes on 2 cores); ``tox -e bench -- placement``
-runs that size too and prints claims per second.
+Placement's allocations are sampled while the schedulers write and
+checked by :mod:`passthrough_plugin.bench.placement_oracle`: no provider
+gives more devices than the report has, a PF given whole is nobody
+else's, anti-affinity holds for every request that asked for it, every
+holder is a consumer a scheduler asked for. Every wait is on an event
+the workers print (ready, paused, an error seen) with a bounded timeout.
+
+The default run sends 8 x 60 requests; PASSTHROUGH_PLACEMENT_FULL=1 (CI)
+sends the full 8 x 500 of the acceptance criteria.
 """
 
 from __future__ import annotations
 
 import os
-import threading
-import time
-from typing import Any
 
 from passthrough_plugin.bench import placement as bench
+from passthrough_plugin.bench import placement_oracle as oracle
 from tests.functional.placement import base
 
 REQUESTS = 500 if os.environ.get('PASSTHROUGH_PLACEMENT_FULL') else 60
+# Bounds of the waits (a loaded 2-core machine does about 10 claims/s).
+START_TIMEOUT = 180
+RUN_TIMEOUT = 1200
 
 
 class ConcurrentSchedulersTest(base.PlacementTestCase):
 
-    def test_no_overcommit_with_8_processes(self) -> None:
-        reports = bench.hosts(count=4, pfs=2, vfs=4)
-        for report in reports:
+    def setUp(self) -> None:
+        super().setUp()
+        self.reports = bench.hosts(count=4, pfs=2, vfs=4)
+        for report in self.reports:
             self.store.publish(report)
-        began = time.monotonic()
-        result = bench.contend(self.server.url, 8, REQUESTS)
-        elapsed = time.monotonic() - began
+        self.names = oracle.providers(self.client)
+        self.assertEqual(8, len(self.names))  # 4 hosts x 2 PFs
+
+    def run_of(self, requests: int, **kwargs: object) -> bench.Run:
+        run = bench.Run(self.server.url, 8, requests, **kwargs)  # type: ignore[arg-type]
+        self.addCleanup(run.close)
+        return run
+
+    def sampler(self, run: bench.Run) -> oracle.Sampler:
+        sampler = oracle.Sampler(self.client, self.names, self.reports, run,
+                                 every=16)
+        self.addCleanup(sampler.stop)
+        return sampler
+
+    def stable_check(self, sampler: oracle.Sampler) -> oracle.Snapshot:
+        snap = oracle.snapshot(self.client, self.names, usages=True)
+        self.assertEqual([], sampler.check(snap, stable=True))
+        return snap
+
+    def final_checks(self, run: bench.Run, sampler: oracle.Sampler,
+                     result: dict[str, object]) -> None:
+        sampler.stop()
+        self.assertEqual([], sampler.violations)
+        final = self.stable_check(sampler)
+        self.assertEqual([], bench.held_mismatches(result, final))
+        # Anti-affinity was asked for (15% of the requests) and granted,
+        # so the oracle's check of it had something to check.
+        wants = run.wants()
+        self.assertTrue(any(wants[c].anti_affinity
+                            for c in run.progress.granted),
+                        'no request with anti-affinity was granted')
+
+    def test_no_overcommit_with_8_processes(self) -> None:
+        run = self.run_of(REQUESTS, pause_after=REQUESTS // 2)
+        sampler = self.sampler(run)
+        run.start(START_TIMEOUT)
+        sampler.start()
+        # Halfway every scheduler waits: Placement holds still, so the
+        # usages must equal the allocations and every claim be whole.
+        run.wait(lambda p: p.count('paused') == 8, RUN_TIMEOUT,
+                 'all 8 schedulers paused after %d requests each'
+                 % (REQUESTS // 2))
+        sampler.wait_samples(1, START_TIMEOUT)  # one while they ran
+        self.assertGreater(len(self.stable_check(sampler).holdings), 0)
+        run.resume()
+        result = run.finish(RUN_TIMEOUT)
         self.assertEqual([0] * 8, result['codes'])
         self.assertEqual(0, result['errors'], result['problems'])
         self.assertEqual(8 * REQUESTS, result['granted'] + result['refused'])
         self.assertGreater(result['granted'], 0)
         self.assertGreater(result['refused'], 0)  # the VFs are scarce
-        checked = bench.check(self.client, reports)
-        self.assertEqual([], checked['violations'])
-        # What the schedulers think they hold is what Placement holds.
-        held = {consumer for consumer, _host, _lines in result['held']}
-        self.assertEqual(held, set(checked['holders']))
-        names = {rp.uuid: rp.name for rp in self.client.list_providers()}
-        for consumer, host, lines in result['held']:
-            got = sorted(
-                '%s %s x%d' % (names[uuid].split(':passthrough:')[1], rc, n)
-                for uuid, res in checked['holders'][consumer].items()
-                for rc, n in res.items())
-            self.assertEqual(sorted(lines), got)
-            self.assertTrue(all(names[u].startswith(host + ':passthrough:')
-                                for u in checked['holders'][consumer]))
+        self.final_checks(run, sampler, result)
         print('\n8 processes x %d requests: %d granted, %d refused, %d '
-              'released; %.1f claims/s over %.1f s (%.1f s with start-up)'
-              % (REQUESTS, result['granted'], result['refused'],
-                 result['released'], 8 * REQUESTS / result['wall'],
-                 result['wall'], elapsed))
+              'released; %.1f claims/s over %.1f s; %d samples of '
+              'Placement checked during the run' % (
+                  REQUESTS, result['granted'], result['refused'],
+                  result['released'], 8 * REQUESTS / result['wall'],
+                  result['wall'], sampler.samples))
 
     def test_placement_stopped_mid_run(self) -> None:
-        """Killed while 8 schedulers run, back 3 s later: the schedulers
-        count clear errors naming the URL, go on, and nothing is
-        overcommitted."""
-        reports = bench.hosts(count=4, pfs=2, vfs=4)
-        for report in reports:
-            self.store.publish(report)
-        result: dict[str, Any] = {}
-        runner = threading.Thread(target=lambda: result.update(
-            bench.contend(self.server.url, 8, 60)))
-        runner.start()
-        # The processes start after 3 s and need 12 s at the very least
-        # (40 claims/s, the best seen here): stop well inside the run.
-        time.sleep(7)
+        """Killed once every scheduler made 20 requests, started again
+        once every scheduler saw it gone: the schedulers count clear
+        errors naming the URL, go on, nothing held is lost and nothing
+        is overcommitted."""
+        run = self.run_of(60, pause_after=20, stall_on_error=True)
+        sampler = self.sampler(run)
+        run.start(START_TIMEOUT)
+        sampler.start()
+        run.wait(lambda p: p.count('paused') == 8, RUN_TIMEOUT,
+                 'all 8 schedulers paused after 20 requests each')
+        sampler.wait_samples(1, START_TIMEOUT)
+        granted_before = run.progress.count('granted')
+        self.assertGreater(granted_before, 0)
+        before = self.stable_check(sampler)
         self.server.stop()
-        time.sleep(3)
+        run.resume()
+        run.wait(lambda p: p.count('stalled') == 8, RUN_TIMEOUT,
+                 'an error from every scheduler while Placement is down')
         self.server.start()
-        runner.join(600)
-        self.assertFalse(runner.is_alive())
+        # Nothing held before the outage is lost after it.
+        after = self.stable_check(sampler)
+        self.assertEqual(before.holdings, after.holdings)
+        run.resume()
+        result = run.finish(RUN_TIMEOUT)
         self.assertEqual([0] * 8, result['codes'])  # no crash
-        self.assertGreater(result['errors'], 0)
+        self.assertEqual(8, result['errors'], result['problems'])
         self.assertEqual(8 * 60, result['granted'] + result['refused']
                          + result['errors'])
         self.assertTrue(all(self.server.url in p
                             for p in result['problems']),
                         result['problems'])
-        checked = bench.check(self.client, reports)
-        self.assertEqual([], checked['violations'])
+        self.final_checks(run, sampler, result)
         # After the outage claims work again.
         engine = self.engine()
         engine.refresh()
