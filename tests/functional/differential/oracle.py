@@ -120,6 +120,33 @@ class Nova:
         tracker._initial_instance_usage()
         return tracker
 
+    def _fork(self, tracker: Any) -> Any:
+        """A copy of a tracker: its devices, pools and usage.
+
+        nova's objects copy their fields only, so the copy's PF/VF links
+        are rebuilt by nova's own _build_device_tree.
+        """
+        trial = copy.copy(tracker)
+        (trial.pci_devs, trial.stats, trial.claims,
+         trial.allocations) = copy.deepcopy(
+            (tracker.pci_devs, tracker.stats, tracker.claims,
+             tracker.allocations))
+        trial._build_device_tree(trial.pci_devs)
+        return trial
+
+    def _reload(self, devs: Any) -> list[Any]:
+        """The devices as the database gives them back, by nova's loader."""
+        out = []
+        for number, dev in enumerate(devs):
+            row = {key: getattr(dev, key) if dev.obj_attr_is_set(key)
+                   else None for key in dev.fields}
+            row['id'] = number + 1
+            row['uuid'] = '00000000-0000-0000-0000-%012d' % (number + 1)
+            row['extra_info'] = json.dumps(dev.extra_info)
+            out.append(self.objects.PciDevice._from_db_object(
+                self.ctx, self.objects.PciDevice(), row))
+        return out
+
     @staticmethod
     def _pools(stats: Any) -> list[list[str]]:
         return [[d.address for d in pool['devices']] for pool in stats.pools]
@@ -152,7 +179,7 @@ class Nova:
                         self.exception.PciDeviceVFInvalidStatus):
                     continue
                 started.setdefault(uuid, []).append(address)
-        tracker = self._tracker(wl, numa, list(first.pci_devs))
+        tracker = self._tracker(wl, numa, self._reload(first.pci_devs))
         steps = []
         for op in case['ops']:
             if 'release' in op:
@@ -169,18 +196,26 @@ class Nova:
                 numa, stats=tracker.stats.to_device_pools_obj(),
                 dev_filter=wl)
             support = view.support_requests(reqs, None, cells)
-            try:
-                copy.deepcopy(tracker.stats).consume_requests(reqs, cells)
-                fits = True
-            except self.exception.PciDeviceRequestFailed:
-                fits = False
+            # A failed claim leaves dependants out of nova's pools (nova
+            # expects the scheduler to have prevented it): claim on a
+            # copy, keep it only when the claim succeeds.
+            trial = self._fork(tracker)
             got = None
-            if fits:
-                devs = tracker.claim_instance(
+            try:
+                if not trial.pci_devs:
+                    # nova-compute skips the claim on a host that tracks
+                    # no device; the scheduler's answer is the check there.
+                    raise self.exception.PciDeviceRequestFailed(
+                        requests=reqs)
+                devs = trial.claim_instance(
                     self.ctx, objects.InstancePCIRequests(
                         requests=reqs, instance_uuid=claim['uuid']),
                     None if cells is None else
                     objects.InstanceNUMATopology(cells=cells))
+            except self.exception.PciDeviceRequestFailed:
+                pass
+            else:
+                tracker = trial
                 got = [[d.address for d in devs
                         if d.request_id == r.request_id] for r in reqs]
             steps.append({'support': support, 'claim': got,
