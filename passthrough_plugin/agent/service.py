@@ -11,7 +11,6 @@ from oslo_log import log as logging
 
 from passthrough_plugin import exception
 from passthrough_plugin.agent import binding
-from passthrough_plugin.agent import discovery
 from passthrough_plugin.agent import hotplug_pool
 from passthrough_plugin.agent import hotplug_watch
 from passthrough_plugin.agent import journal as journal_mod

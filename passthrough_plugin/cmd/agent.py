@@ -16,12 +16,15 @@ from passthrough_plugin import exception
 from passthrough_plugin.agent import discovery
 from passthrough_plugin.agent import doctor
 from passthrough_plugin.agent import hostdev
+from passthrough_plugin.agent import hotplug_pool
 from passthrough_plugin.agent import service
 from passthrough_plugin.agent import sriov
 from passthrough_plugin.agent import sysfs as sysfs_mod
+from passthrough_plugin.cmd import agent_hotplug
 from passthrough_plugin.cmd import common
 from passthrough_plugin.cmd import ledger_map
 from passthrough_plugin.conf import agent as agent_conf
+from passthrough_plugin.conf import hotplug as hotplug_conf
 from passthrough_plugin.conf import lifecycle as lifecycle_conf
 from passthrough_plugin.conf import pci as pci_conf
 from passthrough_plugin.conf import store as store_conf
@@ -115,6 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help='one scan and publish, then exit')
     # ``map`` (the ledger's answer) brings its own --format.
     ledger_map.add_map_parser(sub, parents=[common])
+    # Live hotplug: attach, detach (agent_hotplug).
+    agent_hotplug.add_parsers(sub, parents=[common, printing])
     return parser
 
 
@@ -211,6 +216,8 @@ def cmd_bind(agent: service.Agent, args: argparse.Namespace) -> int:
 
 def cmd_doctor(agent: service.Agent, args: argparse.Namespace) -> int:
     checks = doctor.run(agent.fs, agent.state_path)
+    checks.append(hotplug_pool.check_overlap(agent.fs, agent.specs,
+                                             agent.hotplug_specs))
     emit(args, {'checks': [c.to_dict() for c in checks],
                 'ok': not doctor.failed(checks)},
          table([(c.status.upper(), c.name, c.detail, c.hint or None)
@@ -250,6 +257,7 @@ COMMANDS: dict[str, Callable[[service.Agent, argparse.Namespace], int]] = {
     'bind': cmd_bind, 'unbind': cmd_bind, 'doctor': cmd_doctor,
     'hostdev-xml': cmd_hostdev, 'report': cmd_report, 'run': cmd_run,
     'map': lambda agent, args: ledger_map.run_map(args, agent.conf),
+    'attach': agent_hotplug.cmd_attach, 'detach': agent_hotplug.cmd_detach,
 }
 
 
@@ -258,6 +266,7 @@ def _setup(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
     store_conf.register_opts(conf)
     agent_conf.register_opts(conf)
     lifecycle_conf.register_opts(conf)
+    hotplug_conf.register_opts(conf)
     logging.register_options(conf)
     # stdout carries the command's output (JSON too): logs go to stderr.
     conf.set_default('use_stderr', True)

@@ -1,0 +1,108 @@
+"""``passthrough-agent attach`` and ``detach``: live PCI hotplug commands."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from passthrough_plugin import exception
+from passthrough_plugin.agent import libvirt_guest
+from passthrough_plugin.agent import live_hotplug
+from passthrough_plugin.agent import service
+from passthrough_plugin.lifecycle import ledger as ledger_mod
+from passthrough_plugin.pci import address as addr
+from passthrough_plugin.pci import alias as alias_mod
+from passthrough_plugin.pci import request as request_mod
+
+# How the commands reach libvirt: ``libvirt.open(uri)``. A test points it
+# at another implementation of libvirt's API (nova's fakelibvirt).
+CONNECT: libvirt_guest.Connect = libvirt_guest.default_connect
+
+
+def _address(field: str) -> Any:
+    def parse(value: str) -> str:
+        try:
+            return addr.normalize(value, field)
+        except exception.InvalidPciAddress as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+    return parse
+
+
+def add_parsers(subparsers: Any,
+                parents: Sequence[argparse.ArgumentParser]) -> None:
+    """Add ``attach`` and ``detach`` to the agent's sub-commands."""
+    p = subparsers.add_parser(
+        'attach', parents=list(parents),
+        help='hot-plug hotplug-pool devices into a running instance',
+        description='Make the instance hold COUNT hot-plugged devices of '
+        'the alias, taken from [hotplug] device_spec: claim, bind their '
+        'IOMMU groups to vfio-pci, attach live and persistently through '
+        'libvirt, record the ledger interval. A failing step undoes the '
+        'ones before it; re-running is harmless.')
+    p.add_argument('--instance', required=True, metavar='UUID')
+    p.add_argument('--alias', required=True, metavar='NAME[:COUNT]',
+                   help='a [pci] alias; COUNT (default 1) is how many the '
+                   'instance should hold in all')
+    p.add_argument('--guest-address', action='append', default=[],
+                   metavar='ADDR', type=_address('--guest-address'),
+                   help='where the device appears in the guest; repeat '
+                   'for each device')
+    p.add_argument('--project', default=None,
+                   help='the owning project, when the ledger does not know '
+                   'the instance and its domain carries no nova metadata')
+    p = subparsers.add_parser(
+        'detach', parents=list(parents),
+        help='hot-unplug devices from an instance',
+        description='Detach hot-plugged devices (all of the instance\'s, '
+        'those of --alias, or the --address ones): detach in libvirt and '
+        'wait for the guest to release them, restore their drivers, '
+        'release the claims, close the ledger intervals. Re-running '
+        'finishes an interrupted detach.')
+    p.add_argument('--instance', required=True, metavar='UUID')
+    p.add_argument('--alias', default=None, metavar='NAME')
+    p.add_argument('--address', action='append', default=[],
+                   metavar='ADDR', type=_address('--address'),
+                   help='a host PCI address; repeat for more')
+
+
+def _hotplugger(agent: service.Agent) -> live_hotplug.LiveHotplug:
+    conf = agent.conf
+    aliases = alias_mod.parse_aliases(conf.pci.alias)
+    ledger = ledger_mod.Ledger.from_conf(conf)
+    return live_hotplug.LiveHotplug(
+        agent, ledger, aliases, CONNECT(conf.lifecycle.libvirt_uri),
+        timeout=conf.hotplug.detach_timeout)
+
+
+def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    if getattr(args, 'format', 'table') == 'json':
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        print(text)
+
+
+def cmd_attach(agent: service.Agent, args: argparse.Namespace) -> int:
+    (name, count), = request_mod.parse_counts(
+        '--alias', args.alias if ':' in args.alias else args.alias + ':1')
+    held = _hotplugger(agent).attach(args.instance, name, count,
+                                     args.guest_address, args.project)
+    rows = [{'address': h['address'], 'guest_address': h['guest_address'],
+             'alias': h['alias'], 'iommu_group': h['group']} for h in held]
+    _emit(args, {'instance': args.instance, 'devices': rows}, '\n'.join(
+        ['instance %s holds %d hot-plugged %s device(s):'
+         % (args.instance, len(rows), name)] +
+        ['  %s -> guest %s (IOMMU group: %s)' % (
+            r['address'], r['guest_address'] or '-',
+            ' '.join(r['iommu_group'])) for r in rows]))
+    return 0
+
+
+def cmd_detach(agent: service.Agent, args: argparse.Namespace) -> int:
+    done = _hotplugger(agent).detach(args.instance, args.address,
+                                     args.alias)
+    _emit(args, {'instance': args.instance, 'detached': done},
+          'detached from %s: %s' % (args.instance, ', '.join(done))
+          if done else 'nothing to detach from %s' % args.instance)
+    return 0
