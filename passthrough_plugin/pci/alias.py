@@ -31,7 +31,8 @@ SCHEMA: dict[str, Any] = {
         'vendor_id': _ID,
         'device_type': {'type': 'string', 'enum': list(DEVICE_TYPES)},
         'numa_policy': {'type': 'string', 'enum': list(NUMA_POLICIES)},
-        'resource_class': {'type': 'string', 'minLength': 1},
+        'resource_class': {'type': 'string', 'minLength': 1,
+                           'maxLength': names.MAX_NAME},
         'traits': {'type': 'string'},
         'live_migratable': {'type': 'string'},
     },
@@ -130,6 +131,7 @@ def parse_aliases(values: list[str],
     :raises: InvalidAlias naming the value, the field and what is valid.
     """
     grouped: dict[str, tuple[str, str | None, list[AliasSpec], str]] = {}
+    classes: list[tuple[str, str]] = []
     for item, entry in jsonopt.entries(values, option,
                                        exception.InvalidAlias):
         error = next(iter(sorted(_VALIDATOR.iter_errors(entry),
@@ -137,6 +139,12 @@ def parse_aliases(values: list[str],
         if error is not None:
             raise exception.InvalidAlias(item=item,
                                          reason=_describe(error))
+        if entry.get('resource_class'):
+            classes.append((item, entry['resource_class']))
+            problem = names.class_problem(classes)
+            if problem is not None:
+                raise exception.InvalidAlias(item=problem[0],
+                                             reason=problem[1])
         name = entry['name'].strip()
         if not name:
             raise exception.InvalidAlias(

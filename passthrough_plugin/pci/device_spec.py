@@ -198,10 +198,18 @@ class DeviceSpecList:
 
         :raises: InvalidDeviceSpec naming the value, the field and why.
         """
-        return cls([DeviceSpec(entry, item, nova_compatible)
-                    for item, entry in
-                    jsonopt.entries(values, option,
-                                    exception.InvalidDeviceSpec)])
+        specs = [DeviceSpec(entry, item, nova_compatible)
+                 for item, entry in
+                 jsonopt.entries(values, option,
+                                 exception.InvalidDeviceSpec)]
+        # Placement's rules: no name that normalises to nothing or to
+        # another's class.
+        problem = names.class_problem(
+            (s.item, s.resource_class) for s in specs if s.resource_class)
+        if problem is not None:
+            raise exception.InvalidDeviceSpec(item=problem[0],
+                                              reason=problem[1])
+        return cls(specs)
 
     def match(self, address: addr.PciAddress, vendor_id: int,
               product_id: int, parent: addr.PciAddress | None = None,

