@@ -8,24 +8,39 @@ from typing import Any
 from oslo_log import log as logging
 
 from passthrough_plugin import exception
+from passthrough_plugin.pci import explain
+from passthrough_plugin.scheduler import candidates
+from passthrough_plugin.scheduler import engine as engine_mod
 from passthrough_plugin.scheduler import nova_adapter
 from passthrough_plugin.scheduler import plugin
+from passthrough_plugin.scheduler import summary as summary_mod
 
 LOG = logging.getLogger(__name__)
+PLACEMENT = 'placement'
+CLASSIC = 'classic'
+ANTI_AFFINITY_NEEDS = (
+    '%s: passthrough:vf_anti_affinity needs [filter_scheduler] '
+    'pci_in_placement = True (and [pci] report_in_placement = True on the '
+    'computes): without it nova-compute picks the VFs on its own and the '
+    'plugin cannot keep them on distinct PFs')
 
 
 class PciPoolFilter(plugin.PluginBase):
     """Passes the hosts whose devices fit the request, IOMMU groups and all.
 
-    Inside nova-scheduler it is a nova BaseHostFilter (see
-    :func:`passthrough_plugin.scheduler.filters.all_filters`) and reads
-    nova's CONF; standalone it takes a ConfigOpts and accepts host names and
-    engine Requests.
+    Inside nova-scheduler it is a nova BaseHostFilter and candidate filter
+    (see :func:`passthrough_plugin.scheduler.filters.all_filters`) and
+    reads nova's CONF. With PCI in Placement it keeps only the allocation
+    candidates that obey the plugin's rules and puts the best first: nova
+    claims that one and nova-compute assigns its devices. Standalone it
+    takes a ConfigOpts and accepts host names and engine Requests.
     """
 
     # On a rebuild the instance stays where it is with the devices it has:
     # there is nothing to fit (nova then skips the filter, as for its own).
     RUN_ON_REBUILD = False
+    # The mode this filter said it runs in (said once, when first asked).
+    _logged_mode: str | None = None
 
     def run_filter_for_index(self, index: int) -> bool:
         return True
@@ -43,8 +58,9 @@ class PciPoolFilter(plugin.PluginBase):
     def host_passes(self, host_state: Any, spec_obj: Any) -> bool:
         """Never raises: a bad request or store fails the host, logged."""
         host = nova_adapter.host_name(host_state)
-        if not self.RUN_ON_REBUILD and nova_adapter.is_request_spec(
-                spec_obj) and spec_obj is not self._last_spec and \
+        in_nova = nova_adapter.is_request_spec(spec_obj)
+        if not self.RUN_ON_REBUILD and in_nova and \
+                spec_obj is not self._last_spec and \
                 nova_adapter.is_rebuild(spec_obj):
             return True  # before any store access: nothing to fit
         try:
@@ -53,7 +69,89 @@ class PciPoolFilter(plugin.PluginBase):
             return False  # logged once per request by request_for
         if request.rebuild and not self.RUN_ON_REBUILD:
             return True
-        decision = self.engine.decide(host, request)
+        if in_nova:
+            decision = self._decide_in_nova(host, host_state, spec_obj,
+                                            request)
+            self.shared.put(nova_adapter.decision_key(spec_obj), host,
+                            decision)
+        else:
+            decision = self.engine.decide(host, request)
         if not decision.ok:
             LOG.info('%s rejected: %s', host, decision.detail_for(host))
         return decision.ok
+
+    def _mode(self) -> str:
+        in_placement = nova_adapter.pci_in_placement(self.engine.conf)
+        mode = PLACEMENT if in_placement else CLASSIC
+        if mode != self._logged_mode:
+            self._logged_mode = mode
+            if mode == PLACEMENT:
+                LOG.info(
+                    'PciPoolFilter runs with PCI in Placement: it keeps only '
+                    'the allocation candidates that obey IOMMU viability, '
+                    'passthrough:vf_anti_affinity, PF/VF dependency, the NUMA '
+                    'policy and passthrough:hotplug_headroom, best first by '
+                    'weigh_strategy, so nova-compute assigns the devices the '
+                    'plugin chose. Devices nova keeps out of Placement '
+                    '(physical_network-tagged, for neutron ports) are '
+                    'decided per host only.')
+            else:
+                LOG.warning(
+                    'PciPoolFilter runs in classic mode ([filter_scheduler] '
+                    'pci_in_placement = False): it decides hosts only; '
+                    'nova-compute picks the devices on its own, so IOMMU '
+                    'viability holds only for hosts whose every matching '
+                    'device is assignable, pack/spread rank hosts but not '
+                    'devices, and passthrough:vf_anti_affinity requests '
+                    'are refused. Set [pci] report_in_placement and '
+                    '[filter_scheduler] pci_in_placement to True to have '
+                    'the plugin choose the devices.')
+        return mode
+
+    def _decide_in_nova(self, host: str, host_state: Any, spec_obj: Any,
+                        request: engine_mod.Request
+                        ) -> summary_mod.Decision:
+        engine = self.engine
+        if not request.wants_devices:
+            return engine.decide(host, request)
+        if self._mode() == CLASSIC:
+            if request.requests.vf_anti_affinity:
+                return summary_mod.Decision(
+                    False, explain.ANTI_AFFINITY, ANTI_AFFINITY_NEEDS % host,
+                    host)
+            return engine.decide(host, request)
+        groups = nova_adapter.device_groups(spec_obj, request.requests)
+        mappings = nova_adapter.candidate_mappings(host_state)
+        if not groups or not mappings or not any(
+                g in mappings[0] for g, _r in groups):
+            # No PCI request groups (e.g. only neutron-port devices) or no
+            # candidates to choose from: the host-level decision.
+            return engine.decide(host, request)
+        view = self._view(host, host_state)
+        if view is None:
+            # No usable report: the engine's answer (missing_report).
+            return engine.decide(host, request)
+        extras = [r for r in request.requests.requests
+                  if r.source != 'flavor'] + list(request.requests.headroom)
+        choice = candidates.choose(
+            view, groups, mappings,
+            engine.conf.passthrough_scheduler.weigh_strategy, extras,
+            request.numa_cell_count)
+        if choice.ok:
+            found = host_state.allocation_candidates
+            host_state.allocation_candidates = [found[i]
+                                                for i in choice.order]
+            LOG.debug('%s: %d of %d allocation candidates obey the rules',
+                      host, len(choice.order), choice.total)
+        return candidates.decision(view, choice)
+
+    def _view(self, host: str, host_state: Any
+              ) -> candidates.HostView | None:
+        found = self.engine.summary(host)
+        if found is None or found.summary is None:
+            return None
+        pools = self.shared.host_pools(self.engine, host, found.generation)
+        if pools is None:
+            return None
+        return candidates.HostView(host, pools,
+                                   nova_adapter.providers(host_state))

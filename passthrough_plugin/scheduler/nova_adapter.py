@@ -5,10 +5,14 @@ from __future__ import annotations
 import functools
 from typing import Any
 
+from collections.abc import Mapping, Sequence
+
 from oslo_config import cfg
 
 from passthrough_plugin.conf import scheduler as scheduler_conf
 from passthrough_plugin.conf import store as store_conf
+from passthrough_plugin.pci import request as request_mod
+from passthrough_plugin.scheduler import candidates
 
 
 @functools.cache
@@ -79,6 +83,79 @@ def is_rebuild(spec: Any) -> bool:
     return bool(hints.get('_nova_check_type') == ['rebuild'])
 
 
+def pci_in_placement(conf: cfg.ConfigOpts) -> bool | None:
+    """nova's ``[filter_scheduler] pci_in_placement`` (None: not nova's
+    CONF, the standalone scheduler)."""
+    try:
+        return bool(conf.filter_scheduler.pci_in_placement)
+    except (cfg.NoSuchOptError, cfg.NoSuchGroupError, AttributeError):
+        return None
+
+
+def decision_key(spec: Any) -> tuple[object, ...]:
+    """One scheduling pass of one instance: what the filter decided for
+    a host, the weigher reads back under this key."""
+    return (id(spec), instance_uuid(spec))
+
+
+def providers(host_state: Any) -> dict[str, candidates.Provider]:
+    """nova's PCI providers of a host, from the pools on its pci_stats.
+
+    Each pool of a provider carries ``rp_uuid`` and ``address`` (the
+    device's, or the PF's for VFs); ``count`` is what nova counts free
+    after the claims of this scheduling pass.
+    """
+    stats = getattr(host_state, 'pci_stats', None)
+    found: dict[str, candidates.Provider] = {}
+    for pool in getattr(stats, 'pools', None) or ():
+        rp = pool.get('rp_uuid')
+        if not rp:
+            continue  # not in Placement (e.g. physical_network devices)
+        count = int(pool.get('count', 0))
+        provider = found.get(rp)
+        if provider is not None:
+            provider.free += count
+            continue
+        found[rp] = candidates.Provider(
+            str(rp), str(pool.get('address', '')).lower(),
+            str(pool.get('dev_type', '')), count, pool.get('numa_node'))
+    return found
+
+
+def candidate_mappings(host_state: Any
+                       ) -> list[Mapping[str, Sequence[str]]]:
+    """The request group -> providers mapping of each allocation
+    candidate nova still holds for the host."""
+    return [c.get('mappings') or {} for c in
+            getattr(host_state, 'allocation_candidates', None) or ()]
+
+
+def device_groups(spec: Any, requests: request_mod.RequestSet
+                  ) -> list[candidates.Group] | None:
+    """Each requested device's request group id (``{request_id}-{i}``, as
+    nova names them with PCI in Placement) with the plugin's request it
+    belongs to; None when a flavor request has no such groups."""
+    pci_requests = _field(spec, 'pci_requests')
+    nova_requests = list(getattr(pci_requests, 'requests', None) or ())
+    groups: list[candidates.Group] = []
+    used: set[int] = set()
+    for ours in requests.requests:
+        if ours.source != request_mod.SOURCE_FLAVOR:
+            continue
+        match = next((n for n, r in enumerate(nova_requests)
+                      if n not in used and r.obj_attr_is_set('alias_name')
+                      and r.alias_name == ours.alias_name
+                      and r.obj_attr_is_set('request_id') and
+                      r.request_id), None)
+        if match is None:
+            return None
+        used.add(match)
+        nova_request = nova_requests[match]
+        groups.extend(('%s-%d' % (nova_request.request_id, i), ours)
+                      for i in range(nova_request.count))
+    return groups
+
+
 def request_key(spec: Any) -> tuple[object, ...]:
     """What identifies a RequestSpec's PCI ask, to parse it once."""
     return (id(spec), tuple(sorted(extra_specs(spec).items())),
@@ -99,10 +176,14 @@ def novaize(cls: type, kind: str) -> type:
     if adapted is None:
         if kind == 'filter':
             from nova.scheduler import filters as nova_filters
-            base: type = nova_filters.BaseHostFilter
+            # A candidate filter: it prunes and orders the host's
+            # allocation candidates (nova claims the first).
+            bases: tuple[type, ...] = (
+                cls, nova_filters.BaseHostFilter,
+                nova_filters.CandidateFilterMixin)
         else:
             from nova.scheduler import weights as nova_weights
-            base = nova_weights.BaseHostWeigher
-        adapted = _ADAPTED[key] = type(cls.__name__, (cls, base), {
+            bases = (cls, nova_weights.BaseHostWeigher)
+        adapted = _ADAPTED[key] = type(cls.__name__, bases, {
             '__module__': cls.__module__, '__doc__': cls.__doc__})
     return adapted

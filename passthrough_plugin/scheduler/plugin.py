@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import weakref
 from typing import Any
 
 from oslo_config import cfg
@@ -10,9 +11,67 @@ from oslo_log import log as logging
 
 from passthrough_plugin import exception
 from passthrough_plugin.scheduler import engine as engine_mod
+from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.scheduler import nova_adapter
+from passthrough_plugin.scheduler import summary as summary_mod
 
 LOG = logging.getLogger(__name__)
+# Device-level pools kept per host for judging allocation candidates.
+POOLS_CACHE_SIZE = 20000
+
+
+class Shared:
+    """What the filter and the weigher of one engine share: one decision
+    per host per scheduling pass, and the hosts' device-level pools."""
+
+    def __init__(self) -> None:
+        self.key: object = None
+        self.decisions: dict[str, summary_mod.Decision] = {}
+        self.pools: dict[str, tuple[int, pools_mod.HostPools]] = {}
+
+    def put(self, key: object, host: str,
+            decision: summary_mod.Decision) -> None:
+        if key != self.key:
+            self.key = key
+            self.decisions = {}
+        self.decisions[host] = decision
+
+    def get(self, key: object, host: str) -> summary_mod.Decision | None:
+        if key != self.key:
+            return None
+        return self.decisions.get(host)
+
+    def host_pools(self, engine: engine_mod.Engine, host: str,
+                   generation: int) -> pools_mod.HostPools | None:
+        """The host's pools at ``generation`` (read once per generation).
+
+        None when the report cannot be read (the engine's summary path
+        says why).
+        """
+        found = self.pools.get(host)
+        if found is not None and found[0] == generation:
+            return found[1]
+        try:
+            pools = pools_mod.HostPools.from_report(engine.store.get(host))
+        except exception.PassthroughException as exc:
+            LOG.warning('Report of host %s is unusable: %s', host,
+                        exc.message)
+            return None
+        if len(self.pools) >= POOLS_CACHE_SIZE:
+            self.pools.clear()
+        self.pools[host] = (generation, pools)
+        return pools
+
+
+_SHARED: weakref.WeakKeyDictionary[engine_mod.Engine, Shared] = \
+    weakref.WeakKeyDictionary()
+
+
+def shared(engine: engine_mod.Engine) -> Shared:
+    found = _SHARED.get(engine)
+    if found is None:
+        found = _SHARED[engine] = Shared()
+    return found
 
 
 class PluginBase:
@@ -34,6 +93,10 @@ class PluginBase:
                 nova_adapter.nova_conf()
             self._engine = engine_mod.for_conf(conf)
         return self._engine
+
+    @property
+    def shared(self) -> Shared:
+        return shared(self.engine)
 
     def request_for(self, spec: Any) -> engine_mod.Request:
         """Parse ``spec`` once per request (and refresh the summaries).

@@ -18,6 +18,9 @@ AGGREGATE_KEY = 'passthrough_weight_multiplier'
 class PciPoolWeigher(plugin.PluginBase):
     """Raw weights by ``[passthrough_scheduler] weigh_strategy``.
 
+    Inside nova each host is weighed on the filter's decision for the same
+    request: with PCI in Placement, on the candidate nova will claim.
+
     The handler (nova's, or the engine's) normalises them to 0..1 and
     multiplies by :meth:`weight_multiplier`.
     """
@@ -56,7 +59,17 @@ class PciPoolWeigher(plugin.PluginBase):
         engine = self.engine
         # Read once: an oslo.config lookup costs more than a weight.
         strategy = engine.conf.passthrough_scheduler.weigh_strategy
-        raw = [engine.raw_weight(h, request, None, strategy) for h in hosts]
+        # Inside nova: the filter's decision for this pass (with PCI in
+        # Placement, the figures of the candidate nova will claim); a
+        # host is never decided twice.
+        shared = self.shared if nova_adapter.is_request_spec(
+            weight_properties) else None
+        key = nova_adapter.decision_key(weight_properties) \
+            if shared is not None else None
+        raw = []
+        for host in hosts:
+            decision = shared.get(key, host) if shared is not None else None
+            raw.append(engine.raw_weight(host, request, decision, strategy))
         finite = [w for w in raw if w != float('-inf')]
         floor = min(finite) - 1.0 if finite else 0.0
         return [floor if w == float('-inf') else w for w in raw]

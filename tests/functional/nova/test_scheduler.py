@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import fixtures
@@ -40,9 +41,12 @@ PRODUCTS = {'PF': fakelibvirt.PF_PROD_ID, 'VF': fakelibvirt.VF_PROD_ID,
             'PCI': fakelibvirt.PCI_PROD_ID}
 
 
-def report_for(host: str, pci_info: Any) -> report_mod.HostReport:
-    """The HostReport an agent would publish for fakelibvirt's devices."""
-    specs = device_spec_mod.DeviceSpecList.from_config(PCI_DEVICE_SPEC)
+def report_for(host: str, pci_info: Any,
+               device_spec: Sequence[str] = tuple(PCI_DEVICE_SPEC)
+               ) -> report_mod.HostReport:
+    """The HostReport an agent would publish for fakelibvirt's devices,
+    whitelisted by ``device_spec`` (nova's syntax)."""
+    specs = device_spec_mod.DeviceSpecList.from_config(list(device_spec))
     devices = []
     for dev in pci_info.devices.values():
         address = '0000:%02x:%02x.%x' % (dev.bus, dev.slot, dev.function)
@@ -77,8 +81,6 @@ class _PluginTestBase(base.ServersTestBase):
 
     def setUp(self) -> None:
         self.reports = self.useFixture(fixtures.TempDir()).path
-        import nova.conf
-
         # What an operator writes into nova.conf; nova registers no options
         # of ours, so they are registered first, as the filter would.
         nova_adapter.nova_conf()
@@ -95,12 +97,19 @@ class _PluginTestBase(base.ServersTestBase):
         self.flags(path=self.reports, group='file_store')
         self.flags(weigh_strategy=self.STRATEGY, weight_multiplier=10.0,
                    group='passthrough_scheduler')
-        self.assertIn('PciPoolFilter',
-                      nova.conf.CONF.filter_scheduler.enabled_filters +
-                      self.ADDITIONAL_FILTERS)
         super().setUp()
+        # nova's scheduler really loaded ours, from nova.conf alone.
+        host_manager = self.scheduler.manager.host_manager
+        self.assertEqual(
+            ['PciPoolFilter'],
+            [type(f).__name__ for f in host_manager.enabled_filters
+             if type(f).__module__.startswith('passthrough_plugin')])
+        self.assertEqual(
+            ['PciPoolWeigher'],
+            [type(w).__name__ for w in host_manager.weighers
+             if type(w).__module__.startswith('passthrough_plugin')])
         self.neutron = self.useFixture(base.LibvirtNeutronFixture(self))
-        self.store = file_store.FileReportStore(nova.conf.CONF)
+        self.store = file_store.FileReportStore(nova_adapter.nova_conf())
 
     def _clear_attrs(self) -> None:
         # nova's test base wipes the test's attributes to save memory under

@@ -211,6 +211,128 @@ class PluginTest(testtools.TestCase):
         self.assertEqual({}, dict(engine.aliases))
 
 
+def pci_spec(extra_specs: dict[str, str], count: int, request_id: str,
+             uuid: str = UUID):  # type: ignore[no-untyped-def]
+    """A RequestSpec as nova builds it with PCI in Placement."""
+    from nova import objects
+
+    spec = request_spec(extra_specs, uuid)
+    spec.pci_requests = objects.InstancePCIRequests(requests=[
+        objects.InstancePCIRequest(
+            alias_name='vf', count=count, request_id=request_id,
+            spec=[{'vendor_id': '8086', 'product_id': '154c'}])])
+    return spec
+
+
+def pci_host(name: str, candidates: list[dict[str, list[str]]],
+             free: tuple[int, int] = (4, 4)) -> types.SimpleNamespace:
+    """A nova HostState: pools per PF provider and its candidates."""
+    pools = [
+        {'rp_uuid': 'rp-%s-%d' % (name, n), 'address': '0000:%02x:00.0'
+         % (0x81 + n), 'dev_type': 'type-VF', 'count': free[n],
+         'numa_node': n, 'vendor_id': '8086', 'product_id': '154c'}
+        for n in range(2)]
+    return types.SimpleNamespace(
+        host=name, nodename=name,
+        pci_stats=types.SimpleNamespace(pools=pools),
+        allocation_candidates=[
+            {'allocations': {}, 'mappings': {
+                g: ['rp-%s-%s' % (name, rp) for rp in rps]
+                for g, rps in c.items()}} for c in candidates])
+
+
+@NEEDS_NOVA
+class CandidateModeTest(testtools.TestCase):
+    """PCI in Placement: the filter prunes and orders the candidates."""
+
+    REQ = 'a7d0c8f6-4b5e-4f39-9c1d-2e8b6a4f0d11'
+
+    def setUp(self) -> None:
+        super().setUp()
+        from oslo_config import cfg
+
+        self.path = self.useFixture(fixtures.TempDir()).path
+        self.conf = fakes.config(self, self.path)
+        self.conf.register_opts([cfg.BoolOpt('pci_in_placement')],
+                                group='filter_scheduler')
+        self.conf.set_override('pci_in_placement', True, 'filter_scheduler')
+        self.store = file_store.FileReportStore(self.conf)
+        self.store.publish(fakes.sriov_host('h1'))
+        self.store.publish(fakes.sriov_host('h2'))
+        self.log = self.useFixture(fixtures.FakeLogger(level=logging.INFO))
+        self.filter = nova_adapter.novaize(
+            filter_mod.PciPoolFilter, 'filter')(self.conf)
+        self.weigher = nova_adapter.novaize(
+            weigher_mod.PciPoolWeigher, 'weigher')(self.conf)
+        self.decided: list[str] = []
+        engine = self.filter.engine
+        decide = engine.decide
+
+        def counting(host, request):  # type: ignore[no-untyped-def]
+            self.decided.append(host)
+            return decide(host, request)
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'passthrough_plugin.scheduler.engine.Engine.decide',
+            lambda _self, host, request: counting(host, request)))
+
+    def groups(self, count: int) -> list[str]:
+        return ['%s-%d' % (self.REQ, i) for i in range(count)]
+
+    def test_anti_affinity_keeps_distinct_pf_candidates(self) -> None:
+        g0, g1 = self.groups(2)
+        host = pci_host('h1', [{g0: ['0'], g1: ['0']},
+                               {g0: ['0'], g1: ['1']},
+                               {g0: ['1'], g1: ['1']}])
+        spec = pci_spec({'pci_passthrough:alias': 'vf:2',
+                         'passthrough:vf_anti_affinity': 'true'}, 2,
+                        self.REQ)
+        self.assertEqual([host], list(self.filter.filter_all([host], spec)))
+        self.assertEqual([{g0: ['rp-h1-0'], g1: ['rp-h1-1']}],
+                         [c['mappings'] for c in
+                          host.allocation_candidates])
+        # Every candidate breaks the rule: the host fails, with why.
+        bad = pci_host('h2', [{g0: ['1'], g1: ['1']}])
+        self.assertEqual([], list(self.filter.filter_all([bad], spec)))
+        self.assertIn('h2 rejected: h2: 2 x vf with '
+                      'passthrough:vf_anti_affinity: the candidate takes two '
+                      'VFs of one PF', self.log.output)
+
+    def test_pack_orders_and_the_weigher_reuses_the_decision(self) -> None:
+        (g0,) = self.groups(1)
+        # h1's first PF serves a VF already (nova counts 3 of 4 free).
+        h1 = pci_host('h1', [{g0: ['1']}, {g0: ['0']}], free=(3, 4))
+        h2 = pci_host('h2', [{g0: ['0']}, {g0: ['1']}])
+        spec = pci_spec({'pci_passthrough:alias': 'vf:1'}, 1, self.REQ)
+        passed = list(self.filter.filter_all([h1, h2], spec))
+        self.assertEqual([h1, h2], passed)
+        self.assertEqual({g0: ['rp-h1-0']},
+                         h1.allocation_candidates[0]['mappings'])
+        weights = self.weigher.weigh_objects(
+            [types.SimpleNamespace(obj=h) for h in passed], spec)
+        self.assertGreater(weights[0], weights[1])
+        # Decided once per host, from the candidates: never by the engine
+        # again for the weigher.
+        self.assertEqual([], self.decided)
+
+    def test_classic_mode_refuses_anti_affinity_and_says_why(self) -> None:
+        self.conf.set_override('pci_in_placement', False,
+                               'filter_scheduler')
+        spec = request_spec({'pci_passthrough:alias': 'vf:2',
+                             'passthrough:vf_anti_affinity': 'true'})
+        hosts = [host_state('h1'), host_state('h2')]
+        self.assertEqual([], list(self.filter.filter_all(hosts, spec)))
+        self.assertIn('h1 rejected: h1: passthrough:vf_anti_affinity needs '
+                      '[filter_scheduler] pci_in_placement = True',
+                      self.log.output)
+        # Without the key, classic mode decides hosts as before.
+        plain = request_spec({'pci_passthrough:alias': 'vf:2'})
+        passed = list(self.filter.filter_all(hosts, plain))
+        self.weigher.weigh_objects(
+            [types.SimpleNamespace(obj=h) for h in passed], plain)
+        self.assertEqual(['h1', 'h2'], self.decided)
+
+
 class StandaloneTest(testtools.TestCase):
     """Without nova: host names and engine Requests."""
 

@@ -1,0 +1,339 @@
+"""nova's allocation candidates: keep those that obey the rules, best first.
+
+With PCI in Placement every device nova asks for is its own request group
+and nova-compute assigns devices only from the providers of the candidate
+nova claims (``allocation_candidates[0]`` of the chosen host). Judging each
+candidate against the agent's facts and ordering the survivors by the weigh
+strategy makes nova's claim the plugin's choice.
+
+A provider is what nova's pools on ``host_state.pci_stats`` say it is: a
+type-PCI or type-PF device (one device, its own address) or a PF whose VFs
+it offers (the PF's address). nova-compute picks *which* VF of a PF on its
+own, so a VF provider is safe only if nova cannot see more free VFs there
+than the agent knows to be assignable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from passthrough_plugin.pci import explain
+from passthrough_plugin.pci import pools as pools_mod
+from passthrough_plugin.pci import request as request_mod
+from passthrough_plugin.scheduler import summary as summary_mod
+
+TYPE_VF = pools_mod.TYPE_VF
+REQUIRED = 'required'
+LEGACY = 'legacy'
+# The hint operators get when nova can see devices it must not assign.
+DEVICE_SPEC_HINT = ('list only assignable devices in nova\'s [pci] '
+                    'device_spec (passthrough-agent nova-device-spec)')
+
+
+class Provider:
+    """One PCI resource provider as nova's scheduler pools show it."""
+
+    __slots__ = ('rp_uuid', 'address', 'dev_type', 'free', 'numa_node')
+
+    def __init__(self, rp_uuid: str, address: str, dev_type: str,
+                 free: int, numa_node: int | None = None) -> None:
+        self.rp_uuid = rp_uuid
+        self.address = address
+        self.dev_type = dev_type
+        # Devices nova counts free there (after its own claims).
+        self.free = free
+        self.numa_node = numa_node
+
+
+class Verdict:
+    """One candidate judged: obeys every rule or why not; its figures."""
+
+    __slots__ = ('ok', 'reason', 'detail', 'broken', 'lost', 'left',
+                 'taken', 'local')
+
+    def __init__(self, ok: bool, reason: str | None = None,
+                 detail: str = '', *, broken: int = 0, lost: int = 0,
+                 left: int = 0, taken: int = 0, local: bool = False
+                 ) -> None:
+        self.ok = ok
+        self.reason = reason
+        self.detail = detail
+        # PFs whose first VF this candidate takes (whole PFs broken).
+        self.broken = broken
+        # Other free devices the candidate makes unusable (IOMMU group
+        # mates, a PF's VFs, a VF's PF).
+        self.lost = lost
+        # Free VFs left on the VF providers the candidate takes from.
+        self.left = left
+        self.taken = taken
+        self.local = local
+
+    def key(self, strategy: str) -> tuple[int, int, int]:
+        """Sort key, smaller first: pack fills PFs already serving VFs and
+        keeps whole PFs and IOMMU groups free; spread does the reverse."""
+        if strategy == 'spread':
+            return (-self.broken, self.lost, -self.left)
+        return (self.broken, self.lost, self.left)
+
+
+class HostView:
+    """What one host's candidates are judged on, worked out once."""
+
+    __slots__ = ('host', 'pools', 'providers', 'vfs_of', 'viable',
+                 'in_use', 'free_before', 'offered')
+
+    def __init__(self, host: str, pools: pools_mod.HostPools,
+                 providers: Mapping[str, Provider]) -> None:
+        self.host = host
+        self.pools = pools
+        self.providers = providers
+        state = pools.state
+        devices = pools.devices
+        self.vfs_of: dict[str, list[int]] = {}
+        for i, dev in enumerate(devices):
+            if dev.dev_type == TYPE_VF and dev.parent_address:
+                self.vfs_of.setdefault(dev.parent_address, []).append(i)
+        # Per VF provider: VFs the agent knows assignable, and VFs in use
+        # (the agent's, plus nova's claims the report has not caught up
+        # with).
+        self.viable: dict[str, int] = {}
+        self.in_use: dict[str, int] = {}
+        free = 0
+        # The devices nova offers: what a candidate can make others lose.
+        self.offered: set[int] = set()
+        for rp, provider in providers.items():
+            if provider.dev_type == TYPE_VF:
+                vfs = self.vfs_of.get(provider.address, [])
+                self.offered.update(vfs)
+                viable = sum(1 for i in vfs if state[i] is None)
+                busy = sum(1 for i in vfs if state[i] == explain.IN_USE)
+                self.viable[rp] = viable
+                self.in_use[rp] = busy + max(viable - provider.free, 0)
+                free += min(viable, provider.free)
+            else:
+                index = pools.by_address.get(provider.address)
+                if index is not None:
+                    self.offered.add(index)
+                    if state[index] is None and provider.free:
+                        free += 1
+        self.free_before = free
+
+
+Group = tuple[str, request_mod.DeviceRequest]
+
+
+def judge(view: HostView, groups: Sequence[Group],
+          mapping: Mapping[str, Sequence[str]],
+          extras: Sequence[request_mod.DeviceRequest] = (),
+          numa_cell_count: int | None = None) -> Verdict:
+    """Does the candidate with ``mapping`` (group id -> provider uuids)
+    obey every rule? ``extras`` must still fit afterwards (hot-plugged
+    devices re-requested on a move, ``passthrough:hotplug_headroom``)."""
+    pools = view.pools
+    state = pools.state
+    blocked: set[int] = set()
+    taken: set[int] = set()
+    per_rp: dict[str, int] = {}
+    by_request: dict[int, list[str]] = {}
+    nodes: dict[int, set[int | None]] = {}
+    requests: dict[int, request_mod.DeviceRequest] = {}
+    for group_id, request in groups:
+        rps = mapping.get(group_id)
+        if not rps:
+            continue
+        rp = rps[0]
+        per_rp[rp] = per_rp.get(rp, 0) + 1
+        by_request.setdefault(id(request), []).append(rp)
+        requests[id(request)] = request
+    broken = 0
+    left = 0
+    for rp, count in per_rp.items():
+        provider = view.providers.get(rp)
+        if provider is None or provider.free < count:
+            return Verdict(False, explain.INSUFFICIENT, '%s: provider %s has '
+                           '%d free device(s) in nova\'s pools, the '
+                           'candidate takes %d' % (
+                               view.host, rp, provider.free if provider
+                               else 0, count))
+        if provider.dev_type == TYPE_VF:
+            failed = _take_vfs(view, provider, count, blocked, taken)
+            if failed is not None:
+                return failed
+            if view.in_use[rp] == 0:
+                broken += 1
+            left += min(view.viable[rp], provider.free) - count
+            continue
+        i = pools.by_address.get(provider.address)
+        if i is None:
+            return Verdict(False, explain.NO_MATCH, '%s: %s %s is not in '
+                           'the agent\'s report; %s' % (
+                               view.host, provider.dev_type,
+                               provider.address, DEVICE_SPEC_HINT))
+        if state[i] is not None or i in blocked:
+            why = explain.TAKEN if i in blocked else state[i] or ''
+            return Verdict(False, _reason(why), '%s: %s %s is %s' % (
+                view.host, provider.dev_type, provider.address,
+                explain.STATE_TEXT[why]))
+        _take(pools, i, blocked)
+        taken.add(i)
+    for key, rps in by_request.items():
+        request = requests[key]
+        if request.anti_affinity:
+            vf_rps = [rp for rp in rps if view.providers[rp].dev_type ==
+                      TYPE_VF]
+            if len(set(vf_rps)) < len(vf_rps):
+                return Verdict(False, explain.ANTI_AFFINITY, '%s: %s with '
+                               'passthrough:vf_anti_affinity: the candidate '
+                               'takes two VFs of one PF' % (
+                                   view.host, request.describe()))
+        nodes[key] = {view.providers[rp].numa_node for rp in rps}
+    numa = _numa(view.host, requests, nodes, numa_cell_count)
+    if numa is not None:
+        return numa
+    for request in extras:
+        if pools._apply(request, None, blocked) is None:
+            return Verdict(False, explain.HEADROOM, '%s: no room left for '
+                           '%s after the candidate' % (
+                               view.host, request.describe()))
+    lost = sum(1 for i in blocked if state[i] is None and i not in taken
+               and i in view.offered)
+    local = bool(numa_cell_count) and all(
+        len(n) <= (numa_cell_count or 0) for n in nodes.values())
+    return Verdict(True, broken=broken, lost=lost, left=left,
+                   taken=len(taken), local=local)
+
+
+def _take_vfs(view: HostView, provider: Provider, count: int,
+              blocked: set[int], taken: set[int]) -> Verdict | None:
+    """Take ``count`` VFs of ``provider``'s PF; None when that is safe."""
+    viable = view.viable[provider.rp_uuid]
+    if provider.free > viable:
+        # nova may hand out any VF it counts free: one of them is not
+        # assignable (IOMMU group, held by the agent, PF in use).
+        return Verdict(False, explain.GROUP, '%s: nova counts %d free VF(s) '
+                       'on PF %s, the agent knows %d assignable; nova could '
+                       'assign one that is not: %s' % (
+                           view.host, provider.free, provider.address,
+                           viable, DEVICE_SPEC_HINT))
+    pools = view.pools
+    state = pools.state
+    free = [i for i in view.vfs_of.get(provider.address, [])
+            if state[i] is None and i not in blocked]
+    if len(free) < count:
+        return Verdict(False, explain.INSUFFICIENT, '%s: PF %s has %d '
+                       'assignable free VF(s), the candidate takes %d' % (
+                           view.host, provider.address, len(free), count))
+    for i in free[:count]:
+        _take(pools, i, blocked)
+        taken.add(i)
+    return None
+
+
+def _take(pools: pools_mod.HostPools, i: int, blocked: set[int]) -> None:
+    """Device ``i`` takes its IOMMU group; its PF and VFs become unusable."""
+    for member in pools.groups[pools.group_of[i]]:
+        blocked.add(member)
+        parent = pools.parent[member]
+        if parent >= 0:
+            blocked.update(pools.groups[pools.group_of[parent]])
+        for child in pools.children.get(member, ()):
+            blocked.update(pools.groups[pools.group_of[child]])
+
+
+def _reason(state: str) -> str:
+    if state in (explain.IOMMU_GROUP, explain.IOMMU_GROUP_MATE):
+        return explain.GROUP
+    if state == explain.IOMMU_DISABLED:
+        return explain.NO_IOMMU
+    return explain.INSUFFICIENT
+
+
+def _numa(host: str, requests: Mapping[int, request_mod.DeviceRequest],
+          nodes: Mapping[int, set[int | None]],
+          cell_count: int | None) -> Verdict | None:
+    """``required`` and ``legacy`` keep a request's devices within as many
+    NUMA nodes as the guest has cells (nova's NUMATopologyFilter checks
+    which ones)."""
+    if not cell_count:
+        return None
+    for key, request in requests.items():
+        policy = request.numa_policy
+        found = nodes.get(key, set())
+        if policy == REQUIRED and None in found:
+            return Verdict(False, explain.NUMA, '%s: %s with numa_policy '
+                           'required: the candidate takes a device with no '
+                           'NUMA node' % (host, request.describe()))
+        if policy in (REQUIRED, LEGACY) and \
+                len(found - {None}) > cell_count:
+            return Verdict(False, explain.NUMA, '%s: %s with numa_policy %s:'
+                           ' the candidate spans %d NUMA nodes, the guest '
+                           'has %d cell(s)' % (
+                               host, request.describe(), policy,
+                               len(found - {None}), cell_count))
+    return None
+
+
+class Choice:
+    """A host's candidates judged: the survivors in order, or why none."""
+
+    __slots__ = ('order', 'first', 'reason', 'detail', 'total')
+
+    def __init__(self, order: list[int], first: Verdict | None,
+                 reason: str | None, detail: str, total: int) -> None:
+        self.order = order
+        self.first = first
+        self.reason = reason
+        self.detail = detail
+        self.total = total
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.order)
+
+
+def choose(view: HostView, groups: Sequence[Group],
+           mappings: Sequence[Mapping[str, Sequence[str]]],
+           strategy: str,
+           extras: Sequence[request_mod.DeviceRequest] = (),
+           numa_cell_count: int | None = None) -> Choice:
+    """Judge every candidate; keep the good ones, best first (ties keep
+    Placement's order)."""
+    good: list[tuple[tuple[int, int, int], int, Verdict]] = []
+    first_bad: Verdict | None = None
+    cache: dict[tuple[tuple[str, str], ...], Verdict] = {}
+    for index, mapping in enumerate(mappings):
+        # Candidates differing only in which group took which provider
+        # are judged once.
+        key = tuple(sorted((g, mapping[g][0]) for g, _r in groups
+                           if mapping.get(g)))
+        verdict = cache.get(key)
+        if verdict is None:
+            verdict = cache[key] = judge(view, groups, mapping, extras,
+                                         numa_cell_count)
+        if verdict.ok:
+            good.append((verdict.key(strategy), index, verdict))
+        elif first_bad is None:
+            first_bad = verdict
+    good.sort(key=lambda item: (item[0], item[1]))
+    if not good:
+        detail = first_bad.detail if first_bad is not None else \
+            '%s: no allocation candidate' % view.host
+        if len(mappings) > 1:
+            detail = '%s (and every other of its %d allocation candidates ' \
+                'breaks a rule)' % (detail, len(mappings))
+        return Choice([], None, first_bad.reason if first_bad else
+                      explain.INSUFFICIENT, detail, len(mappings))
+    return Choice([i for _k, i, _v in good], good[0][2], None, '',
+                  len(mappings))
+
+
+def decision(view: HostView, choice: Choice) -> summary_mod.Decision:
+    """The weigher's figures of the candidate nova will claim."""
+    if not choice.ok or choice.first is None:
+        return summary_mod.Decision(False, choice.reason, choice.detail,
+                                    view.host)
+    first = choice.first
+    return summary_mod.Decision(
+        True, host=view.host, free_before=view.free_before,
+        free_after=max(view.free_before - first.taken - first.lost, 0),
+        broken_pfs=first.broken, local=first.local)
