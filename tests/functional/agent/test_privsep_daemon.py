@@ -96,18 +96,35 @@ class ForkedDaemonTest(DaemonTestBase):
         self.assertEqual(6 * 2, len(self.host.kernel.writes))
 
     def test_symlink_race_never_writes_outside_the_tree(self) -> None:
-        """A thread swaps symlinks in while the daemon writes."""
+        """A thread swaps symlinks in while the daemon writes.
+
+        Three attributes are written in turn (a device attribute, a
+        driver's bind, and unbind through the device's driver link) while
+        the thread swaps, in turn, each attribute file, the bus/pci/devices
+        link, the device directory, the driver directory and the device's
+        driver link for links to a decoy outside the tree.
+        """
         tree = self.host.tree
         decoy = os.path.join(self.host.root, 'outside')
         os.mkdir(decoy)
-        decoy_attr = os.path.join(decoy, 'driver_override')
-        with open(decoy_attr, 'w') as out:
-            out.write(agent_fixtures.OutsideFile.CONTENT)
-        os.chmod(decoy_attr, 0o600)
+        decoys = []
+        for name in ('driver_override', 'bind', 'unbind'):
+            decoys.append(os.path.join(decoy, name))
+            with open(decoys[-1], 'w') as out:
+                out.write(agent_fixtures.OutsideFile.CONTENT)
+            os.chmod(decoys[-1], 0o600)
         attr = str(tree.dev(IGB_PF) / 'driver_override')
         device = str(tree.dev(IGB_PF))
+        driver_dir = str(tree.drv('vfio-pci'))
+        unbind = str(tree.drv('igb') / 'unbind')
+        driver_link = str(tree.dev(IGB_PF) / 'driver')
+        good_driver = os.readlink(driver_link)
         bus_link = str(tree.sys / 'bus/pci/devices' / IGB_PF)
         good_link = os.readlink(bus_link)
+        targets = (('bus/pci/devices/%s/driver_override' % IGB_PF,
+                    'vfio-pci'),
+                   ('bus/pci/drivers/vfio-pci/bind', IGB_PF),
+                   ('bus/pci/devices/%s/driver/unbind' % IGB_PF, IGB_PF))
         stop = threading.Event()
         swaps = collections.Counter[str]()
 
@@ -122,11 +139,17 @@ class ForkedDaemonTest(DaemonTestBase):
                 out.write('(null)\n')
             os.replace(tmp, path)
 
+        def swap_dir(path: str) -> None:
+            os.rename(path, path + '.real')
+            os.symlink(decoy, path)
+            os.unlink(path)
+            os.rename(path + '.real', path)
+
         def race() -> None:
             n = 0
             while not stop.is_set():
-                kind = n % 3
-                if kind == 0:  # the attribute itself
+                kind = n % 6
+                if kind == 0:  # a device attribute
                     swap_link(attr, self.outside)
                     put_file(attr)
                 elif kind == 1:  # the bus/pci/devices link
@@ -134,11 +157,16 @@ class ForkedDaemonTest(DaemonTestBase):
                     swap_link(bus_link, '../../../../outside/../sys/'
                               'devices/pci0000:00/%s' % IGB_PF)
                     swap_link(bus_link, good_link)
-                else:  # a directory on the way
-                    os.rename(device, device + '.real')
-                    os.symlink(decoy, device)
-                    os.unlink(device)
-                    os.rename(device + '.real', device)
+                elif kind == 2:  # the device directory
+                    swap_dir(device)
+                elif kind == 3:  # a driver directory
+                    swap_dir(driver_dir)
+                elif kind == 4:  # the device's driver link
+                    swap_link(driver_link, '../../../../outside')
+                    swap_link(driver_link, good_driver)
+                else:  # a driver attribute
+                    swap_link(unbind, self.outside)
+                    put_file(unbind)
                 swaps[str(kind)] += 1
                 n += 1
 
@@ -147,12 +175,10 @@ class ForkedDaemonTest(DaemonTestBase):
         racer.start()
         try:
             for n in range(RACE_ATTEMPTS):
-                value = 'vfio-pci' if n % 2 else 'pci-stub'
+                rel, value = targets[n % 3]
                 try:
-                    privsep.write_attr(
-                        'bus/pci/devices/%s/driver_override' % IGB_PF,
-                        value)
-                    outcome['written'] += 1
+                    privsep.write_attr(rel, value)
+                    outcome['%d written' % (n % 3)] += 1
                 except PermissionError:
                     outcome['refused'] += 1
                 except OSError as exc:
@@ -168,15 +194,18 @@ class ForkedDaemonTest(DaemonTestBase):
         self.addDetail('race', content.text_content(figures))
         print(figures)
         self.assertEqual(RACE_ATTEMPTS, sum(outcome.values()))
-        for path in (self.outside, decoy_attr):
+        for path in [self.outside] + decoys:
             with open(path) as src:
                 self.assertEqual(agent_fixtures.OutsideFile.CONTENT,
                                  src.read(), 'written outside the tree: '
                                  '%s (%s)' % (path, figures))
-        # The race really raced: some writes landed, some were refused.
-        self.assertGreater(outcome['written'], 0, figures)
-        self.assertGreater(RACE_ATTEMPTS - outcome['written'], 0, figures)
-        self.assertGreater(min(swaps[k] for k in '012'), 0, figures)
+        # The race really raced: each attribute was written at times and
+        # some writes were refused; every kind of swap happened.
+        for n in range(len(targets)):
+            self.assertGreater(outcome['%d written' % n], 0, figures)
+        self.assertGreater(outcome['refused'] + outcome['ELOOP'], 0,
+                           figures)
+        self.assertEqual(set('012345'), set(swaps), figures)
 
 
 class WalkingDaemonTest(ForkedDaemonTest):
