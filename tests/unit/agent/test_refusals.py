@@ -61,6 +61,20 @@ class RefusalTest(CmdTestBase):
                                     '--format', 'json')
         self.assertEqual((0, {IGB_PF: []}), (rc, json.loads(out)), err)
 
+    def test_run_does_not_apply_a_count_that_removes_bound_vfs(self) -> None:
+        self.run_cmd('configure-vfs', IGB_PF, '2')
+        self.assertEqual(0, self.run_cmd('bind', IGB_VFS[0])[0])
+        self.write_config('''
+            [sriov]
+            vf_count = enp1s0=4
+            ''')
+        rc, _out, err = self.run_cmd('run', '--once')
+        self.assertEqual(0, rc, err)
+        self.assertIn('%s (bound to vfio-pci)' % IGB_VFS[0], err)
+        self.assertEqual(('2', 'vfio-pci'), (
+            (self.host.tree.dev(IGB_PF) / 'sriov_numvfs').read_text().strip(),
+            self.host.driver(IGB_VFS[0])))
+
     def test_configure_vfs_keeps_vfs_held_by_an_instance(self) -> None:
         self.write_config(VF_SPEC)
         self.run_cmd('configure-vfs', IGB_PF, '2')
