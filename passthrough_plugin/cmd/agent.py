@@ -146,8 +146,9 @@ def emit(args: argparse.Namespace, data: Any, text: str) -> None:
 # -- commands ----------------------------------------------------------------
 def cmd_discover(agent: service.Agent, args: argparse.Namespace) -> int:
     scan = discovery.scan(agent.fs)
-    report = discovery.build_report(agent.fs, agent.specs,
-                                    agent.conf.agent.host, scan)
+    report = hotplug_pool.build_report(agent.fs, agent.specs,
+                                       agent.hotplug_specs,
+                                       agent.conf.agent.host, scan)
     listed = {d.address: d for d in report.devices}
     rows = []
     for info in scan.devices.values():
@@ -161,7 +162,9 @@ def cmd_discover(agent: service.Agent, args: argparse.Namespace) -> int:
                      ','.join(info.netdevs) or None,
                      '%d/%d' % (info.num_vfs, info.total_vfs)
                      if info.total_vfs else None,
-                     dev.resource_class if dev else '(not listed)'))
+                     (dev.resource_class + (' (hotplug pool)'
+                                            if dev.hotplug_pool else ''))
+                     if dev else '(not listed)'))
     # JSON: the HostReport itself; with --all, the report beside every
     # device sysfs shows (so the report part still loads as a HostReport).
     data: dict[str, Any] = report.to_dict()
