@@ -17,6 +17,7 @@ from passthrough_plugin.agent import discovery
 from passthrough_plugin.agent import doctor
 from passthrough_plugin.agent import hostdev
 from passthrough_plugin.agent import hotplug_pool
+from passthrough_plugin.agent import nova_spec
 from passthrough_plugin.agent import service
 from passthrough_plugin.agent import sriov
 from passthrough_plugin.agent import sysfs as sysfs_mod
@@ -112,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--unmanaged', action='store_true',
                    help="managed='no': the agent, not libvirt, binds it")
     add('report', 'publish the report to the configured store')
+    add('nova-device-spec', "nova's [pci] device_spec lines for exactly the "
+        'devices the agent can assign')
     p = add('run', 'apply the desired state, then rescan and publish',
             prints=False)
     p.add_argument('--once', action='store_true',
@@ -250,6 +253,17 @@ def cmd_report(agent: service.Agent, args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_nova_device_spec(agent: service.Agent,
+                         args: argparse.Namespace) -> int:
+    report = agent.report()
+    found, left_out = nova_spec.entries(report)
+    emit(args, {'host': report.host, 'device_spec': found,
+                'left_out': [{'address': a, 'reason': r}
+                             for a, r in left_out]},
+         nova_spec.render(report))
+    return EXIT_OK
+
+
 def cmd_run(agent: service.Agent, args: argparse.Namespace) -> int:
     agent.run(iterations=1 if args.once else None)
     return EXIT_OK
@@ -259,6 +273,7 @@ COMMANDS: dict[str, Callable[[service.Agent, argparse.Namespace], int]] = {
     'discover': cmd_discover, 'configure-vfs': cmd_configure_vfs,
     'bind': cmd_bind, 'unbind': cmd_bind, 'doctor': cmd_doctor,
     'hostdev-xml': cmd_hostdev, 'report': cmd_report, 'run': cmd_run,
+    'nova-device-spec': cmd_nova_device_spec,
     'map': lambda agent, args: ledger_map.run_map(args, agent.conf),
     'attach': agent_hotplug.cmd_attach, 'detach': agent_hotplug.cmd_detach,
 }
