@@ -9,7 +9,14 @@ from passthrough_plugin.conf import groups
 scheduler_group = cfg.OptGroup(
     'passthrough_scheduler',
     title='passthrough-plugin scheduler options',
-    help='Options of PciPoolFilter, PciPoolWeigher and passthrough-scheduler.')
+    help="""
+Options of PciPoolFilter, PciPoolWeigher and passthrough-scheduler.
+
+Inside nova, ``[filter_scheduler] pci_in_placement = True`` (with ``[pci]
+report_in_placement = True`` on the computes) lets PciPoolFilter choose the
+devices, not only the hosts: see doc/nova.rst. Without it the filter
+decides hosts only and refuses ``passthrough:vf_anti_affinity`` requests.
+""")
 
 scheduler_opts: list[cfg.Opt] = [
     cfg.StrOpt(
@@ -21,12 +28,23 @@ scheduler_opts: list[cfg.Opt] = [
             ('spread', 'Prefer the hosts with the most free devices.'),
         ],
         help="""
-How PciPoolWeigher ranks the hosts that fit a request with PCI devices.
-Requests without PCI devices are always steered away from PCI hosts.
+How the plugin chooses among the hosts, and devices, that fit a request
+with PCI devices. Requests without PCI devices are always steered away from
+PCI hosts.
+
+Inside nova with PCI in Placement (``[filter_scheduler] pci_in_placement =
+True``), PciPoolFilter also orders each host's allocation candidates by
+this strategy, so the candidate nova claims (and the devices nova-compute
+assigns) is the plugin's choice: ``pack`` takes VFs from PFs that already
+serve VFs, breaks the fewest whole PFs and keeps whole IOMMU groups free;
+``spread`` does the reverse. PciPoolWeigher weighs each host on the
+candidate nova will claim. In classic mode (``pci_in_placement = False``)
+only hosts are ranked: nova-compute picks the devices.
 
 Related options:
 
 * ``[passthrough_scheduler] weight_multiplier``
+* ``[filter_scheduler] pci_in_placement`` (nova)
 """),
     cfg.FloatOpt(
         'weight_multiplier',

@@ -17,7 +17,13 @@ from passthrough_plugin.scheduler import summary as summary_mod
 
 LOG = logging.getLogger(__name__)
 PLACEMENT = 'placement'
+# Rejected hosts per request whose log line gets the device-level reason.
+EXACT_PER_REQUEST = 10
+_SUMMARY_REASONS = frozenset((explain.NO_MATCH, explain.INSUFFICIENT,
+                              explain.NUMA, explain.ANTI_AFFINITY))
 CLASSIC = 'classic'
+# Reason code: a rule only a candidate filter can keep, in classic mode.
+NEEDS_PLACEMENT = 'needs_pci_in_placement'
 ANTI_AFFINITY_NEEDS = (
     '%s: passthrough:vf_anti_affinity needs [filter_scheduler] '
     'pci_in_placement = True (and [pci] report_in_placement = True on the '
@@ -41,6 +47,8 @@ class PciPoolFilter(plugin.PluginBase):
     RUN_ON_REBUILD = False
     # The mode this filter said it runs in (said once, when first asked).
     _logged_mode: str | None = None
+    _exact_key: object = None
+    _exact_budget: list[int] = [0]
 
     def run_filter_for_index(self, index: int) -> bool:
         return True
@@ -77,8 +85,22 @@ class PciPoolFilter(plugin.PluginBase):
         else:
             decision = self.engine.decide(host, request)
         if not decision.ok:
+            if decision.reason in _SUMMARY_REASONS:
+                decision = self._exact(host, spec_obj, request, decision)
             LOG.info('%s rejected: %s', host, decision.detail_for(host))
         return decision.ok
+
+    def _exact(self, host: str, spec_obj: Any, request: engine_mod.Request,
+               decision: summary_mod.Decision) -> summary_mod.Decision:
+        """The device-level reason (the summary's is coarse) for the first
+        few rejected hosts of a request: it reads the host's report."""
+        key = nova_adapter.decision_key(spec_obj) if \
+            nova_adapter.is_request_spec(spec_obj) else id(spec_obj)
+        if key != self._exact_key:
+            self._exact_key = key
+            self._exact_budget = [EXACT_PER_REQUEST]
+        return self.engine._exact(host, request, decision,
+                                  self._exact_budget)
 
     def _mode(self) -> str:
         in_placement = nova_adapter.pci_in_placement(self.engine.conf)
@@ -117,8 +139,7 @@ class PciPoolFilter(plugin.PluginBase):
         if self._mode() == CLASSIC:
             if request.requests.vf_anti_affinity:
                 return summary_mod.Decision(
-                    False, explain.ANTI_AFFINITY, ANTI_AFFINITY_NEEDS % host,
-                    host)
+                    False, NEEDS_PLACEMENT, ANTI_AFFINITY_NEEDS % host, host)
             return engine.decide(host, request)
         groups = nova_adapter.device_groups(spec_obj, request.requests)
         mappings = nova_adapter.candidate_mappings(host_state)

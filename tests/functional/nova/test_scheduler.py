@@ -175,8 +175,10 @@ class PciPoolSchedulerTest(_PluginTestBase):
         self.assertEqual('compute2',
                          self.boot('vfs:1')['OS-EXT-SRV-ATTR:host'])
         self.boot('vfs:1', expected_state='ERROR')
-        self.assertIn('compute1 rejected: compute1 needs 1 x vfs',
-                      self.stdlog.logger.output)
+        self.assertIn('compute1 rejected: compute1 needs 1 x vfs (8086:1515 '
+                      'type-VF): 0 free, 4 in an IOMMU group with devices '
+                      'that cannot be assigned, the IOMMU group(s) also hold '
+                      '0000:00:1f.3', self.stdlog.logger.output)
 
     def test_corrupt_report_host_is_skipped(self) -> None:
         self.start_pci_compute('compute1', num_pfs=1, num_vfs=8)
