@@ -32,8 +32,14 @@ from typing import Any
 ROOT = os.environ.get('DIFF_FAKE_SYS', '')
 
 
+_WRITTEN: list[Any] = [None]
+
+
 def write_sysfs(pfs: dict[str, dict[str, Any]]) -> None:
     """The fake /sys/bus/pci/devices and /sys/class/net of one case."""
+    if _WRITTEN[0] == pfs:
+        return
+    _WRITTEN[0] = pfs
     devices = os.path.join(ROOT, 'devices')
     net = os.path.join(ROOT, 'net')
     for top in (devices, net):
