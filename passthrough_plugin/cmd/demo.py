@@ -77,9 +77,11 @@ def load_conf(path: str) -> cfg.ConfigOpts:
     return conf
 
 
-def run(config: str, workdir: str, out: TextIO) -> int:
+def run(config: str, workdir: str | None, out: TextIO) -> int:
     conf = load_conf(config)
     specs = device_spec.DeviceSpecList.from_config(conf.pci.device_spec)
+    # Only once the configuration is good: bad input leaves nothing behind.
+    workdir = workdir or tempfile.mkdtemp(prefix='passthrough-demo-')
     store_dir = os.path.join(workdir, 'reports')
     conf.set_override('driver', 'file', group='report_store')
     conf.set_override('path', store_dir, group='file_store')
@@ -141,9 +143,8 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
                         help='where the host trees and reports go '
                         '(default: a new temporary directory)')
     args = parser.parse_args(argv)
-    workdir = args.workdir or tempfile.mkdtemp(prefix='passthrough-demo-')
     try:
-        return run(args.config_file, workdir, out)
+        return run(args.config_file, args.workdir, out)
     except exception.Invalid as exc:
         err.write('%s: error: %s\n' % (PROG, exc))
         return 2

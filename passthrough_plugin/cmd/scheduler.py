@@ -152,9 +152,10 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                     # Bytes: JSON's own decoding; a binary or latin-1 file
                     # is then "not valid JSON" naming the file.
                     text = handle.read(limits.MAX_REPORT_BYTES + 1)
-            except OSError as exc:
+            except (OSError, ValueError) as exc:
                 raise UsageError('cannot read %s: %s' % (
-                    path, exc.strerror)) from None
+                    limits.printable(path),
+                    getattr(exc, 'strerror', None) or exc)) from None
             report = report_mod.HostReport.from_json(text, source=path)
             generation = engine.store.publish(report)
             out.write('%s: generation %d\n' % (report.host, generation))

@@ -142,9 +142,10 @@ def read_domain_file(path: str) -> Domain:
         with open(path, 'rb') as handle:
             # The XML declaration names the encoding; the parser decodes.
             text = handle.read(limits.MAX_DOMAIN_XML_BYTES + 1)
-    except OSError as exc:
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
         raise exception.DomainXmlError(
-            source=path, reason=exc.strerror or str(exc)) from None
+            source=limits.printable(path),
+            reason=getattr(exc, 'strerror', None) or str(exc)) from None
     if len(text) > limits.MAX_DOMAIN_XML_BYTES:
         raise exception.DomainXmlError(
             source=path, reason='more than %d bytes; a domain XML may have '

@@ -62,9 +62,7 @@ def entries(values: Sequence[object], option: str,
 
 
 def _cut(text: str) -> str:
-    if len(text) <= limits.EXCERPT:
-        return text
-    return '%s... (%d characters)' % (text[:limits.EXCERPT], len(text))
+    return limits.printable(text)
 
 
 def _check_sizes(entry: Any, item: str,
@@ -83,7 +81,7 @@ def _check_sizes(entry: Any, item: str,
                                          longest))
             if isinstance(value, str):
                 continue
-            found = limits.oversized(value, '$.%s' % key)
+            found = limits.oversized(value, '$.%s' % limits.printable(key, 40))
             if found is not None:
                 raise error(item=item, reason='%s: %s' % found)
         if len(entry) > limits.MAX_OPTION_ENTRIES:

@@ -43,6 +43,39 @@ def excerpt(value: object, limit: int = EXCERPT) -> str:
     return '%s... (%d characters)' % (text[:limit], size)
 
 
+def printable(text: str, limit: int = EXCERPT) -> str:
+    """``text`` cut to ``limit`` characters, control characters escaped.
+
+    For inputs quoted without ``repr`` (labels, keys): a newline in them
+    must not split an error into lines.
+    """
+    cut = text[:limit]
+    shown = ''.join(c if c.isprintable() else repr(c)[1:-1] for c in cut)
+    if len(text) > limit:
+        shown += '... (%d characters)' % len(text)
+    return shown
+
+
+class Excerpt(str):
+    """A string whose ``%r`` is itself: an excerpt already quoted."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def shown(value: object) -> object:
+    """``value`` for a ``%r`` in a message: long or odd values cut."""
+    if isinstance(value, str) and len(value) <= EXCERPT:
+        return value
+    if isinstance(value, (bool, float, type(None))):
+        return value
+    if isinstance(value, int) and abs(value) < 10 ** EXCERPT:
+        return value
+    return Excerpt(excerpt(value))
+
+
 def consumer_problem(consumer: object) -> str | None:
     """Why ``consumer`` is not a UUID or a safe token, or None.
 
@@ -115,5 +148,6 @@ def oversized(data: Any, path: str = '$', max_string: int = MAX_STRING,
                     return where, ('key %s is %d characters long; at most '
                                    '%d' % (excerpt(key), len(key),
                                            max_string))
-                stack.append(('%s.%s' % (where, key), item, depth + 1))
+                stack.append(('%s.%s' % (where, printable(str(key), 40)),
+                              item, depth + 1))
     return None

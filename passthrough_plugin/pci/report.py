@@ -324,20 +324,21 @@ def validate(data: Any, source: str = 'report') -> None:
     """
     host = source
     if isinstance(data, dict) and isinstance(data.get('host'), str):
-        host = data['host'][:limits.MAX_STRING]
+        # Named in messages: cut, control characters escaped.
+        host = limits.printable(data['host'])
     # Sizes first: no validator may format a 5,000-digit number.
     too_big = limits.oversized(data)
     if too_big is not None:
         raise exception.InvalidHostReport(
-            host=limits.excerpt(host), path=too_big[0], reason=too_big[1])
+            host=host, path=too_big[0], reason=too_big[1])
     error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(data))
     if error is not None:
         raise exception.InvalidHostReport(
             host=host, path=_path(error), reason=_short(error.message))
     problem = limits.host_problem(data['host'])
     if problem is not None:
-        raise exception.InvalidHostReport(host=limits.excerpt(host),
-                                          path='$.host', reason=problem)
+        raise exception.InvalidHostReport(host=host, path='$.host',
+                                          reason=problem)
     seen: set[str] = set()
     types: dict[str, str] = {}
     for index, dev in enumerate(data['devices']):

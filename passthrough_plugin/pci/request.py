@@ -77,19 +77,19 @@ class RequestSet:
             if len(key) > limits.MAX_EXTRA_SPEC or not isinstance(
                     value, str) or len(value) > limits.MAX_EXTRA_SPEC:
                 raise exception.InvalidExtraSpec(
-                    key=short(key), value=short(value),
+                    key=limits.printable(key), value=short(value),
                     reason='keys and values are strings of at most %d '
                     'characters (as in nova)' % limits.MAX_EXTRA_SPEC)
             if key.startswith(PLUGIN_PREFIX) and key not in PLUGIN_KEYS:
                 raise exception.InvalidExtraSpec(
-                    key=key, value=short(value),
+                    key=limits.printable(key), value=short(value),
                     reason='unknown passthrough-plugin key; known keys: %s'
                     % ', '.join(PLUGIN_KEYS))
             if key.startswith(NOVA_PREFIX) and key not in NOVA_KEYS:
                 # A typo (pci_passthrough:alais) would otherwise ask for
                 # no device at all, and every host would fit.
                 raise exception.InvalidExtraSpec(
-                    key=key, value=short(value),
+                    key=limits.printable(key), value=short(value),
                     reason='unknown key; the pci_passthrough: keys are: %s'
                     % ', '.join(NOVA_KEYS))
         policy = extra_specs.get(NUMA_POLICY_KEY)
@@ -142,10 +142,7 @@ class RequestSet:
 
 def short(value: object) -> object:
     """``value`` for a message: long strings cut to an excerpt."""
-    if isinstance(value, str) and len(value) > limits.EXCERPT:
-        return '%s... (%d characters)' % (value[:limits.EXCERPT],
-                                           len(value))
-    return value
+    return limits.shown(value)
 
 
 def parse_counts(key: str, value: str) -> list[tuple[str, int]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import copy
 import errno
 import fcntl
 import json
@@ -267,11 +266,16 @@ class FileReportStore(base.ReportStore):
 
     def publish(self, report: report_mod.HostReport) -> int:
         check_host(report.host)
-        # Validate before serialising: to_json() of a 5,000-digit number
-        # would raise on its own.
-        report_mod.validate(report.to_dict(), report.host)
-        # Claims are merged into our copy, never into the caller's report.
-        report = copy.deepcopy(report)
+        try:
+            data = report.to_dict()
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise exception.InvalidHostReport(
+                host=report.host, path='$', reason='not a host report: %s'
+                % limits.excerpt(str(exc), 200)) from None
+        # Validate before serialising (to_json() of a 5,000-digit number
+        # would raise on its own); claims are merged into this copy, never
+        # into the caller's report.
+        report = report_mod.HostReport.from_dict(data, report.host)
         with self._locked():
             index = self._read_index()
             try:
