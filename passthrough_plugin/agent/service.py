@@ -52,8 +52,12 @@ class Agent:
         self.fs = fs
         self.state_path = state_path or conf.agent.state_path
         self.binder = binder or conf.agent.binder
+        # nova's regex reading when asked (the group is the scheduler's:
+        # registered by passthrough-agent too).
         self.specs = device_spec.DeviceSpecList.from_config(
-            conf.pci.device_spec)
+            conf.pci.device_spec, nova_compatible=bool(
+                'passthrough_scheduler' in conf
+                and conf.passthrough_scheduler.nova_compatible_matching))
         self.hotplug_specs = hotplug_pool.specs(conf)
         self.watch = hotplug_watch.DeviceWatch.from_conf(conf)
         self.desired_vfs = sriov.parse_desired(conf.sriov.vf_count)

@@ -28,6 +28,7 @@ from passthrough_plugin.conf import agent as agent_conf
 from passthrough_plugin.conf import hotplug as hotplug_conf
 from passthrough_plugin.conf import lifecycle as lifecycle_conf
 from passthrough_plugin.conf import pci as pci_conf
+from passthrough_plugin.conf import scheduler as scheduler_conf
 from passthrough_plugin.conf import store as store_conf
 from passthrough_plugin.pci import address as addr
 
@@ -265,6 +266,7 @@ def cmd_nova_device_spec(agent: service.Agent,
 
 
 def cmd_run(agent: service.Agent, args: argparse.Namespace) -> int:
+    agent_hotplug.wire_run(agent)
     agent.run(iterations=1 if args.once else None)
     return EXIT_OK
 
@@ -285,6 +287,9 @@ def _setup(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
     agent_conf.register_opts(conf)
     lifecycle_conf.register_opts(conf)
     hotplug_conf.register_opts(conf)
+    # [passthrough_scheduler] nova_compatible_matching applies to the
+    # agent's device_spec matching.
+    scheduler_conf.register_opts(conf)
     logging.register_options(conf)
     # stdout carries the command's output (JSON too): logs go to stderr.
     conf.set_default('use_stderr', True)

@@ -92,6 +92,22 @@ How many per-host pool summaries the scheduler keeps in memory, keyed by the
 report's generation, so a request reads the store only for hosts whose
 report changed.
 """),
+    cfg.BoolOpt(
+        'nova_compatible_matching',
+        default=False,
+        help="""
+Match the regular expressions of ``[pci] device_spec`` address dicts as
+nova does: case-sensitive and anchored at the start only, so
+``{"bus": "0"}`` also matches bus ``0a`` and ``{"bus": "0A"}`` matches
+nothing. By default each expression must match the whole field, in any
+case (``{"bus": "0A"}`` matches bus ``0a``). Turn it on when a device_spec
+written for nova relies on nova's reading; doc/nova-differences.rst lists
+every difference. Read by passthrough-agent, which applies device_spec.
+
+Related options:
+
+* ``[pci] device_spec``
+"""),
 ]
 
 

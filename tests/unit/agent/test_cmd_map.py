@@ -29,7 +29,7 @@ class AgentMapTest(testtools.TestCase):
         rows = json.loads(self.cli.out.getvalue())
         rows = rows['rows'] if isinstance(rows, dict) else rows
         self.assertEqual(
-            [('0000:3b:02.0', 'flavor'), ('0000:3b:02.1', 'flavor'),
+            [('0000:3b:02.2', 'flavor'), ('0000:3b:02.3', 'flavor'),
              ('0000:5e:00.0', 'hotplug')],
             sorted((r['host_address'], r['source']) for r in rows))
 

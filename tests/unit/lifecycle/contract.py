@@ -41,7 +41,7 @@ class Releases:
 
     def release(self, host: str, consumer: str) -> list[str]:
         self.calls.append((host, consumer))
-        return ['0000:3b:02.0']
+        return ['0000:3b:02.3']
 
 
 class LedgerContract:
@@ -81,7 +81,7 @@ class LedgerContract:
     def test_scenario_boot_hotplug_rebuild_evacuate_delete(self) -> None:
         a = fakes.pools('compute-a')
         b = fakes.pools('compute-b', gpus=0)
-        vf0, vf1, gpu = '0000:3b:02.0', '0000:3b:02.1', '0000:5e:00.0'
+        vf0, vf1, gpu = '0000:3b:02.3', '0000:3b:02.2', '0000:5e:00.0'
 
         # 08:00:00 boot with 2 flavor VFs (as SR-IOV ports).
         self.clock.now = at('08:00:00')
@@ -259,7 +259,7 @@ class LedgerContract:
         error = self.assertRaises(
             exception.LedgerError, claims.boot, self.ledger, stale,
             fakes.OTHER, fakes.PROJECT, fakes.flavor())
-        self.assertIn('0000:3b:02.0 of host compute-a is already held by '
+        self.assertIn('0000:3b:02.3 of host compute-a is already held by '
                       'instance %s' % fakes.INSTANCE, str(error))
         self.assertRaises(exception.UnknownInstance, self.ledger.instance,
                           fakes.OTHER)
@@ -274,7 +274,7 @@ class LedgerContract:
         def row(ended: datetime.datetime | None) -> models.Assignment:
             return models.Assignment(
                 instance_uuid=fakes.INSTANCE, project_id=fakes.PROJECT,
-                host='compute-a', host_address='0000:3b:02.0',
+                host='compute-a', host_address='0000:3b:02.3',
                 resource_class=VF_RC, source='flavor',
                 started_at=at('07:00:00'), ended_at=ended)
 
@@ -328,7 +328,7 @@ class LedgerContract:
         def row(start: str, end: str | None) -> models.Assignment:
             return models.Assignment(
                 instance_uuid=fakes.INSTANCE, project_id=fakes.PROJECT,
-                host='compute-a', host_address='0000:3b:02.0',
+                host='compute-a', host_address='0000:3b:02.3',
                 resource_class=VF_RC, source='flavor',
                 started_at=at(start), ended_at=at(end) if end else None)
 
@@ -350,7 +350,7 @@ class LedgerContract:
                 self.assertRaises(sa.exc.IntegrityError, session.commit)
                 session.rollback()
         self.assertEqual(2, len(self.ledger.intervals(
-            host_address='0000:3b:02.0')))
+            host_address='0000:3b:02.3')))
 
     def test_half_open_clipping(self) -> None:
         self.clock.now = at('10:00:00')
@@ -426,13 +426,13 @@ class LedgerContract:
                        fakes.ALIASES)
         self.clock.now = at('08:20:00')
         self.assertRaises(exception.InvalidLedgerInput, hotplug.detach,
-                          self.ledger, fakes.INSTANCE, '0000:3b:02.0', pools)
+                          self.ledger, fakes.INSTANCE, '0000:3b:02.3', pools)
         closed = hotplug.detach(self.ledger, fakes.INSTANCE, '0000:5e:00.0',
                                 pools)
         self.assertEqual((at('08:20:00'), 'detached'),
                          (closed.end, closed.end_reason))
         self.assertEqual({}, hotplug.extras(self.ledger, fakes.INSTANCE))
-        self.assertEqual(['0000:3b:02.0', '0000:3b:02.1'],
+        self.assertEqual(['0000:3b:02.2', '0000:3b:02.3'],
                          sorted(pools.held_by(fakes.INSTANCE)))
 
     # -- resize --------------------------------------------------------------
@@ -453,10 +453,10 @@ class LedgerContract:
         move = resize.resize(self.ledger, fakes.INSTANCE, a, b, small,
                              fakes.ALIASES)
         self.assertEqual([], a.held_by(fakes.INSTANCE))
-        self.assertEqual(['0000:3b:02.0', '0000:5e:00.0'],
+        self.assertEqual(['0000:3b:02.3', '0000:5e:00.0'],
                          b.held_by(fakes.INSTANCE))
         self.assertEqual(
-            [('compute-b', '0000:3b:02.0', 'flavor', at('09:00:00'), None,
+            [('compute-b', '0000:3b:02.3', 'flavor', at('09:00:00'), None,
               None),
              ('compute-b', '0000:5e:00.0', 'hotplug', at('09:00:00'), None,
               None)],
@@ -473,12 +473,12 @@ class LedgerContract:
         move = resize.resize(self.ledger, fakes.INSTANCE, a, a, small,
                              fakes.ALIASES)
         self.assertEqual((), move.opened)
-        self.assertEqual(['0000:3b:02.0', '0000:5e:00.0'],
+        self.assertEqual(['0000:3b:02.3', '0000:5e:00.0'],
                          [i.host_address for i in move.kept])
-        self.assertEqual([('0000:3b:02.1', at('09:00:00'), 'resized')],
+        self.assertEqual([('0000:3b:02.2', at('09:00:00'), 'resized')],
                          [(i.host_address, i.end, i.end_reason)
                           for i in move.closed])
-        self.assertEqual(['0000:3b:02.0', '0000:5e:00.0'],
+        self.assertEqual(['0000:3b:02.3', '0000:5e:00.0'],
                          sorted(a.held_by(fakes.INSTANCE)))
 
     def test_resize_refused_changes_nothing(self) -> None:
@@ -494,7 +494,7 @@ class LedgerContract:
                           self.ledger, fakes.INSTANCE, a, a, big,
                           fakes.ALIASES)
         self.assertEqual(before, self.intervals())
-        self.assertEqual(['0000:3b:02.0', '0000:3b:02.1', '0000:5e:00.0'],
+        self.assertEqual(['0000:3b:02.2', '0000:3b:02.3', '0000:5e:00.0'],
                          sorted(a.held_by(fakes.INSTANCE)))
 
     # -- evacuate ------------------------------------------------------------
@@ -507,8 +507,8 @@ class LedgerContract:
         result = evacuate.evacuate(self.ledger, fakes.INSTANCE, b,
                                    fakes.flavor(), fakes.ALIASES)
         self.assertEqual((), result.lost)
-        self.assertEqual([('flavor', '0000:3b:02.0'),
-                          ('flavor', '0000:3b:02.1'),
+        self.assertEqual([('flavor', '0000:3b:02.3'),
+                          ('flavor', '0000:3b:02.2'),
                           ('hotplug', '0000:5e:00.0')],
                          [(i.source, i.host_address) for i in result.opened])
         self.assertEqual({'gpu': 1}, hotplug.extras(self.ledger,
@@ -549,7 +549,7 @@ class LedgerContract:
         new.reported_at = '2026-11-02T09:05:00Z'
         applied = evacuate.apply_pending_releases(self.ledger, releases, new)
         self.assertEqual([('compute-a', fakes.INSTANCE)], releases.calls)
-        self.assertEqual(('0000:3b:02.0', '0000:3b:02.1'),
+        self.assertEqual(('0000:3b:02.3', '0000:3b:02.2'),
                          applied[0].addresses)
         self.assertEqual([], self.ledger.pending_releases('compute-a'))
         evacuate.apply_pending_releases(self.ledger, releases, new)

@@ -119,7 +119,7 @@ class TestBilling(testtools.TestCase):
             fakes.INSTANCE, '--format', 'json']))
         data = json.loads(self.cli.out.getvalue())
         self.assertEqual(
-            [('0000:3b:02.0', 'deleted'), ('0000:3b:02.1', 'deleted'),
+            [('0000:3b:02.3', 'deleted'), ('0000:3b:02.2', 'deleted'),
              ('0000:5e:00.0', 'deleted')],
             [(i['host_address'], i['end_reason'])
              for i in data['intervals']])
@@ -172,7 +172,7 @@ class TestMapCommand(testtools.TestCase):
         sub = parser.add_subparsers(dest='command', required=True)
         ledger_map.add_map_parser(sub, parents=[common])
         args = parser.parse_args(['map', '--config-file', self.cli.config,
-                                  '--host-address', '0000:3b:02.1',
+                                  '--host-address', '0000:3b:02.2',
                                   '--at', '2026-11-02T09:00:00Z',
                                   '--format', 'json'])
         conf = cfg.ConfigOpts()

@@ -27,12 +27,12 @@ class TestParse(testtools.TestCase):
     def test_hostdev_and_hostdev_interface(self) -> None:
         domain = mapping.parse_domain_xml(fakes.domain_xml(
             fakes.INSTANCE, [('0000:5e:00.0', '0000:00:07.0')],
-            [('0000:3b:02.1', '0000:00:05.0', 'fa:16:3e:aa:bb:cc')]))
+            [('0000:3b:02.2', '0000:00:05.0', 'fa:16:3e:aa:bb:cc')]))
         self.assertEqual(fakes.INSTANCE, domain.uuid)
         self.assertEqual('instance-0000002a', domain.name)
         self.assertEqual(
             [('0000:5e:00.0', '0000:00:07.0', 'hostdev', None),
-             ('0000:3b:02.1', '0000:00:05.0', 'interface',
+             ('0000:3b:02.2', '0000:00:05.0', 'interface',
               'fa:16:3e:aa:bb:cc')],
             [(d.host_address, d.guest_address, d.kind, d.mac)
              for d in domain.devices])
@@ -87,13 +87,13 @@ class TestMapRows(testtools.TestCase):
 
     def test_drift_between_domain_and_ledger_is_shown(self) -> None:
         path = self.write(fakes.domain_xml(
-            fakes.INSTANCE, [('0000:3b:02.0', '0000:00:05.0'),
+            fakes.INSTANCE, [('0000:3b:02.3', '0000:00:05.0'),
                              ('0000:af:00.0', '0000:00:09.0')]))
         rows = mapping.map_rows(self.ledger, domain_xml=path)
         self.assertEqual(
-            [('0000:3b:02.0', 'attached', 'flavor'),
+            [('0000:3b:02.3', 'attached', 'flavor'),
              ('0000:af:00.0', 'domain-only', None),
-             ('0000:3b:02.1', 'ledger-only', 'flavor')],
+             ('0000:3b:02.2', 'ledger-only', 'flavor')],
             [(r.host_address, r.state, r.source) for r in rows])
 
     def test_bad_input_names_the_field(self) -> None:
@@ -113,7 +113,7 @@ class TestMapRows(testtools.TestCase):
 
     def test_record_guest_addresses(self) -> None:
         domain = mapping.parse_domain_xml(fakes.domain_xml(
-            fakes.INSTANCE, [('0000:3b:02.1', '0000:00:06.0')]))
+            fakes.INSTANCE, [('0000:3b:02.2', '0000:00:06.0')]))
         self.assertEqual(1, mapping.record_guest_addresses(
             self.ledger, fakes.INSTANCE, domain))
         self.assertEqual(0, mapping.record_guest_addresses(

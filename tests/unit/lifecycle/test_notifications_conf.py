@@ -51,10 +51,10 @@ class TestNotifications(testtools.TestCase):
         self.assertRaises(exception.LedgerError, claims.boot, self.ledger,
                           stale, fakes.OTHER, fakes.PROJECT, fakes.flavor())
         claims.delete(self.ledger, fakes.INSTANCE)
-        self.assertEqual([('attach', '0000:3b:02.0', None),
-                          ('attach', '0000:3b:02.1', None),
-                          ('detach', '0000:3b:02.0', 'deleted'),
-                          ('detach', '0000:3b:02.1', 'deleted')],
+        self.assertEqual([('attach', '0000:3b:02.3', None),
+                          ('attach', '0000:3b:02.2', None),
+                          ('detach', '0000:3b:02.3', 'deleted'),
+                          ('detach', '0000:3b:02.2', 'deleted')],
                          self.recorder.seen)
 
 
@@ -114,7 +114,7 @@ class TestConf(testtools.TestCase):
         self.assertEqual(('passthrough.device.attach', 'INFO'),
                          (message['event_type'], priority))
         self.assertEqual({'instance': fakes.INSTANCE, 'source': 'flavor',
-                          'host_address': '0000:3b:02.0',
+                          'host_address': '0000:3b:02.3',
                           'start': '2026-11-02T08:00:00Z', 'end': None},
                          {k: message['payload'][k] for k in (
                              'instance', 'source', 'host_address', 'start',
