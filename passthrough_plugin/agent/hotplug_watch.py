@@ -32,6 +32,9 @@ class DeviceWatch:
         self._factory = ledger_factory
         self._ledger: ledger_mod.Ledger | None = None
         self.previous: set[str] | None = None
+        # Run after each scan (``run`` re-attaches hot-plugged devices a
+        # rewritten domain lost: cmd.agent_hotplug.wire_run).
+        self.after_scan: Callable[[], object] | None = None
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> DeviceWatch:
@@ -45,10 +48,8 @@ class DeviceWatch:
         """Compare with the previous scan: (appeared, vanished) addresses."""
         current = {d.address for d in report.devices}
         previous, self.previous = self.previous, current
-        if previous is None:
-            return [], []
-        appeared = sorted(current - previous)
-        vanished = sorted(previous - current)
+        appeared = sorted(current - previous) if previous is not None else []
+        vanished = sorted(previous - current) if previous is not None else []
         for address in appeared:
             LOG.info('PCI device %s appeared on %s', address, report.host)
         for address in vanished:
@@ -56,6 +57,12 @@ class DeviceWatch:
                         report.host)
         if vanished:
             self.record_losses(report.host, vanished)
+        if self.after_scan is not None:
+            try:
+                self.after_scan()
+            except Exception as exc:  # noqa: BLE001 - the loop goes on
+                LOG.error('after the scan: %s',
+                          getattr(exc, 'message', None) or exc)
         return appeared, vanished
 
     def ledger(self) -> ledger_mod.Ledger | None:

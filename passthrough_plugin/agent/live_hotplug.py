@@ -339,6 +339,55 @@ class LiveHotplug:
                                  active=True):
             hotplug_lc.detach(self.ledger, instance, address)
 
+    # -- after nova rewrote the domain -------------------------------------
+    def reattach(self) -> list[tuple[str, str, str]]:
+        """Give back remembered devices that a guest's domain lost.
+
+        nova rewrites the domain XML from its own records on hard reboot,
+        resize and migration, dropping the hostdevs it did not attach. For
+        each device attached here and not detached since, whose running
+        domain no longer has it, bind its group again and attach it again,
+        live and persistently; or record why it could not (ledger event
+        ``reattach_failed``, logged at error level).
+
+        :returns: (instance, address, what happened) per device looked at.
+        """
+        rows = []
+        with self.journal.locked():
+            for address, record in sorted(self.journal.attached.items()):
+                instance = record['instance']
+                if instance in self.journal.pending:
+                    continue
+                try:
+                    guest = libvirt_guest.Guest(self.connection, instance)
+                    if not guest.active() or address in guest.hostdevs():
+                        continue
+                    self.agent.group_binding().bind(record['group'])
+                    guest.attach(address, record.get('guest_address'))
+                except Exception as exc:
+                    what = 'reattach_failed'
+                    detail = '%s: %s' % (address, _text(exc))
+                    LOG.error('cannot give %s back to instance %s after its '
+                              'domain was rewritten: %s', address, instance,
+                              _text(exc))
+                else:
+                    what, detail = 'reattach', address
+                    LOG.warning('gave %s back to instance %s: its domain had '
+                                'lost the hot-plugged device', address,
+                                instance)
+                self._event(instance, what, detail)
+                rows.append((instance, address, what))
+        return rows
+
+    def _event(self, instance: str, action: str, detail: str) -> None:
+        try:
+            with self.ledger.begin() as txn:
+                txn.event(instance, action, self.host, self.ledger.now(),
+                          detail)
+        except exception.PassthroughException as exc:
+            LOG.error('cannot record %s of instance %s in the ledger: %s',
+                      action, instance, exc.message)
+
     # -- shared ----------------------------------------------------------
     def _resume(self, instance: str) -> list[str]:
         """Finish what a killed command left for ``instance``."""

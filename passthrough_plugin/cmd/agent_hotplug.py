@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from collections.abc import Sequence
 from typing import Any
 
 from passthrough_plugin import exception
+from passthrough_plugin.agent import hotplug_journal
 from passthrough_plugin.agent import libvirt_guest
 from passthrough_plugin.agent import live_hotplug
 from passthrough_plugin.agent import service
@@ -106,3 +108,23 @@ def cmd_detach(agent: service.Agent, args: argparse.Namespace) -> int:
           'detached from %s: %s' % (args.instance, ', '.join(done))
           if done else 'nothing to detach from %s' % args.instance)
     return 0
+
+
+def wire_run(agent: service.Agent) -> None:
+    """Make ``run`` give back, after each scan, the hot-plugged devices a
+    domain lost when nova rewrote it (hard reboot, resize, migration).
+
+    Costs one small file read per scan; libvirt and the ledger are opened
+    only once this host has hot-plugged devices.
+    """
+    path = live_hotplug.journal_path(agent.state_path)
+    made: list[live_hotplug.LiveHotplug] = []
+
+    def after_scan() -> None:
+        if not os.path.exists(path) or not hotplug_journal.HotplugJournal(
+                path).attached:
+            return
+        if not made:
+            made.append(_hotplugger(agent))
+        made[0].reattach()
+    agent.watch.after_scan = after_scan

@@ -299,3 +299,45 @@ class LiveHotplugCommandTest(testtools.TestCase):
                                      'gpu:3', '--project', PROJECT)
         self.assertEqual(1, rc)
         self.assertIn('refused (insufficient)', err)
+
+
+class ReattachTest(testtools.TestCase):
+    """nova rewrote the domain (hard reboot): the device is given back."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.env = self.useFixture(hf.HotplugHost())
+        self.env.hotplugger().attach(INSTANCE, 'gpu', project=PROJECT)
+        # What nova's hard reboot does to a hostdev it did not attach: the
+        # domain is defined again from nova's records, without it.
+        self.env.guest().domain.detachDeviceFlags(
+            self.env.faults.sent[0], 3)
+        self.assertEqual({}, self.env.guest().hostdevs())
+
+    def test_run_gives_the_device_back(self) -> None:
+        from passthrough_plugin.cmd import agent_hotplug
+
+        connection = self.env.connection
+        self.useFixture(fixtures.MonkeyPatch(
+            'passthrough_plugin.cmd.agent_hotplug.CONNECT',
+            lambda uri: connection))
+        agent_hotplug.wire_run(self.env.agent)
+        self.env.agent.tick()
+        self.assertEqual(ATTACHED, self.env.state())
+        self.assertEqual(['hotplug', 'reattach'], [
+            e.action for e in self.env.ledger.events(INSTANCE)])
+        # Nothing lost: the next scan changes nothing.
+        self.env.agent.tick()
+        self.assertEqual(2, len(self.env.ledger.events(INSTANCE)))
+
+    def test_why_it_could_not_is_recorded(self) -> None:
+        self.env.faults.fail_attach_at = 2
+        logs = self.useFixture(fixtures.FakeLogger(
+            name='passthrough_plugin', format='%(levelname)s %(message)s'))
+        self.assertEqual([(INSTANCE, GPU0, 'reattach_failed')],
+                         self.env.hotplugger().reattach())
+        event = self.env.ledger.events(INSTANCE)[-1]
+        self.assertEqual('reattach_failed', event.action)
+        self.assertIn('device_add (injected)', event.detail)
+        self.assertIn('ERROR cannot give %s back to instance %s'
+                      % (GPU0, INSTANCE), logs.output)
