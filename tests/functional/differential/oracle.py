@@ -109,6 +109,17 @@ class Nova:
                             'tags': spec.get_tags()})
         return {'devices': out}
 
+    def alias(self, case: dict[str, Any]) -> dict[str, Any]:
+        """nova's reading of [pci] alias and a flavor's alias request."""
+        self.conf.set_override('alias', case['aliases'], group='pci')
+        self.request.get_alias_from_config.cache_clear()
+        try:
+            reqs = self.request._translate_alias_to_requests(case['asked'])
+        except Exception as exc:
+            return {'error': '%s: %s' % (type(exc).__name__, exc)}
+        return {'requests': [{'count': r.count, 'spec': r.spec}
+                             for r in reqs]}
+
     # -- a compute's history ------------------------------------------------
 
     def _tracker(self, wl: Any, numa: Any, devs: list[Any]) -> Any:
