@@ -55,6 +55,8 @@ class PoolFacts:
     traits: frozenset[str] = frozenset()
     # Tags that split pools, e.g. physical_network (not resource_class).
     pool_tags: dict[str, str] = dataclasses.field(default_factory=dict)
+    # A [hotplug] device_spec pool: hotplug requests and headroom only.
+    hotplug_pool: bool = False
 
 
 class Slot:
@@ -117,7 +119,8 @@ class Summary:
             sig = matching.signature(
                 int(facts.vendor_id, 16), int(facts.product_id, 16),
                 facts.dev_type, tuple(sorted(facts.pool_tags.items())),
-                facts.resource_class, frozenset(facts.traits))
+                facts.resource_class, frozenset(facts.traits),
+                hotplug_pool=facts.hotplug_pool)
             slots.append(Slot(sig, facts.numa_node, facts.address,
                               facts.free))
         # nova's pool order, as HostPools has it.

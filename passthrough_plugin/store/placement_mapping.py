@@ -30,6 +30,9 @@ PREFIX = 'CUSTOM_PASSTHROUGH_'
 DEVICE = PREFIX + 'DEVICE'
 VIABLE = PREFIX + 'IOMMU_VIABLE'
 TRUSTED = PREFIX + 'TRUSTED'
+# [hotplug] device_spec devices: only hotplug requests and their headroom
+# may take them (the core reads the trait back into PoolFacts).
+HOTPLUG_POOL = PREFIX + 'HOTPLUG_POOL'
 TYPE = {'type-VF': PREFIX + 'TYPE_VF', 'type-PF': PREFIX + 'TYPE_PF',
         'type-PCI': PREFIX + 'TYPE_PCI'}
 VENDOR = PREFIX + 'VENDOR_'
@@ -107,6 +110,8 @@ def _device_traits(dev: report_mod.Device, cells: str) -> set[str]:
         traits.add(TRUSTED)
     if dev.numa_node is not None:
         traits.add(NUMA + str(dev.numa_node))
+    if dev.hotplug_pool:
+        traits.add(HOTPLUG_POOL)
     traits.update(cells.split() if cells else ())
     return traits
 
@@ -285,5 +290,5 @@ def pool_facts(view: ProviderView) -> list[summary_mod.PoolFacts]:
             vendor_id=vendor, product_id=product.lower(), dev_type=dev_type,
             address=view.address, free=max(free, 0), total=capacity,
             numa_node=node, resource_class=rc, traits=plain,
-            pool_tags=tags))
+            pool_tags=tags, hotplug_pool=HOTPLUG_POOL in traits))
     return out
