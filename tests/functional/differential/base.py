@@ -68,10 +68,6 @@ class Oracle:
         shutil.rmtree(self.tmp)
 
 
-def text(value: str) -> testtools.content.Content:
-    return testtools.content.text_content(value)
-
-
 def seed(name: str) -> int:
     """A random seed per run (DIFF_SEED replays one), printed on failure."""
     value = os.environ.get('DIFF_SEED')

@@ -164,6 +164,7 @@ class HistoryTest(base.DifferentialTestCase):
                                  pool_lists(hp), '%s: pools' % at)
                 rep = hp.report
                 seen['compared'] += 1
+        self.assertGreaterEqual(seen['compared'], CASES[kind] * 3)
         return seen
 
     def test_fits(self) -> None:

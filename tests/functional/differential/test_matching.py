@@ -67,12 +67,13 @@ class MatchingTest(base.DifferentialTestCase):
                         s.address, addr.RegexAddressSpec)
                         for s in default.specs), where)
                 seen['compared'] += 1
+        # about 6.8 devices a host: the cases really compared something
+        self.assertGreater(seen['compared'], CASES[kind] * 5)
         return seen
 
     def test_plain(self) -> None:
         seen = self._run('plain')
         self.assertEqual(0, seen['regex'])
-        self.addDetail('compared', base.text('%d' % seen['compared']))
 
     def test_regex_case_and_anchoring(self) -> None:
         seen = self._run('regex_case', regex_case=True)
