@@ -69,11 +69,17 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
 
 
 def _sqlite_begin(connection: sa.Connection) -> None:
-    """Every transaction takes SQLite's write lock when it starts.
+    """A read transaction: SQLite's lock only when it first writes."""
+    connection.exec_driver_sql('BEGIN')
+
+
+def _sqlite_begin_immediate(connection: sa.Connection) -> None:
+    """A write transaction takes SQLite's write lock when it starts.
 
     Writers (threads or processes) then run one after another, so the
     check "is the device free from this instant?" and the insert that
-    follows it cannot interleave with another writer's.
+    follows it cannot interleave with another writer's. Readers are not
+    held up, and need no write access to the file.
     """
     connection.exec_driver_sql('BEGIN IMMEDIATE')
 
@@ -99,9 +105,16 @@ class Ledger:
             parsed = sa.make_url(url)
             _sqlite_dir(parsed)
             self.engine = sa.create_engine(parsed)
+            # Writes (begin()) have an engine of their own: on SQLite it
+            # starts every transaction with the write lock.
+            self.write_engine = self.engine
             if parsed.get_backend_name() == 'sqlite':
-                sa.event.listen(self.engine, 'connect', _sqlite_pragmas)
-                sa.event.listen(self.engine, 'begin', _sqlite_begin)
+                self.write_engine = sa.create_engine(parsed)
+                for engine, begin in ((self.engine, _sqlite_begin),
+                                      (self.write_engine,
+                                       _sqlite_begin_immediate)):
+                    sa.event.listen(engine, 'connect', _sqlite_pragmas)
+                    sa.event.listen(engine, 'begin', begin)
             upgrade(self.engine)
         except (sa.exc.SQLAlchemyError, ImportError, OSError, ValueError,
                 TypeError) as exc:
@@ -111,6 +124,8 @@ class Ledger:
                 url=_safe(url), reason=_first_line(exc)) from None
         self.sessions = orm.sessionmaker(self.engine,
                                          expire_on_commit=False)
+        self.write_sessions = orm.sessionmaker(self.write_engine,
+                                               expire_on_commit=False)
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts,
@@ -121,6 +136,7 @@ class Ledger:
 
     def close(self) -> None:
         self.engine.dispose()
+        self.write_engine.dispose()
 
     def now(self) -> datetime.datetime:
         value = self.clock()
@@ -141,7 +157,7 @@ class Ledger:
             overlapping interval) or is busy/unreachable.
         """
         try:
-            with self.sessions() as session, session.begin():
+            with self.write_sessions() as session, session.begin():
                 # Begin now (SQLite: take the write lock) so that a clock
                 # read inside the block comes after every earlier writer.
                 session.connection()
