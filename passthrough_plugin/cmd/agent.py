@@ -21,6 +21,7 @@ from passthrough_plugin.agent import nova_spec
 from passthrough_plugin.agent import service
 from passthrough_plugin.agent import sriov
 from passthrough_plugin.agent import sysfs as sysfs_mod
+from passthrough_plugin.agent import uevents
 from passthrough_plugin.cmd import agent_hotplug
 from passthrough_plugin.cmd import common
 from passthrough_plugin.cmd import ledger_map
@@ -267,7 +268,9 @@ def cmd_nova_device_spec(agent: service.Agent,
 
 def cmd_run(agent: service.Agent, args: argparse.Namespace) -> int:
     agent_hotplug.wire_run(agent)
-    agent.run(iterations=1 if args.once else None)
+    # Kernel uevents wake the loop when a PCI device comes or goes.
+    agent.run(iterations=1 if args.once else None,
+              sleep=uevents.sleeper())
     return EXIT_OK
 
 
