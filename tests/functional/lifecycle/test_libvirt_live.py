@@ -55,7 +55,7 @@ class TestLiveMap(testtools.TestCase):
                        fakes.ALIASES)
         self.useFixture(TestDomain(fakes.domain_xml(
             fakes.INSTANCE, [('0000:5e:00.0', '0000:00:07.0')],
-            [('0000:3b:02.0', '0000:00:05.0', 'fa:16:3e:00:00:01')])))
+            [('0000:3b:02.3', '0000:00:05.0', 'fa:16:3e:00:00:01')])))
 
     def test_live_domain_joined_with_the_ledger(self) -> None:
         self.assertTrue(mapping.libvirt_available())
@@ -64,9 +64,9 @@ class TestLiveMap(testtools.TestCase):
         self.assertEqual(
             [('0000:5e:00.0', '0000:00:07.0', 'hotplug', 'hostdev',
               'attached'),
-             ('0000:3b:02.0', '0000:00:05.0', 'flavor', 'interface',
+             ('0000:3b:02.3', '0000:00:05.0', 'flavor', 'interface',
               'attached'),
-             ('0000:3b:02.1', None, 'flavor', None, 'ledger-only')],
+             ('0000:3b:02.2', None, 'flavor', None, 'ledger-only')],
             [(r.host_address, r.guest_address, r.source, r.kind, r.state)
              for r in rows])
 
@@ -90,6 +90,6 @@ class TestLiveMap(testtools.TestCase):
             rows = mapping.map_rows(self.ledger, instance=fakes.OTHER,
                                     libvirt_uri=uri)
             self.assertEqual(
-                [('compute-b', '0000:3b:02.0', 'attached'),
-                 ('compute-b', '0000:3b:02.1', 'attached')],
+                [('compute-b', '0000:3b:02.3', 'attached'),
+                 ('compute-b', '0000:3b:02.2', 'attached')],
                 [(r.host, r.host_address, r.state) for r in rows])

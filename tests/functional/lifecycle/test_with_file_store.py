@@ -66,7 +66,7 @@ class TestEvacuateWithFileStore(testtools.TestCase):
         a = self.pools('compute-a')
         fit = claims.boot(self.ledger, a, fakes.OTHER, fakes.PROJECT,
                           fakes.flavor())
-        self.assertEqual(('0000:3b:02.2', '0000:3b:02.3'), fit.addresses)
+        self.assertEqual(('0000:3b:02.1', '0000:3b:02.0'), fit.addresses)
         self.claim('compute-a', fakes.OTHER, fit.addresses, 'flavor')
         self.assertRaises(exception.HotplugRefused, hotplug.attach,
                           self.ledger, a, fakes.OTHER, 'gpu', fakes.ALIASES)
@@ -91,8 +91,8 @@ class TestEvacuateWithFileStore(testtools.TestCase):
         self.assertEqual([fakes.INSTANCE], [p.instance for p in applied])
         report = self.store.get('compute-a')
         self.assertEqual(
-            {'0000:3b:02.0': None, '0000:3b:02.1': None,
-             '0000:3b:02.2': fakes.OTHER, '0000:3b:02.3': fakes.OTHER,
+            {'0000:3b:02.0': fakes.OTHER, '0000:3b:02.1': fakes.OTHER,
+             '0000:3b:02.2': None, '0000:3b:02.3': None,
              '0000:5e:00.0': None},
             {d.address: d.owner for d in report.devices
              if d.address != '0000:3b:00.0'})
