@@ -60,6 +60,8 @@ class LiveHotplug:
         self.timeout = timeout
         self.journal = hotplug_journal.HotplugJournal(
             journal_path(agent.state_path))
+        # Re-attaches that failed: recorded once, not at every scan.
+        self._failed: set[tuple[str, str]] = set()
 
     # -- attach ----------------------------------------------------------
     def attach(self, instance: str, alias: str, count: int = 1,
@@ -101,6 +103,8 @@ class LiveHotplug:
         Devices nova tracks are never handed out here; the headroom other
         instances on the host were promised must stay free in the pool.
         """
+        # Choose from what sysfs shows now, with the store's claims.
+        self.agent.publish()
         report = self.agent.store.get(self.host)
         for dev in report.devices:
             if not dev.hotplug_pool and dev.status == 'available':
@@ -356,7 +360,14 @@ class LiveHotplug:
         with self.journal.locked():
             for address, record in sorted(self.journal.attached.items()):
                 instance = record['instance']
-                if instance in self.journal.pending:
+                key = (instance, address)
+                if (instance in self.journal.pending
+                        or not self.agent.fs.has_device(address)
+                        or not self.ledger.intervals(
+                            instance=instance, host_address=address,
+                            active=True)):
+                    # Being changed, gone from the host, or no longer
+                    # held (device_removed): nothing to give back.
                     continue
                 try:
                     guest = libvirt_guest.Guest(self.connection, instance)
@@ -367,10 +378,17 @@ class LiveHotplug:
                 except Exception as exc:
                     what = 'reattach_failed'
                     detail = '%s: %s' % (address, _text(exc))
+                    if key in self._failed:
+                        LOG.debug('still cannot give %s back to %s: %s',
+                                  address, instance, _text(exc))
+                        rows.append((instance, address, what))
+                        continue
+                    self._failed.add(key)
                     LOG.error('cannot give %s back to instance %s after its '
                               'domain was rewritten: %s', address, instance,
                               _text(exc))
                 else:
+                    self._failed.discard(key)
                     what, detail = 'reattach', address
                     LOG.warning('gave %s back to instance %s: its domain had '
                                 'lost the hot-plugged device', address,

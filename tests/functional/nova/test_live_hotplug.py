@@ -330,14 +330,31 @@ class ReattachTest(testtools.TestCase):
         self.env.agent.tick()
         self.assertEqual(2, len(self.env.ledger.events(INSTANCE)))
 
-    def test_why_it_could_not_is_recorded(self) -> None:
-        self.env.faults.fail_attach_at = 2
+    def test_why_it_could_not_is_recorded_once(self) -> None:
         logs = self.useFixture(fixtures.FakeLogger(
             name='passthrough_plugin', format='%(levelname)s %(message)s'))
+        hotplugger = self.env.hotplugger()  # what run keeps between scans
+        self.env.faults.fail_attach_at = 2
         self.assertEqual([(INSTANCE, GPU0, 'reattach_failed')],
-                         self.env.hotplugger().reattach())
+                         hotplugger.reattach())
         event = self.env.ledger.events(INSTANCE)[-1]
         self.assertEqual('reattach_failed', event.action)
         self.assertIn('device_add (injected)', event.detail)
         self.assertIn('ERROR cannot give %s back to instance %s'
                       % (GPU0, INSTANCE), logs.output)
+        # Still failing at the next scan: not recorded again.
+        self.env.faults.fail_attach_at = 3
+        self.assertEqual([(INSTANCE, GPU0, 'reattach_failed')],
+                         hotplugger.reattach())
+        self.env.faults.fail_attach_at = None
+        self.assertEqual([(INSTANCE, GPU0, 'reattach')],
+                         hotplugger.reattach())
+        self.assertEqual(['hotplug', 'reattach_failed', 'reattach'],
+                         [e.action for e in self.env.ledger.events(INSTANCE)])
+        self.assertEqual(ATTACHED, self.env.state())
+
+    def test_vanished_device_is_not_given_back(self) -> None:
+        self.env.host.tree.remove_device(GPU0)
+        self.assertEqual([], self.env.hotplugger().reattach())
+        self.assertEqual(['hotplug'], [
+            e.action for e in self.env.ledger.events(INSTANCE)])
