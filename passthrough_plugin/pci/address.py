@@ -27,13 +27,27 @@ _HEX = frozenset(string.hexdigits)
 ANY = '*'
 
 
+def _nova_reading(text: str, maximum: int, fmt: str) -> str:
+    """What nova, which reads a field with int(text, 16), makes of it."""
+    try:
+        number = int(text, 16)
+    except ValueError:
+        return ''
+    if number > maximum:
+        return ''
+    return ' (nova would have accepted it as %s; write %s)' % (
+        fmt % number, fmt % number)
+
+
 def _parse_field(name: str, maximum: int, text: str, value: str,
                  field: str) -> int:
     text = text.strip()
     if not text or not _HEX.issuperset(text) or len(text) > 4:
+        fmt = next(f for n, _m, f, _d in _FIELDS if n == name)
         raise exception.InvalidPciAddress(
             value=value, field=field,
-            reason='%s %r is not a hex number' % (name, text))
+            reason='%s %r is not a hex number of at most 4 digits%s' % (
+                name, text, _nova_reading(text, maximum, fmt)))
     number = int(text, 16)
     if number > maximum:
         raise exception.InvalidPciAddress(
@@ -207,8 +221,9 @@ class RegexAddressSpec(AddressSpec):
         if unknown:
             raise exception.InvalidPciAddress(
                 value=spec, field=field,
-                reason='unknown key(s) %s; allowed: %s' % (
-                    ', '.join(unknown), ', '.join(self.KEYS)))
+                reason='unknown key(s) %s; allowed: %s (nova would have '
+                'ignored them and matched that field with ".*")' % (
+                    ', '.join(map(str, unknown)), ', '.join(self.KEYS)))
         patterns = []
         source: dict[str, str] = {}
         for key in self.KEYS:

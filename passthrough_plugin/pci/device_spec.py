@@ -18,6 +18,10 @@ KNOWN_TAGS = ('physical_network', 'trusted', 'remote_managed',
               'resource_class', 'traits') + BOOL_TAGS
 # Tags that select placement resources, not pools (nova's ignored_pool_tags).
 PLACEMENT_TAGS = ('resource_class', 'traits')
+# nova's own pool keys: a tag of that name overwrites or hides them in
+# nova's pools (wrong counts, crashes), so it is refused here.
+RESERVED_TAGS = ('dev_type', 'numa_node', 'count', 'devices', 'rp_uuid',
+                 'rp_uuids', 'parent_ifname')
 _HEX_ID = re.compile('[0-9a-fA-F]{1,4}')
 # ``serial`` of DeviceSpec.match when the caller does not read the VPD.
 SERIAL_UNKNOWN = object()
@@ -110,6 +114,12 @@ class DeviceSpec:
                 raise exception.InvalidDeviceSpec(
                     item=item, reason='tag name %r must be a non-empty '
                     'string' % (key,))
+            if key in RESERVED_TAGS:
+                raise exception.InvalidDeviceSpec(
+                    item=item, reason='tag name %r is one of nova\'s own '
+                    'pool keys (%s): nova would have accepted it and broken '
+                    'its device pools; give the tag another name' % (
+                        key, ', '.join(RESERVED_TAGS)))
             if key in BOOL_TAGS:
                 parsed = parse_bool(value)
                 if parsed is None:
@@ -119,20 +129,18 @@ class DeviceSpec:
                 tags[key] = 'true' if parsed else 'false'
             elif isinstance(value, (dict, list)):
                 raise exception.InvalidDeviceSpec(
-                    item=item, reason='tag %s=%r must be a string' % (
-                        key, value))
+                    item=item, reason='tag %s=%r must be a string (nova '
+                    'would have accepted it, and matched no request with '
+                    'it); write it as one string' % (key, value))
             else:
                 tags[key] = str(value).lower() if isinstance(
                     value, bool) else str(value)
-        if 'trusted' in tags and parse_bool(tags['trusted']) is None:
-            raise exception.InvalidDeviceSpec(
-                item=item, reason='tag trusted=%r is not a boolean; use true '
-                'or false' % tags['trusted'])
-        if ('remote_managed' in tags
-                and parse_bool(tags['remote_managed']) is None):
-            raise exception.InvalidDeviceSpec(
-                item=item, reason='tag remote_managed=%r is not a boolean; '
-                'use true or false' % tags['remote_managed'])
+        for key in ('trusted', 'remote_managed'):
+            if key in tags and parse_bool(tags[key]) is None:
+                raise exception.InvalidDeviceSpec(
+                    item=item, reason='tag %s=%r is not a boolean; use true '
+                    'or false (nova would have accepted it and read it as '
+                    'false)' % (key, tags[key]))
         self.tags = tags
         self.null_tags = tuple(sorted(null_tags))
         self.remote_managed = parse_bool(

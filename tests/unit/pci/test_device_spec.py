@@ -442,3 +442,53 @@ class ConfigOptionTest(testtools.TestCase):
         conf = self._conf('[pci]\n')
         self.assertEqual([], conf.pci.device_spec)
         self.assertEqual([], conf.pci.alias)
+
+
+class NovaFidelityTest(testtools.TestCase):
+    """Issue 13: nova's readings, and errors that say what nova does."""
+
+    def test_null_tags_are_pool_keys(self) -> None:
+        spec = device_spec.DeviceSpec({'physical_network': None,
+                                       'resource_class': None})
+        self.assertEqual(('physical_network',), spec.null_tags)
+        self.assertEqual({}, spec.tags)
+
+    def test_remote_managed_needs_a_serial_when_known(self) -> None:
+        spec = device_spec.DeviceSpec({'remote_managed': 'true'})
+        vf = A('0000:81:02.0')
+        for serial, matched in ((None, False), ('', False),
+                                ('MT2113X00001', True)):
+            with case(repr(serial)):
+                self.assertEqual(matched, spec.match(vf, 1, 2,
+                                                     serial=serial))
+        # a caller that does not read the VPD: the rule is not applied
+        self.assertTrue(spec.match(vf, 1, 2))
+        plain = device_spec.DeviceSpec({})
+        self.assertTrue(plain.match(vf, 1, 2, serial=None))
+
+    def test_nova_compatible_regex(self) -> None:
+        for address, default, nova in (({'bus': '0A'}, True, False),
+                                       ({'bus': '0'}, False, True),
+                                       ({'bus': '0a'}, True, True)):
+            with case(str(address)):
+                for compat, expected in ((False, default), (True, nova)):
+                    spec = device_spec.DeviceSpec({'address': address},
+                                                  nova_compatible=compat)
+                    self.assertEqual(expected,
+                                     spec.match(A('0000:0a:00.0'), 1, 2))
+
+    def test_errors_say_what_nova_would_have_done(self) -> None:
+        for entry, needle in (
+                ({'trusted': 'maybe'}, 'nova would have accepted it and '
+                 'read it as false'),
+                ({'physical_network': ['a']}, 'nova would have accepted'),
+                ({'count': '1'}, "nova's own pool keys"),
+                ({'dev_type': 'type-VF'}, 'give the tag another name'),
+                ({'address': '0x0a:00.0'}, 'nova would have accepted it as '
+                 '0a; write 0a'),
+                ({'address': '+1:00.0'}, 'write 01'),
+                ({'address': {'func': '1'}}, 'nova would have ignored')):
+            with case(str(entry)):
+                exc = self.assertRaises(exception.InvalidDeviceSpec,
+                                        device_spec.DeviceSpec, entry)
+                self.assertIn(needle, exc.message)
