@@ -2,8 +2,9 @@
 
 ``python -m tests.fuzz [SCALE]``: SCALE (default 1.0) multiplies every
 target's number of cases; ``FUZZ_SEED`` fixes the seed (default: random,
-printed). Exit 1 on any traceback, state change by a refused input or
-refusal message that is not one short line.
+printed); ``FUZZ_KEEP=1`` keeps the work directory. Exit 1 on any
+traceback, state change by a refused input or refusal message that is not
+one short line.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 import os
 import random
+import shutil
 import sys
 import tempfile
 import time
@@ -32,13 +34,24 @@ GOALS = {
 
 
 def main(argv: list[str]) -> int:
+    here = os.getcwd()
+    workdir = tempfile.mkdtemp(
+        prefix='passthrough-fuzz-',
+        dir='/dev/shm' if os.path.isdir('/dev/shm') else None)
+    try:
+        return fuzz(argv, workdir)
+    finally:
+        os.chdir(here)
+        if not os.environ.get('FUZZ_KEEP'):
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def fuzz(argv: list[str], workdir: str) -> int:
     scale = float(argv[0]) if argv else 1.0
     seed = int(os.environ.get('FUZZ_SEED') or random.randrange(2 ** 32))
     warnings.simplefilter('ignore')
     # The commands' own logging would drown the figures.
     logging.disable(logging.CRITICAL)
-    base = '/dev/shm' if os.path.isdir('/dev/shm') else None
-    workdir = tempfile.mkdtemp(prefix='passthrough-fuzz-', dir=base)
     os.chdir(workdir)
     print('fuzz: seed %d, scale %s, in %s' % (seed, scale, workdir),
           flush=True)
