@@ -148,8 +148,9 @@ def read_domain_file(path: str) -> Domain:
             reason=getattr(exc, 'strerror', None) or str(exc)) from None
     if len(text) > limits.MAX_DOMAIN_XML_BYTES:
         raise exception.DomainXmlError(
-            source=path, reason='more than %d bytes; a domain XML may have '
-            'at most that' % limits.MAX_DOMAIN_XML_BYTES)
+            source=limits.printable(path), reason='larger than %d bytes; a '
+            'domain XML may have at most %d bytes' % (
+                limits.MAX_DOMAIN_XML_BYTES, limits.MAX_DOMAIN_XML_BYTES))
     return parse_domain_xml(text, path)
 
 
