@@ -16,7 +16,7 @@ class Host:
     """PFs with VFs (some PFs with a netdev), plain PCI devices, sockets."""
 
     def __init__(self, rng: random.Random, max_vfs: int = 5,
-                 serials: bool = False) -> None:
+                 serials: bool = False, ifnames: float = 0.5) -> None:
         self.devices: list[dict[str, Any]] = []
         self.pfs: dict[str, dict[str, Any]] = {}
         for p in range(rng.randint(0, 3)):
@@ -25,7 +25,7 @@ class Host:
             pf = '0000:%02x:00.0' % (0x81 + p)
             product = rng.choice(PF_PRODUCTS)
             vf_product = rng.choice(VF_PRODUCTS)
-            ifname = rng.choice((None, 'ens%d' % p))
+            ifname = 'ens%d' % p if rng.random() < ifnames else None
             self.pfs[pf] = {'vendor': vendor, 'product': product,
                             'vf_product': vf_product, 'ifname': ifname}
             self.devices.append(self._dev(pf, vendor, product, 'type-PF',

@@ -114,10 +114,12 @@ class Nova:
         self.conf.set_override('alias', case['aliases'], group='pci')
         self.request.get_alias_from_config.cache_clear()
         try:
-            reqs = self.request._translate_alias_to_requests(case['asked'])
+            reqs = self.request._translate_alias_to_requests(
+                case['asked'], case.get('policy'))
         except Exception as exc:
             return {'error': '%s: %s' % (type(exc).__name__, exc)}
-        return {'requests': [{'count': r.count, 'spec': r.spec}
+        return {'requests': [{'count': r.count, 'spec': r.spec,
+                              'numa_policy': r.numa_policy}
                              for r in reqs]}
 
     # -- a compute's history ------------------------------------------------

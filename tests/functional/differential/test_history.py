@@ -25,7 +25,8 @@ from tests.functional.differential import base
 from tests.functional.differential import generators as gen
 
 # histories per generator; each has a start and 3 to 6 steps
-CASES = {'fits': 500, 'history': 600, 'pf_mixed': 400}
+CASES = {'fits': 400, 'history': 500, 'pf_mixed': 350, 'null_tags': 250,
+         'parent_ifname': 250}
 
 
 def report(host: gen.Host, specs: device_spec.DeviceSpecList,
@@ -76,8 +77,15 @@ def pool_lists(hp: pools_mod.HostPools) -> list[list[str]]:
 class HistoryTest(base.DifferentialTestCase):
 
     def _case(self, rng: Any, kind: str) -> dict[str, Any]:
-        host = gen.Host(rng, max_vfs=4)
+        host = gen.Host(rng, max_vfs=4,
+                        ifnames=1.0 if kind == 'parent_ifname' else 0.5)
         values = gen.device_specs(rng, host)
+        if kind == 'null_tags':
+            # a null tag next to specs without it: pools nova keeps apart
+            null: dict[str, Any] = {'physical_network': None}
+            if host.pfs and rng.random() < 0.7:
+                null['address'] = rng.choice(sorted(host.pfs))
+            values.insert(rng.randint(0, len(values)), json.dumps(null))
         alias_values = gen.aliases(rng, host)
         names = sorted({json.loads(v)['name'] for v in alias_values})
         pf_names = sorted({json.loads(v)['name'] for v in alias_values
@@ -174,6 +182,12 @@ class HistoryTest(base.DifferentialTestCase):
 
     def test_history(self) -> None:
         self._run('history')
+
+    def test_null_tags(self) -> None:
+        self._run('null_tags')
+
+    def test_parent_ifname(self) -> None:
+        self._run('parent_ifname')
 
     def test_pf_mixed_requests(self) -> None:
         seen = self._run('pf_mixed')
