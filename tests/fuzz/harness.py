@@ -23,6 +23,9 @@ ACCEPTED, REFUSED = 'accepted', 'refused'
 # What a refusal may say: one line, an excerpt of the input at most.
 MAX_MESSAGE = 1000
 MAX_FINDINGS_SHOWN = 5
+# Examples per hypothesis run: its tree of explored choices (holding every
+# megabyte string drawn) is freed between runs.
+CHUNK = 1000
 
 
 class Finding(Exception):
@@ -117,8 +120,8 @@ def run(tally: Tally, strategy: st.SearchStrategy[Any],
             tally.refused += 1
 
     start = time.monotonic()
-    for attempt in range(50):
-        left = tally.goal - tally.cases
+    for attempt in range(tally.goal // CHUNK + 50):
+        left = min(tally.goal - tally.cases, CHUNK)
         if left <= 0:
             break
         body = settings(
