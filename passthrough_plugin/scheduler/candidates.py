@@ -33,16 +33,29 @@ DEVICE_SPEC_HINT = ('list only assignable devices in nova\'s [pci] '
 class Provider:
     """One PCI resource provider as nova's scheduler pools show it."""
 
-    __slots__ = ('rp_uuid', 'address', 'dev_type', 'free', 'numa_node')
+    __slots__ = ('rp_uuid', 'address', 'dev_type', 'free', 'numa_node',
+                 'vendor_id', 'product_id')
 
     def __init__(self, rp_uuid: str, address: str, dev_type: str,
-                 free: int, numa_node: int | None = None) -> None:
+                 free: int, numa_node: int | None = None,
+                 vendor_id: int | None = None,
+                 product_id: int | None = None) -> None:
         self.rp_uuid = rp_uuid
         self.address = address
         self.dev_type = dev_type
         # Devices nova counts free there (after its own claims).
         self.free = free
         self.numa_node = numa_node
+        self.vendor_id = vendor_id
+        self.product_id = product_id
+
+    def serves(self, request: request_mod.DeviceRequest) -> bool:
+        """Could nova hand this provider's devices out for ``request``?"""
+        return any((s.vendor_id is None or s.vendor_id == self.vendor_id)
+                   and (s.product_id is None or
+                        s.product_id == self.product_id)
+                   and (s.dev_type is None or s.dev_type == self.dev_type)
+                   for s in request.specs)
 
 
 class Verdict:
@@ -76,47 +89,81 @@ class Verdict:
         return (self.broken, self.lost, self.left)
 
 
+class HostFacts:
+    """The agent's facts of one host at one generation, compact.
+
+    Per PF: how many of its VFs are assignable and how many are in use;
+    per other device: whether it is assignable (None) or why not. The
+    device-level pools are kept only for hosts whose free devices share
+    IOMMU groups (taking one device takes others there).
+    """
+
+    __slots__ = ('vf_viable', 'vf_busy', 'dev_state', 'pools')
+
+    def __init__(self, pools: pools_mod.HostPools) -> None:
+        state = pools.state
+        self.vf_viable: dict[str, int] = {}
+        self.vf_busy: dict[str, int] = {}
+        self.dev_state: dict[str, str | None] = {}
+        for i, dev in enumerate(pools.devices):
+            if dev.dev_type == TYPE_VF and dev.parent_address:
+                pf = dev.parent_address
+                self.vf_viable.setdefault(pf, 0)
+                self.vf_busy.setdefault(pf, 0)
+                if state[i] is None:
+                    self.vf_viable[pf] += 1
+                elif state[i] == explain.IN_USE:
+                    self.vf_busy[pf] += 1
+            else:
+                self.dev_state[dev.address] = state[i]
+        shared = any(len(pools.groups[pools.group_of[i]]) > 1
+                     for pool in pools.pools for i in pool.free)
+        self.pools = pools if shared else None
+
+
 class HostView:
     """What one host's candidates are judged on, worked out once."""
 
-    __slots__ = ('host', 'pools', 'providers', 'vfs_of', 'viable',
-                 'in_use', 'free_before', 'offered')
+    __slots__ = ('host', 'facts', 'pools', 'providers', 'viable', 'in_use',
+                 'free_before', 'offered')
 
-    def __init__(self, host: str, pools: pools_mod.HostPools,
-                 providers: Mapping[str, Provider]) -> None:
+    def __init__(self, host: str, facts: HostFacts,
+                 providers: Mapping[str, Provider],
+                 pools: pools_mod.HostPools | None = None) -> None:
+        """``pools``: the device-level pools, needed when requests must
+        still fit after a candidate (hot-plugged devices, headroom) on a
+        host whose facts do not keep them."""
         self.host = host
-        self.pools = pools
+        self.facts = facts
+        self.pools = facts.pools or pools
         self.providers = providers
-        state = pools.state
-        devices = pools.devices
-        self.vfs_of: dict[str, list[int]] = {}
-        for i, dev in enumerate(devices):
-            if dev.dev_type == TYPE_VF and dev.parent_address:
-                self.vfs_of.setdefault(dev.parent_address, []).append(i)
         # Per VF provider: VFs the agent knows assignable, and VFs in use
         # (the agent's, plus nova's claims the report has not caught up
         # with).
         self.viable: dict[str, int] = {}
         self.in_use: dict[str, int] = {}
         free = 0
-        # The devices nova offers: what a candidate can make others lose.
-        self.offered: set[int] = set()
         for rp, provider in providers.items():
             if provider.dev_type == TYPE_VF:
-                vfs = self.vfs_of.get(provider.address, [])
-                self.offered.update(vfs)
-                viable = sum(1 for i in vfs if state[i] is None)
-                busy = sum(1 for i in vfs if state[i] == explain.IN_USE)
+                viable = facts.vf_viable.get(provider.address, 0)
                 self.viable[rp] = viable
-                self.in_use[rp] = busy + max(viable - provider.free, 0)
+                self.in_use[rp] = facts.vf_busy.get(provider.address, 0) + \
+                    max(viable - provider.free, 0)
                 free += min(viable, provider.free)
-            else:
-                index = pools.by_address.get(provider.address)
-                if index is not None:
-                    self.offered.add(index)
-                    if state[index] is None and provider.free:
-                        free += 1
+            elif provider.free and provider.address in facts.dev_state and \
+                    facts.dev_state[provider.address] is None:
+                free += 1
         self.free_before = free
+        # The devices nova offers (device-level pools only): what a
+        # candidate can make others lose.
+        self.offered: set[int] = set()
+        if self.pools is not None:
+            addresses = {p.address for p in providers.values()}
+            for i, dev in enumerate(self.pools.devices):
+                if dev.address in addresses or (
+                        dev.dev_type == TYPE_VF and
+                        dev.parent_address in addresses):
+                    self.offered.add(i)
 
 
 Group = tuple[str, request_mod.DeviceRequest]
@@ -129,13 +176,8 @@ def judge(view: HostView, groups: Sequence[Group],
     """Does the candidate with ``mapping`` (group id -> provider uuids)
     obey every rule? ``extras`` must still fit afterwards (hot-plugged
     devices re-requested on a move, ``passthrough:hotplug_headroom``)."""
-    pools = view.pools
-    state = pools.state
-    blocked: set[int] = set()
-    taken: set[int] = set()
     per_rp: dict[str, int] = {}
     by_request: dict[int, list[str]] = {}
-    nodes: dict[int, set[int | None]] = {}
     requests: dict[int, request_mod.DeviceRequest] = {}
     for group_id, request in groups:
         rps = mapping.get(group_id)
@@ -145,6 +187,22 @@ def judge(view: HostView, groups: Sequence[Group],
         per_rp[rp] = per_rp.get(rp, 0) + 1
         by_request.setdefault(id(request), []).append(rp)
         requests[id(request)] = request
+    nodes: dict[int, set[int | None]] = {}
+    for key, rps in by_request.items():
+        request = requests[key]
+        if request.anti_affinity:
+            vf_rps = [rp for rp in rps if rp in view.providers and
+                      view.providers[rp].dev_type == TYPE_VF]
+            if len(set(vf_rps)) < len(vf_rps):
+                return Verdict(False, explain.ANTI_AFFINITY, '%s: %s with '
+                               'passthrough:vf_anti_affinity: the candidate '
+                               'takes two VFs of one PF' % (
+                                   view.host, request.describe()))
+        nodes[key] = {view.providers[rp].numa_node for rp in rps
+                      if rp in view.providers}
+    numa = _numa(view.host, requests, nodes, numa_cell_count)
+    if numa is not None:
+        return numa
     broken = 0
     left = 0
     for rp, count in per_rp.items():
@@ -156,56 +214,28 @@ def judge(view: HostView, groups: Sequence[Group],
                                view.host, rp, provider.free if provider
                                else 0, count))
         if provider.dev_type == TYPE_VF:
-            failed = _take_vfs(view, provider, count, blocked, taken)
+            failed = _vf_provider(view, provider, count)
             if failed is not None:
                 return failed
             if view.in_use[rp] == 0:
                 broken += 1
             left += min(view.viable[rp], provider.free) - count
-            continue
-        i = pools.by_address.get(provider.address)
-        if i is None:
-            return Verdict(False, explain.NO_MATCH, '%s: %s %s is not in '
-                           'the agent\'s report; %s' % (
-                               view.host, provider.dev_type,
-                               provider.address, DEVICE_SPEC_HINT))
-        if state[i] is not None or i in blocked:
-            why = explain.TAKEN if i in blocked else state[i] or ''
-            return Verdict(False, _reason(why), '%s: %s %s is %s' % (
-                view.host, provider.dev_type, provider.address,
-                explain.STATE_TEXT[why]))
-        _take(pools, i, blocked)
-        taken.add(i)
-    for key, rps in by_request.items():
-        request = requests[key]
-        if request.anti_affinity:
-            vf_rps = [rp for rp in rps if view.providers[rp].dev_type ==
-                      TYPE_VF]
-            if len(set(vf_rps)) < len(vf_rps):
-                return Verdict(False, explain.ANTI_AFFINITY, '%s: %s with '
-                               'passthrough:vf_anti_affinity: the candidate '
-                               'takes two VFs of one PF' % (
-                                   view.host, request.describe()))
-        nodes[key] = {view.providers[rp].numa_node for rp in rps}
-    numa = _numa(view.host, requests, nodes, numa_cell_count)
-    if numa is not None:
-        return numa
-    for request in extras:
-        if pools._apply(request, None, blocked) is None:
-            return Verdict(False, explain.HEADROOM, '%s: no room left for '
-                           '%s after the candidate' % (
-                               view.host, request.describe()))
-    lost = sum(1 for i in blocked if state[i] is None and i not in taken
-               and i in view.offered)
-    local = bool(numa_cell_count) and all(
-        len(n) <= (numa_cell_count or 0) for n in nodes.values())
-    return Verdict(True, broken=broken, lost=lost, left=left,
-                   taken=len(taken), local=local)
+        else:
+            failed = _device_provider(view, provider)
+            if failed is not None:
+                return failed
+    if view.pools is None:
+        # Every free device stands alone in its IOMMU group: the counts
+        # above are the whole answer.
+        return Verdict(True, broken=broken, left=left,
+                       taken=sum(per_rp.values()),
+                       local=_local(nodes, numa_cell_count))
+    return _walk(view, per_rp, extras, broken, left,
+                 _local(nodes, numa_cell_count))
 
 
-def _take_vfs(view: HostView, provider: Provider, count: int,
-              blocked: set[int], taken: set[int]) -> Verdict | None:
-    """Take ``count`` VFs of ``provider``'s PF; None when that is safe."""
+def _vf_provider(view: HostView, provider: Provider, count: int
+                 ) -> Verdict | None:
     viable = view.viable[provider.rp_uuid]
     if provider.free > viable:
         # nova may hand out any VF it counts free: one of them is not
@@ -215,18 +245,81 @@ def _take_vfs(view: HostView, provider: Provider, count: int,
                        'assign one that is not: %s' % (
                            view.host, provider.free, provider.address,
                            viable, DEVICE_SPEC_HINT))
-    pools = view.pools
-    state = pools.state
-    free = [i for i in view.vfs_of.get(provider.address, [])
-            if state[i] is None and i not in blocked]
-    if len(free) < count:
+    if viable < count:
         return Verdict(False, explain.INSUFFICIENT, '%s: PF %s has %d '
                        'assignable free VF(s), the candidate takes %d' % (
-                           view.host, provider.address, len(free), count))
-    for i in free[:count]:
+                           view.host, provider.address, viable, count))
+    return None
+
+
+def _device_provider(view: HostView, provider: Provider) -> Verdict | None:
+    states = view.facts.dev_state
+    if provider.address not in states:
+        return Verdict(False, explain.NO_MATCH, '%s: %s %s is not in '
+                       'the agent\'s report; %s' % (
+                           view.host, provider.dev_type, provider.address,
+                           DEVICE_SPEC_HINT))
+    why = states[provider.address]
+    if why is not None:
+        return Verdict(False, _reason(why), '%s: %s %s is %s' % (
+            view.host, provider.dev_type, provider.address,
+            explain.STATE_TEXT[why]))
+    return None
+
+
+def _local(nodes: Mapping[int, set[int | None]],
+           cell_count: int | None) -> bool:
+    return bool(cell_count) and all(
+        len(n) <= (cell_count or 0) for n in nodes.values())
+
+
+def _walk(view: HostView, per_rp: Mapping[str, int],
+          extras: Sequence[request_mod.DeviceRequest], broken: int,
+          left: int, local: bool) -> Verdict:
+    """The device-level walk: shared IOMMU groups, and what must still
+    fit afterwards."""
+    pools = view.pools
+    assert pools is not None
+    state = pools.state
+    blocked: set[int] = set()
+    taken: set[int] = set()
+    for rp, count in per_rp.items():
+        provider = view.providers[rp]
+        if provider.dev_type == TYPE_VF:
+            got = 0
+            for i in _vfs_of(pools, provider.address):
+                if got < count and state[i] is None and i not in blocked:
+                    # One VF takes its IOMMU group: its mates go too.
+                    _take(pools, i, blocked)
+                    taken.add(i)
+                    got += 1
+            if got < count:
+                return Verdict(False, explain.GROUP, '%s: PF %s has %d '
+                               'VF(s) to give once IOMMU groups are taken '
+                               'whole, the candidate takes %d' % (
+                                   view.host, provider.address, got, count))
+            continue
+        i = pools.by_address[provider.address]
+        if i in blocked:
+            return Verdict(False, explain.GROUP, '%s: %s %s is %s' % (
+                view.host, provider.dev_type, provider.address,
+                explain.STATE_TEXT[explain.TAKEN]))
         _take(pools, i, blocked)
         taken.add(i)
-    return None
+    for request in extras:
+        if pools._apply(request, None, blocked) is None:
+            return Verdict(False, explain.HEADROOM, '%s: no room left for '
+                           '%s after the candidate' % (
+                               view.host, request.describe()))
+    lost = sum(1 for i in blocked if state[i] is None and i not in taken
+               and i in view.offered)
+    return Verdict(True, broken=broken, lost=lost, left=left,
+                   taken=len(taken), local=local)
+
+
+def _vfs_of(pools: pools_mod.HostPools, pf: str) -> list[int]:
+    return [i for i, dev in enumerate(pools.devices)
+            if dev.dev_type == TYPE_VF and dev.parent_address == pf]
 
 
 def _take(pools: pools_mod.HostPools, i: int, blocked: set[int]) -> None:
@@ -270,6 +363,43 @@ def _numa(host: str, requests: Mapping[int, request_mod.DeviceRequest],
                            'has %d cell(s)' % (
                                host, request.describe(), policy,
                                len(found - {None}), cell_count))
+    return None
+
+
+def move_claim_breaks(host: str, groups: Sequence[Group],
+                      providers: Sequence[Provider]) -> Verdict | None:
+    """What nova 34's move claim (resize, cold migration) would take.
+
+    That claim rebuilds the PCI requests from the flavor without the
+    scheduler's providers and takes, request by request, the first free
+    devices of nova's pools in their order. When that breaks
+    ``passthrough:vf_anti_affinity`` on this host, say so.
+    """
+    counts: dict[int, int] = {}
+    requests: dict[int, request_mod.DeviceRequest] = {}
+    for _group, request in groups:
+        counts[id(request)] = counts.get(id(request), 0) + 1
+        requests[id(request)] = request
+    free = {p.rp_uuid: p.free for p in providers}
+    for key, need in counts.items():
+        request = requests[key]
+        for provider in providers:
+            if need <= 0:
+                break
+            if not provider.serves(request):
+                continue
+            take = min(need, free[provider.rp_uuid])
+            free[provider.rp_uuid] -= take
+            need -= take
+            if take > 1 and request.anti_affinity and \
+                    provider.dev_type == TYPE_VF:
+                return Verdict(False, explain.ANTI_AFFINITY, '%s: %s with '
+                               'passthrough:vf_anti_affinity: on a resize '
+                               'or cold migration nova 34 picks the devices '
+                               'itself, ignoring the scheduler\'s choice, '
+                               'and would take %d VFs of PF %s' % (
+                                   host, request.describe(), take,
+                                   provider.address))
     return None
 
 

@@ -83,19 +83,25 @@ class PciPoolFilter(plugin.PluginBase):
             self.shared.put(nova_adapter.decision_key(spec_obj), host,
                             decision)
         else:
-            decision = self.engine.decide(host, request)
+            decision = self._engine_decides(host, request)
         if not decision.ok:
-            if decision.reason in _SUMMARY_REASONS:
-                decision = self._exact(host, spec_obj, request, decision)
             LOG.info('%s rejected: %s', host, decision.detail_for(host))
         return decision.ok
 
-    def _exact(self, host: str, spec_obj: Any, request: engine_mod.Request,
+    def _engine_decides(self, host: str, request: engine_mod.Request
+                        ) -> summary_mod.Decision:
+        """The host-level decision from the host's summary; a rejection
+        gets the device-level reason."""
+        decision = self.engine.decide(host, request)
+        if not decision.ok and decision.reason in _SUMMARY_REASONS:
+            decision = self._exact(host, request, decision)
+        return decision
+
+    def _exact(self, host: str, request: engine_mod.Request,
                decision: summary_mod.Decision) -> summary_mod.Decision:
         """The device-level reason (the summary's is coarse) for the first
         few rejected hosts of a request: it reads the host's report."""
-        key = nova_adapter.decision_key(spec_obj) if \
-            nova_adapter.is_request_spec(spec_obj) else id(spec_obj)
+        key = (self._last_key, request.token)
         if key != self._exact_key:
             self._exact_key = key
             self._exact_budget = [EXACT_PER_REQUEST]
@@ -135,25 +141,31 @@ class PciPoolFilter(plugin.PluginBase):
                         ) -> summary_mod.Decision:
         engine = self.engine
         if not request.wants_devices:
-            return engine.decide(host, request)
+            return self._engine_decides(host, request)
         if self._mode() == CLASSIC:
             if request.requests.vf_anti_affinity:
                 return summary_mod.Decision(
                     False, NEEDS_PLACEMENT, ANTI_AFFINITY_NEEDS % host, host)
-            return engine.decide(host, request)
+            return self._engine_decides(host, request)
         groups = nova_adapter.device_groups(spec_obj, request.requests)
         mappings = nova_adapter.candidate_mappings(host_state)
         if not groups or not mappings or not any(
                 g in mappings[0] for g, _r in groups):
             # No PCI request groups (e.g. only neutron-port devices) or no
             # candidates to choose from: the host-level decision.
-            return engine.decide(host, request)
-        view = self._view(host, host_state)
-        if view is None:
-            # No usable report: the engine's answer (missing_report).
-            return engine.decide(host, request)
+            return self._engine_decides(host, request)
         extras = [r for r in request.requests.requests
                   if r.source != 'flavor'] + list(request.requests.headroom)
+        view = self._view(host, host_state, bool(extras))
+        if view is None:
+            # No usable report: the engine's answer (missing_report).
+            return self._engine_decides(host, request)
+        if nova_adapter.is_resize(spec_obj):
+            breaks = candidates.move_claim_breaks(
+                host, groups, list(view.providers.values()))
+            if breaks is not None:
+                return summary_mod.Decision(False, breaks.reason,
+                                            breaks.detail, host)
         choice = candidates.choose(
             view, groups, mappings,
             engine.conf.passthrough_scheduler.weigh_strategy, extras,
@@ -166,13 +178,19 @@ class PciPoolFilter(plugin.PluginBase):
                       host, len(choice.order), choice.total)
         return candidates.decision(view, choice)
 
-    def _view(self, host: str, host_state: Any
+    def _view(self, host: str, host_state: Any, device_level: bool
               ) -> candidates.HostView | None:
         found = self.engine.summary(host)
         if found is None or found.summary is None:
             return None
-        pools = self.shared.host_pools(self.engine, host, found.generation)
-        if pools is None:
+        facts = self.shared.host_facts(self.engine, host, found.generation)
+        if facts is None:
             return None
-        return candidates.HostView(host, pools,
-                                   nova_adapter.providers(host_state))
+        pools = None
+        if device_level and facts.pools is None:
+            # Requests that must still fit afterwards need the devices.
+            pools = plugin.host_pools(self.engine, host)
+            if pools is None:
+                return None
+        return candidates.HostView(host, facts,
+                                   nova_adapter.providers(host_state), pools)

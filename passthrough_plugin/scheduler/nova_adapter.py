@@ -118,8 +118,24 @@ def providers(host_state: Any) -> dict[str, candidates.Provider]:
             continue
         found[rp] = candidates.Provider(
             str(rp), str(pool.get('address', '')).lower(),
-            str(pool.get('dev_type', '')), count, pool.get('numa_node'))
+            str(pool.get('dev_type', '')), count, pool.get('numa_node'),
+            _hex(pool.get('vendor_id')), _hex(pool.get('product_id')))
     return found
+
+
+def _hex(value: Any) -> int | None:
+    try:
+        return int(str(value), 16)
+    except ValueError:
+        return None
+
+
+def is_resize(spec: Any) -> bool:
+    """A resize or cold migration: nova's API sets the cross-cell flag of
+    the requested destination for those moves only."""
+    destination = _field(spec, 'requested_destination')
+    return destination is not None and destination.obj_attr_is_set(
+        'allow_cross_cell_move')
 
 
 def candidate_mappings(host_state: Any

@@ -12,22 +12,24 @@ from oslo_log import log as logging
 from passthrough_plugin import exception
 from passthrough_plugin.scheduler import engine as engine_mod
 from passthrough_plugin.pci import pools as pools_mod
+from passthrough_plugin.scheduler import candidates
 from passthrough_plugin.scheduler import nova_adapter
 from passthrough_plugin.scheduler import summary as summary_mod
 
 LOG = logging.getLogger(__name__)
-# Device-level pools kept per host for judging allocation candidates.
-POOLS_CACHE_SIZE = 20000
+# Hosts whose candidate facts are kept (a few hundred bytes each, or the
+# device-level pools for hosts with shared IOMMU groups).
+FACTS_CACHE_SIZE = 100000
 
 
 class Shared:
     """What the filter and the weigher of one engine share: one decision
-    per host per scheduling pass, and the hosts' device-level pools."""
+    per host per scheduling pass, and the hosts' candidate facts."""
 
     def __init__(self) -> None:
         self.key: object = None
         self.decisions: dict[str, summary_mod.Decision] = {}
-        self.pools: dict[str, tuple[int, pools_mod.HostPools]] = {}
+        self.facts: dict[str, tuple[int, candidates.HostFacts]] = {}
 
     def put(self, key: object, host: str,
             decision: summary_mod.Decision) -> None:
@@ -41,26 +43,32 @@ class Shared:
             return None
         return self.decisions.get(host)
 
-    def host_pools(self, engine: engine_mod.Engine, host: str,
-                   generation: int) -> pools_mod.HostPools | None:
-        """The host's pools at ``generation`` (read once per generation).
-
-        None when the report cannot be read (the engine's summary path
-        says why).
-        """
-        found = self.pools.get(host)
+    def host_facts(self, engine: engine_mod.Engine, host: str,
+                   generation: int) -> candidates.HostFacts | None:
+        """The host's facts at ``generation`` (its report is read once
+        per generation). None when the report cannot be read (the
+        engine's summary path says why)."""
+        found = self.facts.get(host)
         if found is not None and found[0] == generation:
             return found[1]
-        try:
-            pools = pools_mod.HostPools.from_report(engine.store.get(host))
-        except exception.PassthroughException as exc:
-            LOG.warning('Report of host %s is unusable: %s', host,
-                        exc.message)
+        pools = host_pools(engine, host)
+        if pools is None:
             return None
-        if len(self.pools) >= POOLS_CACHE_SIZE:
-            self.pools.clear()
-        self.pools[host] = (generation, pools)
-        return pools
+        if len(self.facts) >= FACTS_CACHE_SIZE:
+            self.facts.clear()
+        facts = candidates.HostFacts(pools)
+        self.facts[host] = (generation, facts)
+        return facts
+
+
+def host_pools(engine: engine_mod.Engine, host: str
+               ) -> pools_mod.HostPools | None:
+    """The host's device-level pools, read from the store now."""
+    try:
+        return pools_mod.HostPools.from_report(engine.store.get(host))
+    except exception.PassthroughException as exc:
+        LOG.warning('Report of host %s is unusable: %s', host, exc.message)
+        return None
 
 
 _SHARED: weakref.WeakKeyDictionary[engine_mod.Engine, Shared] = \

@@ -211,44 +211,51 @@ class AntiAffinityTest(_CandidateTestBase):
                                   binary='nova-compute')[0]['id'], True)
         for server in servers:
             self.api.post_server_action(server['id'], {'evacuate': {}})
+            # As nova's own _evacuate_server expects: the guest of a
+            # stopped fake compute comes back SHUTOFF.
             server = self._wait_for_server_parameter(
                 server, {'OS-EXT-SRV-ATTR:host': 'compute2',
-                         'status': 'ACTIVE'}, max_retries=WAIT)
+                         'status': 'SHUTOFF'}, max_retries=WAIT)
+            self._wait_for_migration_status(server, ['done'])
             self.assertDistinctPfs(self.guest(server), 2)
 
-    def test_resize_is_nova_computes_choice_in_nova_34(self) -> None:
+    def test_resize_nova_would_break_is_refused_with_the_reason(
+            self) -> None:
         """nova 34 does not apply the scheduler's PCI allocation on a
-        resize or cold migration: its move claim builds new PCI requests
-        from the flavor, without the providers, takes the first free
-        devices in address order and heals Placement to match. The plugin
-        still chooses the host; this test fails once nova honours the
-        allocation, and then should assert distinct PFs."""
+        resize or cold migration: its move claim rebuilds the PCI requests
+        from the flavor without the providers and takes the first free
+        devices of its pools. Where that breaks anti-affinity the plugin
+        refuses the host, and says why."""
         self.start_pci_compute('compute1', num_pfs=2, num_vfs=12)
         self.start_pci_compute('compute2', num_pfs=2, num_vfs=12)
         small, large = (self.flavor(ANTI, memory_mb=m) for m in (256, 512))
         server = self.create(small)
-        self.assertDistinctPfs(self.guest(server), 2)
+        before = self.guest(server)
+        self.assertDistinctPfs(before, 2)
         # The fake hypervisor has no disk to copy (nova's own PCI resize
         # tests stub the same call).
         self.useFixture(fixtures.MockPatch(
             'nova.virt.libvirt.driver.LibvirtDriver'
             '.migrate_disk_and_power_off', return_value='{}'))
-        source = server['OS-EXT-SRV-ATTR:host']
         self.api.post_server_action(server['id'],
                                     {'resize': {'flavorRef': large}})
-        server = self._wait_for_state_change(server, 'VERIFY_RESIZE',
-                                             max_retries=WAIT)
-        self.api.post_server_action(server['id'], {'confirmResize': None})
+        self.notifier.wait_for_versioned_notifications(
+            'compute_task.migrate_server.error', timeout=WAIT / 2)
+        target = 'compute2' if before.host == 'compute1' else 'compute1'
+        self.assertIn(
+            '%s rejected: %s: 2 x vfs with passthrough:vf_anti_affinity: on '
+            'a resize or cold migration nova 34 picks the devices itself'
+            % (target, target), self.stdlog.logger.output)
         server = self._wait_for_state_change(server, 'ACTIVE',
                                              max_retries=WAIT)
-        self.assertNotEqual(source, server['OS-EXT-SRV-ATTR:host'])
-        ctxt = nova_context.get_admin_context()
-        node = objects.ComputeNode.get_by_nodename(
-            ctxt, server['OS-EXT-SRV-ATTR:host'])
-        rows = [d for d in objects.PciDeviceList.get_by_instance_uuid(
-            ctxt, server['id']) if d.compute_node_id == node.id]
-        self.assertEqual(['0000:81:00.1', '0000:81:00.2'],
-                         sorted(d.address for d in rows))
+        self.assertEqual(before.addresses, self.guest(server).addresses)
+        # Without the rule, nova's own pick is no harm: the resize goes.
+        plain = self.flavor({'pci_passthrough:alias': 'vfs:2'}, 512)
+        self.api.post_server_action(server['id'],
+                                    {'resize': {'flavorRef': plain}})
+        server = self._wait_for_state_change(server, 'VERIFY_RESIZE',
+                                             max_retries=WAIT)
+        self.assertEqual(target, server['OS-EXT-SRV-ATTR:host'])
 
 
 class ClassicModeTest(_CandidateTestBase):

@@ -26,14 +26,14 @@ def requests(**extra: str) -> request_mod.RequestSet:
     return request_mod.RequestSet.from_extra_specs(specs, ALIASES)
 
 
-def vf_view(report: report_mod.HostReport, free: tuple[int, int] = (4, 4)
-            ) -> candidates.HostView:
+def vf_view(report: report_mod.HostReport, free: tuple[int, int] = (4, 4),
+            device_level: bool = False) -> candidates.HostView:
     providers = {
         RP1: candidates.Provider(RP1, PF1, 'type-VF', free[0], 0),
         RP2: candidates.Provider(RP2, PF2, 'type-VF', free[1], 1)}
-    return candidates.HostView(report.host,
-                               pools_mod.HostPools.from_report(report),
-                               providers)
+    pools = pools_mod.HostPools.from_report(report)
+    return candidates.HostView(report.host, candidates.HostFacts(pools),
+                               providers, pools if device_level else None)
 
 
 def groups(request_set: request_mod.RequestSet) -> list[candidates.Group]:
@@ -117,7 +117,8 @@ class ViabilityTest(testtools.TestCase):
                                              'type-PCI', 1, 0)
             for n, d in enumerate(report.devices)}
         view = candidates.HostView(
-            'h', pools_mod.HostPools.from_report(report), providers)
+            'h', candidates.HostFacts(pools_mod.HostPools.from_report(
+                report)), providers)
         found = groups(request_mod.RequestSet.from_extra_specs(
             {'pci_passthrough:alias': 'gpu:1'}, ALIASES))
         mappings = [{found[0][0]: ['rp-0']}, {found[0][0]: ['rp-1']}]
@@ -142,14 +143,38 @@ class ViabilityTest(testtools.TestCase):
             {'pci_passthrough:alias': 'vf:1',
              'passthrough:hotplug_headroom': 'vf:4'}, ALIASES)
         found = groups(wanted)
-        view = vf_view(fakes.sriov_host('h', vfs=4))
+        view = vf_view(fakes.sriov_host('h', vfs=4), device_level=True)
         # 8 VFs, 1 taken, 4 more must stay free: fine.
         self.assertTrue(candidates.judge(
             view, found, {found[0][0]: [RP1]}, wanted.headroom).ok)
-        small = vf_view(fakes.sriov_host('h', vfs=2), free=(2, 2))
+        small = vf_view(fakes.sriov_host('h', vfs=2), free=(2, 2),
+                        device_level=True)
         verdict = candidates.judge(small, found, {found[0][0]: [RP1]},
                                    wanted.headroom)
         self.assertEqual(explain.HEADROOM, verdict.reason)
+
+
+    def test_shared_iommu_group_takes_its_mates(self) -> None:
+        # PF1's four VFs share one IOMMU group: taking one takes all, so
+        # a second VF of PF1 for the same guest is not there to take.
+        report = fakes.sriov_host('h', shared_group=True)
+        view = vf_view(report)
+        self.assertIsNotNone(view.pools)  # kept: the host needs the walk
+        found = groups(requests())
+        self.assertTrue(candidates.judge(
+            view, found, {found[0][0]: [RP1], found[1][0]: [RP2]}).ok)
+        verdict = candidates.judge(view, found, {found[0][0]: [RP1],
+                                                 found[1][0]: [RP1]})
+        self.assertEqual(explain.GROUP, verdict.reason)
+        one = groups(request_mod.RequestSet.from_extra_specs(
+            {'pci_passthrough:alias': 'vf:1'}, ALIASES))
+        # Pack prefers PF2: a VF of PF1 would lose its three mates.
+        choice = candidates.choose(view, one, [{one[0][0]: [RP1]},
+                                               {one[0][0]: [RP2]}], 'pack')
+        self.assertEqual([1, 0], choice.order)
+
+    def test_simple_hosts_keep_no_devices(self) -> None:
+        self.assertIsNone(vf_view(fakes.sriov_host('h')).pools)
 
 
 class OrderTest(testtools.TestCase):
@@ -198,3 +223,36 @@ class NumaTest(testtools.TestCase):
         self.assertTrue(candidates.judge(view, found, split,
                                          numa_cell_count=2).ok)
         self.assertTrue(candidates.judge(view, found, split).ok)
+
+
+class MoveClaimTest(testtools.TestCase):
+    """nova 34's move claim: first free devices in pool order."""
+
+    def test_anti_affinity_broken_by_the_first_pool(self) -> None:
+        wanted = requests(**{'passthrough:vf_anti_affinity': 'true'})
+        providers = list(vf_view(fakes.sriov_host('h')).providers.values())
+        for p in providers:
+            p.vendor_id, p.product_id = 0x8086, 0x154C
+        verdict = candidates.move_claim_breaks('h', groups(wanted),
+                                               providers)
+        assert verdict is not None
+        self.assertEqual(explain.ANTI_AFFINITY, verdict.reason)
+        self.assertIn('would take 2 VFs of PF %s' % PF1, verdict.detail)
+        # One VF left on the first PF: nova takes one there, one next.
+        providers[0].free = 1
+        self.assertIsNone(candidates.move_claim_breaks('h', groups(wanted),
+                                                       providers))
+        # Without the rule nothing to say.
+        providers[0].free = 4
+        self.assertIsNone(candidates.move_claim_breaks('h', groups(
+            requests()), providers))
+
+    def test_only_providers_that_serve_the_request_count(self) -> None:
+        wanted = requests(**{'passthrough:vf_anti_affinity': 'true'})
+        providers = list(vf_view(fakes.sriov_host('h')).providers.values())
+        providers[0].vendor_id, providers[0].product_id = 0x10DE, 0x1EB8
+        providers[1].vendor_id, providers[1].product_id = 0x8086, 0x154C
+        verdict = candidates.move_claim_breaks('h', groups(wanted),
+                                               providers)
+        assert verdict is not None
+        self.assertIn('PF %s' % PF2, verdict.detail)

@@ -315,6 +315,28 @@ class CandidateModeTest(testtools.TestCase):
         # again for the weigher.
         self.assertEqual([], self.decided)
 
+    def test_resize_where_nova_would_break_anti_affinity(self) -> None:
+        from nova import objects
+
+        g0, g1 = self.groups(2)
+        host = pci_host('h1', [{g0: ['0'], g1: ['1']}])
+        spec = pci_spec({'pci_passthrough:alias': 'vf:2',
+                         'passthrough:vf_anti_affinity': 'true'}, 2,
+                        self.REQ)
+        self.assertEqual([host], list(self.filter.filter_all([host], spec)))
+        # The same request as a resize: nova-compute would take both VFs
+        # from its first pool.
+        resize = pci_spec({'pci_passthrough:alias': 'vf:2',
+                           'passthrough:vf_anti_affinity': 'true'}, 2,
+                          self.REQ)
+        resize.requested_destination = objects.Destination(
+            allow_cross_cell_move=False)
+        host = pci_host('h1', [{g0: ['0'], g1: ['1']}])
+        self.assertEqual([], list(self.filter.filter_all([host], resize)))
+        self.assertIn('on a resize or cold migration nova 34 picks the '
+                      'devices itself, ignoring the scheduler\'s choice, and '
+                      'would take 2 VFs of PF 0000:81:00.0', self.log.output)
+
     def test_classic_mode_refuses_anti_affinity_and_says_why(self) -> None:
         self.conf.set_override('pci_in_placement', False,
                                'filter_scheduler')
