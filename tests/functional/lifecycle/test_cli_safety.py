@@ -47,21 +47,25 @@ class TestConsoleScripts(testtools.TestCase):
             os.mkfifo(path)
         return path
 
-    def commands(self, config: str) -> dict[str, list[str]]:
-        """Each console script, its config file ``config``."""
-        return {
-            'passthrough-scheduler': [
+    def commands(self, fifo: str) -> list[tuple[str, list[str]]]:
+        """Each console script, blocked reading ``fifo``."""
+        config = fifo
+        return [
+            ('passthrough-scheduler', [
                 '--config-file', config, '--store-path', self.store,
-                'explain', '--extra-spec', 'pci_passthrough:alias=vf:1'],
-            'passthrough-billing': [
+                'explain', '--extra-spec', 'pci_passthrough:alias=vf:1']),
+            # publish: blocked reading the report file, past the config.
+            ('passthrough-scheduler', [
+                '--store-path', self.store, 'publish', fifo]),
+            ('passthrough-billing', [
                 '--config-file', config, '--ledger', self.ledger, 'report',
-                '--from', '2026-11-01', '--to', '2026-11-02'],
-            'passthrough-agent': [
+                '--from', '2026-11-01', '--to', '2026-11-02']),
+            ('passthrough-agent', [
                 'discover', '--config-file', config,
-                '--sysfs-root', self.tmp, '--proc-root', self.tmp],
-            'passthrough-demo': ['--config-file', config,
-                                 '--workdir', self.tmp],
-        }
+                '--sysfs-root', self.tmp, '--proc-root', self.tmp]),
+            ('passthrough-demo', ['--config-file', config,
+                                  '--workdir', self.tmp]),
+        ]
 
     def interrupt(self, name: str, args: list[str]) -> None:
         fifo = self.fifo()
@@ -92,7 +96,7 @@ class TestConsoleScripts(testtools.TestCase):
                          (process.returncode, err.decode(), out), name)
 
     def test_ctrl_c_is_one_line_and_exit_130(self) -> None:
-        for name, args in self.commands(self.fifo()).items():
+        for name, args in self.commands(self.fifo()):
             self.interrupt(name, args)
 
     def test_closed_pipe_exits_quietly(self) -> None:
