@@ -60,12 +60,29 @@ overrides it for the hosts of that aggregate.
         'missing_report',
         default='fail',
         choices=[
-            ('fail', 'A host with no report fails the filter, with a reason.'),
-            ('pass', 'A host with no report passes requests without PCI '
-                     'devices and fails those with PCI devices.'),
+            ('fail', 'A host with no report fails PciPoolFilter; the reason '
+                     '("<host> has no PCI report in the <driver> report '
+                     'store") is logged at INFO.'),
+            ('pass', 'A host with no report passes PciPoolFilter whatever '
+                     'the request: nova\'s own data (PciPassthroughFilter, '
+                     'Placement\'s allocation candidates) alone decide it. '
+                     'Logged at DEBUG once per host per request.'),
         ],
         help="""
-What PciPoolFilter does with a host that has no report in the store.
+What PciPoolFilter does with a host that has no agent report in the report
+store (no ``passthrough-agent`` there yet, or its report expired).
+
+With ``pass`` the plugin adds nothing for such a host: none of its rules
+(IOMMU groups, ``passthrough:vf_anti_affinity``, headroom) can be checked
+there, and PciPoolWeigher ranks it below every host that has a report.
+Use ``pass`` while rolling the agent out, or to keep nova's behaviour on
+hosts without one; ``fail`` keeps PCI guests on hosts the plugin can vouch
+for. The standalone ``passthrough-scheduler`` only considers hosts with a
+report.
+
+Related options:
+
+* ``[report_store] driver``
 """),
     cfg.FloatOpt(
         'store_refresh_interval',

@@ -64,6 +64,8 @@ class Engine:
         self.refreshed_at = 0.0
         self._refresh_key: object = None
         self._known: list[str] = []
+        # Hosts passed without a report since the last refresh (logged).
+        self._passed_unreported: set[str] = set()
 
     # -- configuration -------------------------------------------------------
 
@@ -94,6 +96,7 @@ class Engine:
         """
         generations = self.store.generations()
         self._known = sorted(generations)
+        self._passed_unreported.clear()
         if self.pools is not None:
             # select/explain/claim ask the store's candidates; a host's
             # facts are read only when decide() asks about it.
@@ -220,18 +223,30 @@ class Engine:
                 False, REBUILD, '%s: a rebuild keeps the instance and its '
                 'devices on the host that holds them' % host, host)
         if found is None:
-            if (not request.wants_devices and self.conf.
-                    passthrough_scheduler.missing_report == 'pass'):
-                return summary_mod.Decision(True, host=host)
-            return summary_mod.Decision(
-                False, explain.NO_REPORT, '%s has no PCI report in the '
-                '%s report store' % (host, self.conf.report_store.driver),
-                host)
+            return self._no_report(host, request)
         if found.summary is None:
             return summary_mod.Decision(False, explain.BAD_REPORT,
                                         found.error or '', host)
         return self.memo.decide(found, request.token, request.requests,
                                 request.numa_cells, request.numa_cell_count)
+
+    def _no_report(self, host: str, request: Request
+                   ) -> summary_mod.Decision:
+        """``[passthrough_scheduler] missing_report`` for ``host``."""
+        detail = '%s has no PCI report in the %s report store' % (
+            host, self.conf.report_store.driver)
+        if self.conf.passthrough_scheduler.missing_report != 'pass':
+            return summary_mod.Decision(False, explain.NO_REPORT, detail,
+                                        host)
+        # Nothing of ours to judge: the host passes and nova's own data
+        # (PciPassthroughFilter, Placement) decide it. Said once per host
+        # per refresh (per request), not once per check.
+        if host not in self._passed_unreported:
+            self._passed_unreported.add(host)
+            LOG.debug('%s: decided on nova\'s data alone '
+                      '([passthrough_scheduler] missing_report = pass)',
+                      detail)
+        return summary_mod.Decision(True, explain.NO_REPORT, detail, host)
 
     def raw_weight(self, host: str, request: Request,
                    decision: summary_mod.Decision | None = None,
@@ -244,7 +259,9 @@ class Engine:
             found = self.summaries.get(host)
             summary = found.summary if found is not None else None
             return -float(summary.total_free if summary is not None else 0)
-        if not decision.ok:
+        if not decision.ok or decision.reason == explain.NO_REPORT:
+            # Below every host the plugin knows (a host without a report
+            # passes only under missing_report = pass).
             return float('-inf')
         if strategy is None:
             strategy = self.conf.passthrough_scheduler.weigh_strategy
@@ -260,7 +277,8 @@ class Engine:
             decisions = [self.decide(h, request) for h in hosts]
         # Options are read once per call: oslo.config lookups are slow.
         strategy = self.conf.passthrough_scheduler.weigh_strategy
-        if request.wants_devices and all(d.ok for d in decisions):
+        if request.wants_devices and all(
+                d.ok and d.reason is None for d in decisions):
             # The usual case after filtering: straight from the decisions.
             raw = [d.spread for d in decisions] if strategy == 'spread' \
                 else [d.pack for d in decisions]
