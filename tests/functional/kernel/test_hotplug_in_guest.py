@@ -1,11 +1,12 @@
 """Host-side hotplug on a real kernel: QEMU's device_add and device_del.
 
-The guest runs the agent's scan loop (``Agent.tick``, what ``run`` does)
-while this process, on QEMU's QMP socket, hot-adds an e1000e into a free
-PCIe root port and later removes it. The agent must publish the new device
-without a restart, and when the ledger shows the device held, its
-``device_del`` must close the interval with ``device_removed``. Guest and
-host take turns through marker files in the shared out dir.
+The guest runs the agent's scan loop (``Agent.tick``, then the uevent
+sleep, as ``run`` does) while this process, on QEMU's QMP socket, hot-adds
+an e1000e into a free PCIe root port and later removes it. The agent must
+publish the new device without a restart, woken by the kernel's uevent,
+and when the ledger shows the device held, its ``device_del`` must close
+the interval with ``device_removed``. Guest and host take turns through
+marker files in the shared out dir.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from oslo_config import cfg
 from passthrough_plugin import conf as conf_mod
 from passthrough_plugin.agent import service
 from passthrough_plugin.agent import sysfs as sysfs_mod
+from passthrough_plugin.agent import uevents
 from passthrough_plugin.lifecycle import ledger as ledger_mod
 
 OUT = sys.argv[1]
@@ -67,6 +69,9 @@ def mark(name):
     print('guest: %s' % name, flush=True)
 
 
+# What run sleeps on: it returns early only on a PCI uevent.
+sleep = uevents.UeventSleeper.open()
+results['uevents'] = sleep is not None
 agent.tick()
 before = published()
 results['before'] = sorted(before)
@@ -78,8 +83,9 @@ while time.monotonic() - t0 < WAIT:
     new = published() - before
     if new:
         break
-    time.sleep(0.5)
+    sleep(WAIT)
 results['added'] = sorted(new)
+results['woken-by-add'] = sleep.woken
 results['add-seconds'] = round(time.monotonic() - t0, 1)
 if new:
     address = sorted(new)[0]
@@ -96,7 +102,8 @@ if new:
         agent.tick()
         if address not in published():
             break
-        time.sleep(0.5)
+        sleep(WAIT)
+    results['woken-by-del'] = sleep.woken - results['woken-by-add']
     results['del-seconds'] = round(time.monotonic() - t0, 1)
     results['after'] = sorted(published())
     results['intervals'] = [
@@ -210,11 +217,13 @@ class HostSideHotplugInGuestTest(testtools.TestCase):
 
         def operate() -> None:
             try:
+                # Connect only now: a boot that panicked early was
+                # retried by a new QEMU on a new socket.
+                if not _wait_file(out / 'ready-add', 1500, done):
+                    host['error'] = 'the guest never asked for the add'
+                    return
                 qmp = Qmp(qmp_path, WAIT)
                 try:
-                    if not _wait_file(out / 'ready-add', 1500, done):
-                        host['error'] = 'the guest never asked for the add'
-                        return
                     qmp.execute('device_add', driver='e1000e', bus='hp1',
                                 id='hot1', romfile='')
                     host['added'] = True
@@ -250,6 +259,10 @@ class HostSideHotplugInGuestTest(testtools.TestCase):
               'by the agent after %s s, device_del after %s s' % (
                   result.rc, result.seconds, results.get('add-seconds'),
                   results.get('del-seconds')))
+        # run's sleep ended on the kernel's uevents, not on its timeout.
+        self.assertTrue(results['uevents'])
+        self.assertGreaterEqual(results['woken-by-add'], 1)
+        self.assertGreaterEqual(results['woken-by-del'], 1)
         added, = results['added']
         self.assertNotIn(added, results['before'])
         self.assertNotIn(added, results['after'])
