@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-BENCHES = ('core', 'scheduler', 'agent', 'placement')
+BENCHES = ('core', 'scheduler', 'candidates', 'agent', 'placement')
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -125,7 +125,7 @@ class HostView:
     """What one host's candidates are judged on, worked out once."""
 
     __slots__ = ('host', 'facts', 'pools', 'providers', 'viable', 'in_use',
-                 'free_before', 'offered')
+                 'free_before', 'offered', 'fits')
 
     def __init__(self, host: str, facts: HostFacts,
                  providers: Mapping[str, Provider],
@@ -154,6 +154,8 @@ class HostView:
                     facts.dev_state[provider.address] is None:
                 free += 1
         self.free_before = free
+        # VF provider -> the most VFs it was found able to give.
+        self.fits: dict[str, int] = {}
         # The devices nova offers (device-level pools only): what a
         # candidate can make others lose.
         self.offered: set[int] = set()
@@ -169,6 +171,32 @@ class HostView:
 Group = tuple[str, request_mod.DeviceRequest]
 
 
+Key = tuple[tuple[int, str], ...]
+
+
+def _keyed(groups: Sequence[Group]
+           ) -> tuple[list[tuple[str, int]], list[request_mod.DeviceRequest]]:
+    """Each group with the index of its request, and the requests."""
+    index_of: dict[int, int] = {}
+    requests: list[request_mod.DeviceRequest] = []
+    keyed = []
+    for group_id, request in groups:
+        n = index_of.get(id(request))
+        if n is None:
+            n = index_of[id(request)] = len(requests)
+            requests.append(request)
+        keyed.append((group_id, n))
+    return keyed, requests
+
+
+def _key(keyed: Sequence[tuple[str, int]],
+         mapping: Mapping[str, Sequence[str]]) -> Key:
+    """A candidate as (request index, provider) pairs, sorted: groups of
+    one request are interchangeable."""
+    return tuple(sorted([(n, mapping[g][0]) for g, n in keyed
+                         if mapping.get(g)]))
+
+
 def judge(view: HostView, groups: Sequence[Group],
           mapping: Mapping[str, Sequence[str]],
           extras: Sequence[request_mod.DeviceRequest] = (),
@@ -176,33 +204,36 @@ def judge(view: HostView, groups: Sequence[Group],
     """Does the candidate with ``mapping`` (group id -> provider uuids)
     obey every rule? ``extras`` must still fit afterwards (hot-plugged
     devices re-requested on a move, ``passthrough:hotplug_headroom``)."""
+    keyed, requests = _keyed(groups)
+    return _judge(view, _key(keyed, mapping), requests, extras,
+                  numa_cell_count)
+
+
+def _judge(view: HostView, key: Key,
+           requests: Sequence[request_mod.DeviceRequest],
+           extras: Sequence[request_mod.DeviceRequest],
+           numa_cell_count: int | None) -> Verdict:
+    providers = view.providers
     per_rp: dict[str, int] = {}
-    by_request: dict[int, list[str]] = {}
-    requests: dict[int, request_mod.DeviceRequest] = {}
-    for group_id, request in groups:
-        rps = mapping.get(group_id)
-        if not rps:
-            continue
-        rp = rps[0]
+    for _n, rp in key:
         per_rp[rp] = per_rp.get(rp, 0) + 1
-        by_request.setdefault(id(request), []).append(rp)
-        requests[id(request)] = request
-    nodes: dict[int, set[int | None]] = {}
-    for key, rps in by_request.items():
-        request = requests[key]
+    for n, request in enumerate(requests):
         if request.anti_affinity:
-            vf_rps = [rp for rp in rps if rp in view.providers and
-                      view.providers[rp].dev_type == TYPE_VF]
+            vf_rps = [rp for m, rp in key if m == n and rp in providers
+                      and providers[rp].dev_type == TYPE_VF]
             if len(set(vf_rps)) < len(vf_rps):
                 return Verdict(False, explain.ANTI_AFFINITY, '%s: %s with '
                                'passthrough:vf_anti_affinity: the candidate '
                                'takes two VFs of one PF' % (
                                    view.host, request.describe()))
-        nodes[key] = {view.providers[rp].numa_node for rp in rps
-                      if rp in view.providers}
-    numa = _numa(view.host, requests, nodes, numa_cell_count)
-    if numa is not None:
-        return numa
+    nodes: dict[int, set[int | None]] = {}
+    if numa_cell_count:
+        for m, rp in key:
+            if rp in providers:
+                nodes.setdefault(m, set()).add(providers[rp].numa_node)
+        numa = _numa(view.host, requests, nodes, numa_cell_count)
+        if numa is not None:
+            return numa
     broken = 0
     left = 0
     for rp, count in per_rp.items():
@@ -214,9 +245,11 @@ def judge(view: HostView, groups: Sequence[Group],
                                view.host, rp, provider.free if provider
                                else 0, count))
         if provider.dev_type == TYPE_VF:
-            failed = _vf_provider(view, provider, count)
+            failed = _vf_provider(view, provider, count) if count > \
+                view.fits.get(rp, -1) else None
             if failed is not None:
                 return failed
+            view.fits[rp] = max(count, view.fits.get(rp, 0))
             if view.in_use[rp] == 0:
                 broken += 1
             left += min(view.viable[rp], provider.free) - count
@@ -341,7 +374,7 @@ def _reason(state: str) -> str:
     return explain.INSUFFICIENT
 
 
-def _numa(host: str, requests: Mapping[int, request_mod.DeviceRequest],
+def _numa(host: str, requests: Sequence[request_mod.DeviceRequest],
           nodes: Mapping[int, set[int | None]],
           cell_count: int | None) -> Verdict | None:
     """``required`` and ``legacy`` keep a request's devices within as many
@@ -349,7 +382,7 @@ def _numa(host: str, requests: Mapping[int, request_mod.DeviceRequest],
     which ones)."""
     if not cell_count:
         return None
-    for key, request in requests.items():
+    for key, request in enumerate(requests):
         policy = request.numa_policy
         found = nodes.get(key, set())
         if policy == REQUIRED and None in found:
@@ -430,16 +463,16 @@ def choose(view: HostView, groups: Sequence[Group],
     Placement's order)."""
     good: list[tuple[tuple[int, int, int], int, Verdict]] = []
     first_bad: Verdict | None = None
-    cache: dict[tuple[tuple[str, str], ...], Verdict] = {}
+    cache: dict[Key, Verdict] = {}
+    # Candidates that differ only in which group of a request took which
+    # provider are judged once.
+    keyed, requests = _keyed(groups)
     for index, mapping in enumerate(mappings):
-        # Candidates differing only in which group took which provider
-        # are judged once.
-        key = tuple(sorted((g, mapping[g][0]) for g, _r in groups
-                           if mapping.get(g)))
+        key = _key(keyed, mapping)
         verdict = cache.get(key)
         if verdict is None:
-            verdict = cache[key] = judge(view, groups, mapping, extras,
-                                         numa_cell_count)
+            verdict = cache[key] = _judge(view, key, requests, extras,
+                                          numa_cell_count)
         if verdict.ok:
             good.append((verdict.key(strategy), index, verdict))
         elif first_bad is None:

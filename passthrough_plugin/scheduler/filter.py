@@ -48,6 +48,8 @@ class PciPoolFilter(plugin.PluginBase):
     # The mode this filter said it runs in (said once, when first asked).
     _logged_mode: str | None = None
     _exact_key: object = None
+    _resize_key: object = None
+    _resize = False
     _exact_budget: list[int] = [0]
 
     def run_filter_for_index(self, index: int) -> bool:
@@ -160,7 +162,7 @@ class PciPoolFilter(plugin.PluginBase):
         if view is None:
             # No usable report: the engine's answer (missing_report).
             return self._engine_decides(host, request)
-        if nova_adapter.is_resize(spec_obj):
+        if request.requests.vf_anti_affinity and self._is_resize(spec_obj):
             breaks = candidates.move_claim_breaks(
                 host, groups, list(view.providers.values()))
             if breaks is not None:
@@ -177,6 +179,14 @@ class PciPoolFilter(plugin.PluginBase):
             LOG.debug('%s: %d of %d allocation candidates obey the rules',
                       host, len(choice.order), choice.total)
         return candidates.decision(view, choice)
+
+    def _is_resize(self, spec_obj: Any) -> bool:
+        """Asked once per request, not per host."""
+        key = nova_adapter.decision_key(spec_obj)
+        if key != self._resize_key:
+            self._resize_key = key
+            self._resize = nova_adapter.is_resize(spec_obj)
+        return self._resize
 
     def _view(self, host: str, host_state: Any, device_level: bool
               ) -> candidates.HostView | None:

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from collections.abc import Mapping, Sequence
-
 from oslo_config import cfg
+from oslo_log import log as logging
 
 from passthrough_plugin.conf import scheduler as scheduler_conf
 from passthrough_plugin.conf import store as store_conf
 from passthrough_plugin.pci import request as request_mod
 from passthrough_plugin.scheduler import candidates
+
+LOG = logging.getLogger(__name__)
 
 
 @functools.cache
@@ -131,11 +133,31 @@ def _hex(value: Any) -> int | None:
 
 
 def is_resize(spec: Any) -> bool:
-    """A resize or cold migration: nova's API sets the cross-cell flag of
-    the requested destination for those moves only."""
-    destination = _field(spec, 'requested_destination')
-    return destination is not None and destination.obj_attr_is_set(
-        'allow_cross_cell_move')
+    """A resize or cold migration is being scheduled for the instance: it
+    has a migration of that type in ``pre-migrating`` (nova's
+    MigrationTask writes it before asking the scheduler). One look-up in
+    the instance's cell database per request.
+    """
+    uuid = instance_uuid(spec)
+    if not uuid or not _field(spec, 'ignore_hosts') and \
+            _field(spec, 'requested_destination') is None:
+        return False  # a first boot: no move
+    from nova import context as nova_context
+    from nova import objects
+
+    ctxt = nova_context.get_admin_context()
+    try:
+        mapping = objects.InstanceMapping.get_by_instance_uuid(ctxt, uuid)
+        if mapping.cell_mapping is None:
+            return False
+        with nova_context.target_cell(ctxt, mapping.cell_mapping) as cctxt:
+            found = objects.MigrationList.get_by_filters(
+                cctxt, {'instance_uuid': uuid, 'status': 'pre-migrating'})
+    except Exception as exc:  # noqa: BLE001 - the probe is optional
+        # No database here (or no record): decide as for any move.
+        LOG.debug('No migration look-up for %s: %s', uuid, exc)
+        return False
+    return any(m.migration_type in ('resize', 'migration') for m in found)
 
 
 def candidate_mappings(host_state: Any
