@@ -401,7 +401,8 @@ def _numa(host: str, requests: Sequence[request_mod.DeviceRequest],
 
 def move_claim_breaks(host: str, groups: Sequence[Group],
                       providers: Sequence[Provider]) -> Verdict | None:
-    """What nova 34's move claim (resize, cold migration) would take.
+    """What nova 34's move claim (resize, cold migration, evacuation)
+    would take.
 
     That claim rebuilds the PCI requests from the flavor without the
     scheduler's providers and takes, request by request, the first free
@@ -427,10 +428,11 @@ def move_claim_breaks(host: str, groups: Sequence[Group],
             if take > 1 and request.anti_affinity and \
                     provider.dev_type == TYPE_VF:
                 return Verdict(False, explain.ANTI_AFFINITY, '%s: %s with '
-                               'passthrough:vf_anti_affinity: on a resize '
-                               'or cold migration nova 34 picks the devices '
-                               'itself, ignoring the scheduler\'s choice, '
-                               'and would take %d VFs of PF %s' % (
+                               'passthrough:vf_anti_affinity: on a resize, '
+                               'cold migration or evacuation nova 34 picks '
+                               'the devices itself, ignoring the '
+                               'scheduler\'s choice, and would take %d VFs '
+                               'of PF %s' % (
                                    host, request.describe(), take,
                                    provider.address))
     return None

@@ -162,7 +162,7 @@ class PciPoolFilter(plugin.PluginBase):
         if view is None:
             # No usable report: the engine's answer (missing_report).
             return self._engine_decides(host, request)
-        if request.requests.vf_anti_affinity and self._is_resize(spec_obj):
+        if request.requests.vf_anti_affinity and self._is_move_claim(spec_obj):
             breaks = candidates.move_claim_breaks(
                 host, groups, list(view.providers.values()))
             if breaks is not None:
@@ -180,12 +180,12 @@ class PciPoolFilter(plugin.PluginBase):
                       host, len(choice.order), choice.total)
         return candidates.decision(view, choice)
 
-    def _is_resize(self, spec_obj: Any) -> bool:
+    def _is_move_claim(self, spec_obj: Any) -> bool:
         """Asked once per request, not per host."""
         key = nova_adapter.decision_key(spec_obj)
         if key != self._resize_key:
             self._resize_key = key
-            self._resize = nova_adapter.is_resize(spec_obj)
+            self._resize = nova_adapter.is_move_claim(spec_obj)
         return self._resize
 
     def _view(self, host: str, host_state: Any, device_level: bool

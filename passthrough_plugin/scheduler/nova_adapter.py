@@ -15,6 +15,8 @@ from passthrough_plugin.pci import request as request_mod
 from passthrough_plugin.scheduler import candidates
 
 LOG = logging.getLogger(__name__)
+# Migration types whose destination nova-compute claims with a move claim.
+MOVE_CLAIMS = ('resize', 'migration', 'evacuation')
 
 
 @functools.cache
@@ -132,11 +134,11 @@ def _hex(value: Any) -> int | None:
         return None
 
 
-def is_resize(spec: Any) -> bool:
-    """A resize or cold migration is being scheduled for the instance: it
-    has a migration of that type in ``pre-migrating`` (nova's
-    MigrationTask writes it before asking the scheduler). One look-up in
-    the instance's cell database per request.
+def is_move_claim(spec: Any) -> bool:
+    """The instance is being moved by a resize, cold migration or
+    evacuation: nova-compute's move claim will pick its PCI devices. Its
+    migration record says so (written before the scheduler is asked); one
+    look-up in the instance's cell database per request.
     """
     uuid = instance_uuid(spec)
     if not uuid or not _field(spec, 'ignore_hosts') and \
@@ -152,12 +154,13 @@ def is_resize(spec: Any) -> bool:
             return False
         with nova_context.target_cell(ctxt, mapping.cell_mapping) as cctxt:
             found = objects.MigrationList.get_by_filters(
-                cctxt, {'instance_uuid': uuid, 'status': 'pre-migrating'})
+                cctxt, {'instance_uuid': uuid,
+                        'status': ['pre-migrating', 'accepted']})
     except Exception as exc:  # noqa: BLE001 - the probe is optional
         # No database here (or no record): decide as for any move.
         LOG.debug('No migration look-up for %s: %s', uuid, exc)
         return False
-    return any(m.migration_type in ('resize', 'migration') for m in found)
+    return any(m.migration_type in MOVE_CLAIMS for m in found)
 
 
 def candidate_mappings(host_state: Any

@@ -334,13 +334,14 @@ class CandidateModeTest(testtools.TestCase):
         # The instance's pre-migrating resize record lives in nova's cell
         # database (the functional test reads the real one).
         self.useFixture(fixtures.MonkeyPatch(
-            'passthrough_plugin.scheduler.nova_adapter.is_resize',
+            'passthrough_plugin.scheduler.nova_adapter.is_move_claim',
             lambda spec: spec is resize))
         host = pci_host('h1', [{g0: ['0'], g1: ['1']}])
         self.assertEqual([], list(self.filter.filter_all([host], resize)))
-        self.assertIn('on a resize or cold migration nova 34 picks the '
-                      'devices itself, ignoring the scheduler\'s choice, and '
-                      'would take 2 VFs of PF 0000:81:00.0', self.log.output)
+        self.assertIn('on a resize, cold migration or evacuation nova 34 '
+                      'picks the devices itself, ignoring the scheduler\'s '
+                      'choice, and would take 2 VFs of PF 0000:81:00.0',
+                      self.log.output)
 
     def test_classic_mode_refuses_anti_affinity_and_says_why(self) -> None:
         self.conf.set_override('pci_in_placement', False,
