@@ -317,8 +317,10 @@ class LiveHotplug:
                     '([hotplug] detach_timeout)' % (address, self.timeout))
 
     def _unbind(self, addresses: Sequence[str]) -> None:
-        if addresses:
-            self.agent.group_binding().unbind(list(addresses))
+        # A device the host lost meanwhile has no driver to restore.
+        present = [a for a in addresses if self.agent.fs.has_device(a)]
+        if present:
+            self.agent.group_binding().unbind(present)
 
     def _release(self, instance: str, addresses: Sequence[str]) -> None:
         """Release ``addresses`` of ``instance``, keeping its other claims.

@@ -211,6 +211,18 @@ class LiveHotplugTest(testtools.TestCase):
         self.assertEqual({k: v for k, v in self.before.items()
                           if k != 'intervals'}, after)
 
+    def test_device_the_host_lost_is_detached_cleanly(self) -> None:
+        self.attach()
+        self.env.agent.tick()
+        for address in (GPU0, GPU0_AUDIO):
+            self.env.host.tree.remove_device(address)
+        self.env.agent.tick()  # run's scan: the loss is recorded
+        self.assertEqual([(GPU0, 'hotplug', 'device_removed')],
+                         self.env.state()['intervals'])
+        self.assertEqual([GPU0], self.env.hotplugger().detach(INSTANCE))
+        self.assertEqual(({}, []), (self.env.journal().pending,
+                                    sorted(self.env.journal().attached)))
+
     # -- the guest does not release the device -----------------------------
     def test_detach_timeout_keeps_everything_then_rerun(self) -> None:
         self.attach()
