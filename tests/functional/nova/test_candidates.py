@@ -200,32 +200,45 @@ class AntiAffinityTest(_CandidateTestBase):
         for server in servers:
             self.assertDistinctPfs(self.guest(server), 2)
 
-    def test_evacuate_keeps_distinct_pfs(self) -> None:
+    def test_evacuate_keeps_distinct_pfs_or_says_why_not(self) -> None:
+        """nova 34's evacuation claim picks the devices itself, the first
+        free ones of its pools (see the resize test). The plugin passes
+        only the hosts where that pick keeps the rule: compute2, whose
+        PFs have one free VF each, not compute3."""
         self.start_pci_compute('compute1', num_pfs=2, num_vfs=12)
         flavor = self.flavor(ANTI)
-        servers = self.multi_create(flavor, 3)
-        self.start_pci_compute('compute2', num_pfs=2, num_vfs=12)
+        servers = self.multi_create(flavor, 2)
+        self.start_pci_compute('compute2', num_pfs=2, num_vfs=2)
+        self.start_pci_compute('compute3', num_pfs=2, num_vfs=12)
         self.computes['compute1'].stop()
         self.api.put_service_force_down(
             self.api.get_services(host='compute1',
                                   binary='nova-compute')[0]['id'], True)
-        for server in servers:
-            self.api.post_server_action(server['id'], {'evacuate': {}})
-            # As nova's own _evacuate_server expects: the guest of a
-            # stopped fake compute comes back SHUTOFF.
-            server = self._wait_for_server_parameter(
-                server, {'OS-EXT-SRV-ATTR:host': 'compute2',
+        self.api.post_server_action(servers[0]['id'], {'evacuate': {}})
+        # As nova's own _evacuate_server expects: the guest of a stopped
+        # fake compute comes back SHUTOFF.
+        server = self._wait_for_server_parameter(
+            servers[0], {'OS-EXT-SRV-ATTR:host': 'compute2',
                          'status': 'SHUTOFF'}, max_retries=WAIT)
-            self._wait_for_migration_status(server, ['done'])
-            self.assertDistinctPfs(self.guest(server), 2)
+        self.assertDistinctPfs(self.guest(server), 2)
+        self.assertIn(
+            'compute3 rejected: compute3: 2 x vfs with '
+            'passthrough:vf_anti_affinity: on a resize, cold migration or '
+            'evacuation nova 34 picks the devices itself',
+            self.stdlog.logger.output)
+        # compute2 is full now: the second guest has nowhere to keep it.
+        self.api.post_server_action(servers[1]['id'], {'evacuate': {}})
+        self._wait_for_server_parameter(
+            servers[1], {'OS-EXT-SRV-ATTR:host': 'compute1',
+                         'status': 'ERROR'}, max_retries=WAIT)
 
     def test_resize_nova_would_break_is_refused_with_the_reason(
             self) -> None:
         """nova 34 does not apply the scheduler's PCI allocation on a
-        resize or cold migration: its move claim rebuilds the PCI requests
-        from the flavor without the providers and takes the first free
-        devices of its pools. Where that breaks anti-affinity the plugin
-        refuses the host, and says why."""
+        resize, cold migration or evacuation: its move claim rebuilds the
+        PCI requests from the flavor without the providers and takes the
+        first free devices of its pools. Where that breaks anti-affinity
+        the plugin refuses the host, and says why."""
         self.start_pci_compute('compute1', num_pfs=2, num_vfs=12)
         self.start_pci_compute('compute2', num_pfs=2, num_vfs=12)
         small, large = (self.flavor(ANTI, memory_mb=m) for m in (256, 512))
@@ -244,8 +257,8 @@ class AntiAffinityTest(_CandidateTestBase):
         target = 'compute2' if before.host == 'compute1' else 'compute1'
         self.assertIn(
             '%s rejected: %s: 2 x vfs with passthrough:vf_anti_affinity: on '
-            'a resize or cold migration nova 34 picks the devices itself'
-            % (target, target), self.stdlog.logger.output)
+            'a resize, cold migration or evacuation nova 34 picks the '
+            'devices itself' % (target, target), self.stdlog.logger.output)
         server = self._wait_for_state_change(server, 'ACTIVE',
                                              max_retries=WAIT)
         self.assertEqual(before.addresses, self.guest(server).addresses)
