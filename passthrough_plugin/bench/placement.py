@@ -69,12 +69,13 @@ def held_mismatches(result: dict[str, Any], snap: oracle.Snapshot
 
 def contend_checked(client: Any, url: str, reports: Sequence[
         report_mod.HostReport], processes: int, requests: int,
-        timeout: float = 1800.0) -> dict[str, Any]:
-    """A run sampled while it writes and checked after it: the result
-    with ``violations`` (sampled and final), ``samples`` and ``final``."""
+        timeout: float = 1800.0, every: int = 40) -> dict[str, Any]:
+    """A run sampled while it writes (every ``every`` outcomes) and checked
+    after it: the result with ``violations`` (sampled and final),
+    ``samples`` and ``final``."""
     names = oracle.providers(client)
     run = Run(url, processes, requests)
-    sampler = oracle.Sampler(client, names, reports, run)
+    sampler = oracle.Sampler(client, names, reports, run, every=every)
     try:
         run.start()
         sampler.start()
@@ -90,7 +91,24 @@ def contend_checked(client: Any, url: str, reports: Sequence[
     return result
 
 
+def raw_capacity(url: str, resource_class: str, processes: int,
+                 requests: int, timeout: float = 1800.0) -> dict[str, Any]:
+    """Placement alone with the plugin's call mix: per consumer one PUT
+    and one DELETE, from ``processes`` processes."""
+    run = Run(url, processes, requests, raw=resource_class)
+    try:
+        run.start()
+        return run.finish(timeout)
+    finally:
+        run.close()
+
+
+def _per_s(result: dict[str, Any], key: str = 'granted') -> float:
+    return float(result[key]) / result['wall'] if result['wall'] else 0.0
+
+
 def run() -> None:
+    """Raw capacity, the plugin's claims/s on the same server, the ratio."""
     fixture_mod = importlib.import_module('tests.functional.fixtures.'
                                           'placement')
     from passthrough_plugin.store import placement as placement_store
@@ -98,32 +116,47 @@ def run() -> None:
 
     requests = int(os.environ.get('PASSTHROUGH_BENCH_PLACEMENT_REQUESTS',
                                   REQUESTS))
-    server = fixture_mod.PlacementFixture()
+    workers = int(os.environ.get('PASSTHROUGH_BENCH_PLACEMENT_WORKERS', '3'))
+    server = fixture_mod.PlacementFixture(database='postgresql',
+                                          workers=workers)
     server.setUp()
     try:
         client = PlacementClient.from_endpoint(server.url, timeout=120)
         store = placement_store.PlacementReportStore(cfg.ConfigOpts(),
                                                      client=client)
-        reports = hosts()
+        reports = hosts(count=16, pfs=2, vfs=16)
         for report in reports:
             store.publish(report)
+        vf_rc = next(d.resource_class for d in reports[0].devices
+                     if d.dev_type == 'type-VF')
+        raw = raw_capacity(server.url, vf_rc, PROCESSES, requests)
         result = contend_checked(client, server.url, reports, PROCESSES,
-                                 requests)
+                                 requests, every=200)
     finally:
         server.cleanUp()
-    done = result['granted'] + result['refused']
-    print('placement: %d scheduler processes x %d requests on %d hosts '
-          '(%d VFs, %d PFs; Placement 16, SQLite, 1 gunicorn thread)' % (
-              PROCESSES, requests, len(reports),
+    print('placement: Placement 16 on PostgreSQL (psycopg2), %d gunicorn '
+          'workers; %d hosts, %d VFs, %d PFs' % (
+              workers, len(reports),
               sum(1 for r in reports for d in r.devices
                   if d.dev_type == 'type-VF'),
               sum(1 for r in reports for d in r.devices
                   if d.dev_type == 'type-PF')))
-    print('  %d granted, %d refused, %d errors, %d released in %.1f s' % (
-        result['granted'], result['refused'], result['errors'],
-        result['released'], result['wall']))
-    print('  %.1f claims/s (granted or refused), %.1f granted/s' % (
-        done / result['wall'], result['granted'] / result['wall']))
+    print('  raw Placement, %d processes x %d consumers (PUT + DELETE '
+          'each, no plugin): %.1f consumers/s' % (
+              PROCESSES, requests, _per_s(raw)))
+    print('  plugin, %d schedulers x %d requests: %d granted, %d refused, '
+          '%d errors, %d released in %.1f s: %.1f claims/s' % (
+              PROCESSES, requests, result['granted'], result['refused'],
+              result['errors'], result['released'], result['wall'],
+              _per_s(result)))
+    calls = result['calls']
+    print('  Placement calls per granted claim %.2f, per release %.2f, '
+          'per refusal %.2f' % (
+              calls['claim'] / max(1, result['granted']),
+              calls['release'] / max(1, result['released']),
+              calls['refuse'] / max(1, result['refused'])))
+    print('  ratio plugin / raw: %.2f (goal >= 0.8)' % (
+        _per_s(result) / _per_s(raw) if _per_s(raw) else 0.0))
     print('  overcommit / anti-affinity / holder violations in %d samples '
           'of Placement during the run and one after: %d' % (
               result['samples'], len(result['violations'])))

@@ -85,6 +85,12 @@ def worker(url: str, requests: int, seed: int, hold: int, *,
                              % (seed, what))
 
     engine = _engine(url)
+    client = engine.store.client
+    calls = {'claim': 0, 'refuse': 0, 'release': 0}
+
+    def spent(since: int) -> int:
+        return int(sum(client.calls.values())) - since
+
     rng = random.Random(seed)
     shapes = [engine.request(specs) for specs, _share, _want in SHAPES]
     weights = [share for _specs, share, _want in SHAPES]
@@ -101,6 +107,7 @@ def worker(url: str, requests: int, seed: int, hold: int, *,
         shape = rng.choices(range(len(shapes)), weights)[0]
         consumer = str(uuid.uuid4())
         say('intent %s %d' % (consumer, shape))
+        since = sum(client.calls.values())
         try:
             found = engine.pools.select_and_claim(shapes[shape], consumer)
         except exception.PassthroughException as exc:
@@ -112,14 +119,17 @@ def worker(url: str, requests: int, seed: int, hold: int, *,
                 wait_gate('stall')
             continue
         if found is None:
+            calls['refuse'] += spent(since)
             refused += 1
             say('refused %s' % consumer)
             continue
+        calls['claim'] += spent(since)
         granted += 1
         say('granted %s %s' % (consumer, found[0]))
         held.append((consumer, found[0], found[1]))
         if len(held) > hold:
             item = held.pop(rng.randrange(len(held)))
+            since = sum(client.calls.values())
             try:
                 engine.release(item[1], item[0])
             except exception.PassthroughException as exc:
@@ -127,11 +137,53 @@ def worker(url: str, requests: int, seed: int, hold: int, *,
                 held.append(item)
                 problems.append(exc.message)
                 continue
+            calls['release'] += spent(since)
             released += 1
             say('released %s' % item[0])
     return {'granted': granted, 'refused': refused, 'errors': errors,
             'released': released, 'seconds': time.monotonic() - began,
-            'held': held, 'problems': problems[:20]}
+            'held': held, 'problems': problems[:20], 'calls': calls}
+
+
+def raw_worker(url: str, requests: int, seed: int, resource_class: str, *,
+               out: IO[str] = sys.stdout, gate: IO[str] = sys.stdin
+               ) -> dict[str, Any]:
+    """Placement alone, no plugin: per consumer one PUT of one
+    ``resource_class`` unit (providers taken in turn) and one DELETE."""
+    from passthrough_plugin.store import placement_mapping as mapping
+    from passthrough_plugin.store.placement_client import PlacementClient
+
+    client = PlacementClient.from_endpoint(url, timeout=120)
+    providers = [rp.uuid for rp in client.list_providers(
+        required=[mapping.DEVICE])
+        if resource_class in client.get_inventories(rp.uuid)[1]]
+    out.write('ready\n')
+    out.flush()
+    if not gate.readline():
+        raise SystemExit('raw worker %d: the parent closed the gate' % seed)
+    granted = refused = 0
+    problems: list[str] = []
+    began = time.monotonic()
+    for n in range(requests):
+        consumer = str(uuid.uuid4())
+        try:
+            client.put_allocations(
+                consumer, {providers[(seed + n * 7) % len(providers)]: {
+                    resource_class: 1}}, consumer_generation=None,
+                project_id='bench', user_id='bench')
+        except exception.PlacementCapacityExceeded as exc:
+            refused += 1
+            problems.append(exc.message)
+            continue
+        client.delete_allocations(consumer)
+        granted += 1
+        out.write('granted %s raw\n' % consumer)
+        out.flush()
+    return {'granted': granted, 'refused': refused, 'errors': 0,
+            'released': granted, 'seconds': time.monotonic() - began,
+            'held': [], 'problems': problems[:20],
+            'calls': {'claim': granted + refused, 'refuse': 0,
+                      'release': granted}}
 
 
 class Progress:
@@ -164,13 +216,16 @@ class Run:
 
     def __init__(self, url: str, processes: int, requests: int, *,
                  hold: int = 2, pause_after: int | None = None,
-                 stall_on_error: bool = False) -> None:
+                 stall_on_error: bool = False, raw: str | None = None
+                 ) -> None:
+        """``raw`` (a resource class) runs :func:`raw_worker` instead."""
         self.url = url
         self.processes = processes
         self.requests = requests
         self.hold = hold
         self.pause_after = pause_after
         self.stall_on_error = stall_on_error
+        self.raw = raw
         self.progress = Progress()
         self.wall = 0.0
         self._cond = threading.Condition()
@@ -192,6 +247,8 @@ class Run:
                 argv += ['--pause-after', str(self.pause_after)]
             if self.stall_on_error:
                 argv.append('--stall-on-error')
+            if self.raw:
+                argv += ['--raw', self.raw]
             proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, text=True,
                                     bufsize=1)
@@ -285,7 +342,9 @@ class Run:
             wall=max((r['seconds'] for r in results), default=self.wall),
             held=[tuple(h) for r in results for h in r['held']],
             problems=[p for r in results for p in r['problems']],
-            results=len(results))
+            results=len(results),
+            calls={k: sum(r['calls'][k] for r in results)
+                   for k in ('claim', 'refuse', 'release')})
         return total
 
     def close(self) -> None:
@@ -320,7 +379,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--hold', type=int, default=2)
     parser.add_argument('--pause-after', type=int, default=None)
     parser.add_argument('--stall-on-error', action='store_true')
+    parser.add_argument('--raw', metavar='RESOURCE_CLASS')
     args = parser.parse_args(argv)
+    if args.raw:
+        result = raw_worker(args.url, args.requests, args.seed, args.raw)
+        print('result ' + json.dumps(result), flush=True)
+        return 0
     result = worker(args.url, args.requests, args.seed, args.hold,
                     pause_after=args.pause_after,
                     stall_on_error=args.stall_on_error)

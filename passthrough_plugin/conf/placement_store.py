@@ -28,6 +28,26 @@ Related options:
 
 * ``[report_store] driver``
 """),
+    cfg.FloatOpt(
+        'candidates_max_age',
+        default=60.0,
+        min=0.0,
+        help="""
+Seconds the scheduler keeps an allocation-candidates answer of Placement
+to claim from. Within that time a claim costs one Placement call (``PUT
+/allocations/{consumer}``): the kept answer is updated with the
+scheduler's own claims and releases; it is asked afresh when Placement
+refuses a claim on one of its providers (HTTP 409: another scheduler took
+the room), when a provider generation moves by more than the scheduler's
+own writes, and after this age. A request that fits no host of a kept
+answer is asked afresh before it is refused. Placement checks capacity on
+every claim, so a kept answer can cost a retry, never an overcommit.
+``0`` asks Placement for candidates on every claim.
+
+Related options:
+
+* ``[placement_store] candidate_limit``
+"""),
     cfg.IntOpt(
         'publish_attempts',
         default=3,

@@ -1,6 +1,7 @@
 """Scheduling on a pool-level store (Placement): candidates, refine, claim.
 
-One allocation-candidates query per request prefilters the hosts; the
+An allocation-candidates answer (kept by the store between claims, see
+:mod:`passthrough_plugin.store.placement_view`) prefilters the hosts; the
 core refines each candidate with :meth:`Summary.from_pools` (NUMA
 policies, headroom, anti-affinity, PF/VF exclusion) and ranks them with
 the weigher's figures; a claim writes exactly the pools
@@ -174,12 +175,32 @@ class PoolEngine:
     def select_and_claim(self, request: Request, consumer: str,
                          hosts: Sequence[str] | None = None
                          ) -> tuple[str, list[str]] | None:
-        """One candidates query, then claim on the best host that still
-        has room: (host, pools taken), or None when no host could.
+        """Claim on the best host that still has room: (host, pools
+        taken), or None when no host could.
+
+        When the store keeps candidates (Placement), the claim is tried
+        against them first: one call in the common case. A conflict (the
+        kept answer was stale) or no fitting host there asks the store
+        afresh; on a fresh answer a lost race moves on to the next host.
 
         :raises: StoreUnavailable (fail closed), Invalid
         """
-        found = self._candidates(request)
+        kept = getattr(self.store, 'kept_candidates', None)
+        found = kept(request.requests) if kept is not None else None
+        if found is not None:
+            claimed = self._claim_first(request, consumer, found, hosts,
+                                        stop_on_conflict=True)
+            if claimed is not None:
+                return claimed
+        return self._claim_first(request, consumer,
+                                 self._candidates(request), hosts,
+                                 stop_on_conflict=False)
+
+    def _claim_first(self, request: Request, consumer: str,
+                     found: list[store_base.HostFacts],
+                     hosts: Sequence[str] | None, *,
+                     stop_on_conflict: bool
+                     ) -> tuple[str, list[str]] | None:
         for answer, facts, summary in self._ranked(request, found, hosts):
             choice = self._choice(request, summary)
             if choice is None:
@@ -189,9 +210,11 @@ class PoolEngine:
                                                            choice)
             except (exception.ClaimFailed,
                     exception.PlacementConflict) as exc:
-                # Another scheduler took the room first: next host.
+                # Another scheduler took the room first.
                 LOG.debug('claim for %s on %s lost a race: %s', consumer,
                           answer.host, exc.message)
+                if stop_on_conflict:
+                    return None
         return None
 
     def claim(self, host: str, request: Request, consumer: str,

@@ -8,6 +8,7 @@ consumer generations, so schedulers on many machines never double-book.
 
 from __future__ import annotations
 
+import collections
 import time
 from collections.abc import Callable, Sequence
 
@@ -24,10 +25,15 @@ from passthrough_plugin.store import placement_claims as claims
 from passthrough_plugin.store import placement_mapping as mapping
 from passthrough_plugin.store import placement_query as query
 from passthrough_plugin.store import placement_sync as sync
+from passthrough_plugin.store import placement_view as view_mod
 from passthrough_plugin.store.placement_client import PlacementClient
+from passthrough_plugin.store.placement_types import candidate_params
 
 LOG = logging.getLogger(__name__)
 MAX_BACKOFF = 30.0
+# Consumers this store created and may release with one DELETE; the
+# oldest are forgotten (then released the careful way) beyond this many.
+MAX_OWN = 100000
 
 
 class PlacementReportStore(base.PoolLevelStore):
@@ -43,6 +49,12 @@ class PlacementReportStore(base.PoolLevelStore):
         self._sleep = sleep
         # provider uuid -> (host, address) of our providers.
         self._names: dict[str, tuple[str, str]] = {}
+        self._view = view_mod.CandidatesView(
+            conf.placement_store.candidates_max_age)
+        # consumer -> its allocations, for consumers our claim created:
+        # they hold nothing but ours.
+        self._own: collections.OrderedDict[
+            str, dict[str, dict[str, int]]] = collections.OrderedDict()
 
     @property
     def client(self) -> PlacementClient:
@@ -98,6 +110,8 @@ class PlacementReportStore(base.PoolLevelStore):
                 continue
             self._names[rp.uuid] = parts
             out.append((rp.uuid, parts[0], rp.generation, parts[1]))
+        if self._view.listed({u: g for u, _h, g, _a in out}):
+            LOG.debug('provider generations moved: kept candidates dropped')
         return out
 
     def generations(self) -> dict[str, int]:
@@ -124,18 +138,41 @@ class PlacementReportStore(base.PoolLevelStore):
 
     # -- the scheduler's side ------------------------------------------------
 
-    def candidates(self, requests: request_mod.RequestSet
-                   ) -> list[base.HostFacts]:
-        """:raises: PlacementUnavailable, PlacementRequestNotExpressible"""
+    def _query(self, requests: request_mod.RequestSet
+               ) -> list[tuple[str, str]]:
         groups, policy = query.groups(requests)
-        found = self.client.get_allocation_candidates(
+        return candidate_params(
             groups, group_policy=policy,
             limit=self.conf.placement_store.candidate_limit)
-        summaries = found.provider_summaries
-        if any(mapping.DEVICE in s.get('traits', ()) and uuid not in
-               self._names for uuid, s in summaries.items()):
+
+    def _facts(self, summaries: dict[str, dict[str, object]]
+               ) -> list[base.HostFacts]:
+        if any(mapping.DEVICE in s.get('traits', ()) and  # type: ignore
+               uuid not in self._names for uuid, s in summaries.items()):
             self._ours()  # providers we have not named yet
         return claims.host_facts(summaries, self._names)
+
+    def candidates(self, requests: request_mod.RequestSet
+                   ) -> list[base.HostFacts]:
+        """A fresh answer of Placement (kept for :meth:`kept_candidates`).
+
+        :raises: PlacementUnavailable, PlacementRequestNotExpressible
+        """
+        params = self._query(requests)
+        body = self.client.get_candidates_body(params)
+        summaries = body['provider_summaries']
+        self._view.put(tuple(params), summaries)
+        return self._facts(summaries)
+
+    def kept_candidates(self, requests: request_mod.RequestSet
+                        ) -> list[base.HostFacts] | None:
+        """The kept answer for ``requests`` with our own writes applied,
+        no call; None when there is none (or it was dropped).
+
+        :raises: PlacementRequestNotExpressible
+        """
+        summaries = self._view.get(tuple(self._query(requests)))
+        return None if summaries is None else self._facts(summaries)
 
     def facts(self, host: str) -> base.HostFacts:
         return sync.host_facts(self.client, host)
@@ -143,11 +180,28 @@ class PlacementReportStore(base.PoolLevelStore):
     def claim_pools(self, facts: base.HostFacts, consumer: str,
                     choice: Sequence[dict[tuple[str, str], int]]
                     ) -> list[str]:
+        """One PUT when the consumer is new (the common case).
+
+        :raises: ClaimFailed, PlacementUnavailable
+        """
         opts = self.conf.placement_store
-        return claims.claim(self.client, facts, consumer, choice,
-                            attempts=opts.claim_attempts,
-                            project_id=opts.project_id,
-                            user_id=opts.user_id)
+        try:
+            done = claims.claim(self.client, facts, consumer, choice,
+                                attempts=opts.claim_attempts,
+                                project_id=opts.project_id,
+                                user_id=opts.user_id)
+        except (exception.ClaimFailed, exception.PlacementConflict):
+            # Another writer took the room: ask afresh about these.
+            self._view.refused(claims.allocations(facts, choice))
+            raise
+        self._view.wrote(done.allocations, 1)
+        if done.new_consumer:
+            self._own[consumer] = done.allocations
+            if len(self._own) > MAX_OWN:
+                self._own.popitem(last=False)
+        else:
+            self._own.pop(consumer, None)  # it holds more than this claim
+        return done.lines
 
     def claim(self, host: str, consumer: str, devices: Sequence[str],
               expected_generation: int | None = None,
@@ -172,10 +226,29 @@ class PlacementReportStore(base.PoolLevelStore):
         return self.generations().get(host, 0)
 
     def release(self, host: str, consumer: str) -> list[str]:
+        """Remove ``consumer``'s allocations on ``host``'s providers: one
+        DELETE when our claim created the consumer and all it holds is
+        there; else read, and write back the rest (nova's), guarded by
+        the consumer generation.
+
+        :raises: StoreUnavailable
+        """
         opts = self.conf.placement_store
         if not self._names or host not in {h for h, _ in
                                            self._names.values()}:
             self._ours()
         ours = {uuid for uuid, (h, _a) in self._names.items() if h == host}
-        return claims.release(self.client, consumer, ours, self._names,
-                              attempts=opts.claim_attempts)
+        held = self._own.get(consumer)
+        if held and set(held) <= ours:
+            self.client.delete_allocations(consumer)
+            del self._own[consumer]
+            self._view.wrote(held, -1)
+            return ['%s %s x%d' % (self._names.get(u, ('', u))[1], rc, n)
+                    for u, res in sorted(held.items())
+                    for rc, n in sorted(res.items())]
+        lines, mine = claims.release(self.client, consumer, ours,
+                                     self._names,
+                                     attempts=opts.claim_attempts)
+        self._view.wrote(mine, -1)
+        self._own.pop(consumer, None)
+        return lines

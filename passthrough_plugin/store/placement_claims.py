@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import dataclasses
 import uuid as uuid_mod
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from oslo_log import log as logging
@@ -15,6 +16,16 @@ from passthrough_plugin.store.placement_client import PlacementClient
 
 LOG = logging.getLogger(__name__)
 Views = dict[str, mapping.ProviderView]
+
+
+@dataclasses.dataclass(frozen=True)
+class Claimed:
+    """A claim that went through: its lines, what it allocated, and
+    whether the consumer was new (then it holds only these allocations)."""
+
+    lines: list[str]
+    allocations: dict[str, dict[str, int]]
+    new_consumer: bool
 
 
 def facts_of(host: str, views: Iterable[mapping.ProviderView]
@@ -81,7 +92,7 @@ def describe(facts: base.HostFacts,
 
 def claim(client: PlacementClient, facts: base.HostFacts, consumer: str,
           choice: Sequence[Mapping[tuple[str, str], int]], *,
-          attempts: int, project_id: str, user_id: str) -> list[str]:
+          attempts: int, project_id: str, user_id: str) -> Claimed:
     """Add the chosen pools to ``consumer``'s allocations.
 
     First as a new consumer (one PUT); when Placement knows the consumer
@@ -101,7 +112,7 @@ def claim(client: PlacementClient, facts: base.HostFacts, consumer: str,
             client.put_allocations(
                 consumer, body, consumer_generation=generation,
                 project_id=project, user_id=user, consumer_type=ctype)
-            return describe(facts, ours)
+            return Claimed(describe(facts, ours), ours, generation is None)
         except exception.PlacementCapacityExceeded as exc:
             raise exception.ClaimFailed(
                 consumer=consumer, host=facts.host, reason=(
@@ -139,16 +150,18 @@ def _check_consumer(consumer: str) -> None:
 
 def release(client: PlacementClient, consumer: str, providers: set[str],
             names: Mapping[str, tuple[str, str]], *,
-            attempts: int) -> list[str]:
+            attempts: int
+            ) -> tuple[list[str], dict[str, dict[str, int]]]:
     """Remove ``consumer``'s allocations on ``providers`` (one host's),
-    keeping the rest (nova's), guarded by the consumer generation."""
+    keeping the rest (nova's), guarded by the consumer generation: the
+    lines and the allocations removed."""
     _check_consumer(consumer)
     for attempt in range(1, attempts + 1):
         current = client.get_allocations(consumer)
         mine = {u: r for u, r in current.allocations.items()
                 if u in providers}
         if not mine:
-            return []
+            return [], {}
         rest = {u: r for u, r in current.allocations.items()
                 if u not in providers}
         try:
@@ -164,7 +177,7 @@ def release(client: PlacementClient, consumer: str, providers: set[str],
             continue
         return ['%s %s x%d' % (names.get(u, ('', u))[1], rc, n)
                 for u, res in sorted(mine.items())
-                for rc, n in sorted(res.items())]
+                for rc, n in sorted(res.items())], mine
     raise AssertionError('unreachable')  # pragma: no cover
 
 

@@ -66,6 +66,8 @@ class PlacementClient:
             endpoint_hint and endpoint_hint.startswith('http')))
         self._known_traits: set[str] = set()
         self._known_classes: set[str] = set()
+        # Calls made, by method (the benchmarks count calls per claim).
+        self.calls: dict[str, int] = {}
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts, **kwargs: Any) -> PlacementClient:
@@ -102,6 +104,7 @@ class PlacementClient:
 
     def _call(self, method: str, path: str, *, body: Json | None = None,
               params: Sequence[tuple[str, str]] | None = None) -> Json:
+        self.calls[method] = self.calls.get(method, 0) + 1
         try:
             resp = self._adapter.request(
                 path, method, json=body, params=params, raise_exc=False,
@@ -358,6 +361,12 @@ class PlacementClient:
                           params=candidate_params(groups, **kwargs))
         return AllocationCandidates(body['allocation_requests'],
                                     body['provider_summaries'])
+
+    def get_candidates_body(self, params: Sequence[tuple[str, str]]
+                            ) -> Json:
+        """GET /allocation_candidates with a query built already (see
+        :func:`candidate_params`); the reply as Placement sent it."""
+        return self._call('GET', '/allocation_candidates', params=params)
 
     def get_allocations(self, consumer: str) -> Allocations:
         """The consumer's allocations; empty, generation None if unknown."""

@@ -40,9 +40,13 @@ def scarce_host(host: str, pfs: int = 2, vfs: int = 3):  # type: ignore
 class PlacementTestCase(testtools.TestCase):
     """A fresh Placement server and a store on it per test."""
 
+    # 'postgresql' for tests of concurrent writers (several workers).
+    DATABASE = 'sqlite'
+
     def setUp(self) -> None:
         super().setUp()
-        self.server = self.useFixture(placement_fixture.PlacementFixture())
+        self.server = self.useFixture(placement_fixture.PlacementFixture(
+            database=self.DATABASE))
         self.conf = self.useFixture(
             config_fixture.Config(cfg.ConfigOpts())).conf
         store_conf.register_opts(self.conf)

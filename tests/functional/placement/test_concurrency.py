@@ -27,6 +27,9 @@ RUN_TIMEOUT = 1200
 
 class ConcurrentSchedulersTest(base.PlacementTestCase):
 
+    # Several gunicorn workers on a real database server, as in production.
+    DATABASE = 'postgresql'
+
     def setUp(self) -> None:
         super().setUp()
         self.reports = bench.hosts(count=4, pfs=2, vfs=4)
