@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import random
@@ -74,20 +75,26 @@ def seed(name: str) -> int:
     return int(value) if value else random.SystemRandom().randrange(2**32)
 
 
+_ORACLE: list[Oracle] = []
+
+
+def oracle() -> Oracle:
+    """One oracle per test process (starting nova costs seconds)."""
+    if not _ORACLE:
+        _ORACLE.append(Oracle())
+        atexit.register(_ORACLE[0].close)
+    return _ORACLE[0]
+
+
 class DifferentialTestCase(testtools.TestCase):
-    """Oracle per test class; the seed is attached to every failure."""
+    """The process's oracle; the seed is attached to every failure."""
 
     oracle: Oracle
 
     @classmethod
     def setUpClass(cls) -> None:
         super().setUpClass()
-        cls.oracle = Oracle()
-
-    @classmethod
-    def tearDownClass(cls) -> None:
-        cls.oracle.close()
-        super().tearDownClass()
+        cls.oracle = oracle()
 
     def rng(self) -> random.Random:
         value = seed(self.id())

@@ -170,6 +170,24 @@ class Nova:
     def _pools(stats: Any) -> list[list[str]]:
         return [[d.address for d in pool['devices']] for pool in stats.pools]
 
+    @staticmethod
+    def _merged(stats: Any) -> bool:
+        """Whether a pool holds a device whose own pool key differs.
+
+        nova's _find_pool compares only the device's keys with .get(), so
+        a null tag equals a missing key: a device of a spec with a null tag
+        can join a pool of another spec with as many keys (a documented
+        difference; the core pools by the exact key).
+        """
+        for pool in stats.pools:
+            keys = {k: v for k, v in pool.items()
+                    if k not in ('count', 'devices')
+                    and k not in stats.ignored_pool_tags}
+            for dev in pool['devices']:
+                if stats._create_pool_keys_from_dev(dev) != keys:
+                    return True
+        return False
+
     def scenario(self, case: dict[str, Any]) -> dict[str, Any]:
         objects = self.objects
         write_sysfs(case['pfs'])
@@ -199,11 +217,13 @@ class Nova:
                     continue
                 started.setdefault(uuid, []).append(address)
         tracker = self._tracker(wl, numa, self._reload(first.pci_devs))
+        merged = self._merged(tracker.stats)
         steps = []
         for op in case['ops']:
             if 'release' in op:
                 tracker.free_instance(self.ctx, {'uuid': op['release']})
-                steps.append({'pools': self._pools(tracker.stats)})
+                steps.append({'pools': self._pools(tracker.stats),
+                              'merged': self._merged(tracker.stats)})
                 continue
             claim = op['claim']
             reqs = self.request._translate_alias_to_requests(
@@ -238,8 +258,9 @@ class Nova:
                 got = [[d.address for d in devs
                         if d.request_id == r.request_id] for r in reqs]
             steps.append({'support': support, 'claim': got,
-                          'pools': self._pools(tracker.stats)})
-        return {'started': started, 'steps': steps}
+                          'pools': self._pools(tracker.stats),
+                          'merged': self._merged(tracker.stats)})
+        return {'started': started, 'steps': steps, 'merged': merged}
 
 
 def main() -> None:
