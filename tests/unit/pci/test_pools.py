@@ -721,3 +721,33 @@ class PoolOrderTest(testtools.TestCase):
         # more pool keys sort later, as nova sorts by key count
         self.assertEqual([vf_addr(PF1, 0)],
                          [hp.devices[i].address for i in hp.pools[0].free])
+
+    def test_a_new_device_in_a_stamped_report_joins_last(self) -> None:
+        hp = self._two_pfs()
+        hp.consume(hp.fit(requests(pf_request())), 'inst-a')
+        hp.release('inst-a')
+        data = hp.report.to_dict()
+        # a device nova has not pooled yet (no stamps): added after the
+        # others, as nova-compute adds a new device
+        data['devices'].append(report_mod.Device(
+            '0000:83:00.0', fakes.INTEL, fakes.PF_PRODUCT, 'type-PF',
+            numa_node=0, iommu_group=300).to_dict())
+        again = pools_mod.HostPools.from_report(
+            report_mod.HostReport.from_dict(data))
+        self.assertEqual(
+            ['0000:83:00.0'],
+            [again.devices[i].address for i in again.pools[-1].free])
+
+    def test_a_device_taken_as_a_dependant_leaves_its_pool(self) -> None:
+        hp = host(*sriov((PF1,), vfs=2))
+        hp.consume(hp.fit(requests(pf_request())), 'inst-a')
+        vf_pool = hp.pool_of[hp.by_address[vf_addr(PF1, 0)]]
+        self.assertIsNone(vf_pool.stamp)
+        self.assertEqual([], vf_pool.queue)
+        hp.release('inst-a')
+        # the VFs come back in address order, in a pool listed anew after
+        # the PF's (which a claim of its own device kept listed)
+        self.assertEqual([vf_addr(PF1, 0), vf_addr(PF1, 1)],
+                         [hp.devices[i].address for i in vf_pool.queue])
+        self.assertGreater(vf_pool.stamp or 0,
+                           hp.pool_of[hp.by_address[PF1]].stamp or 0)
