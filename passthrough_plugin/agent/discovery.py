@@ -14,6 +14,7 @@ from passthrough_plugin.pci import address as addr
 from passthrough_plugin.pci import device_spec
 from passthrough_plugin.pci import names
 from passthrough_plugin.pci import report as report_mod
+from passthrough_plugin.pci import vpd
 
 LOG = logging.getLogger(__name__)
 # PCI-to-PCI and semi-transparent PCI-to-PCI bridges: they never do DMA of
@@ -42,6 +43,22 @@ class PciInfo:
     num_vfs: int = 0
     netdevs: tuple[str, ...] = ()
     boot_vga: bool = False
+    # The sysfs VPD file, read only when a remote_managed spec needs the
+    # card serial number (a VPD read can take milliseconds of hardware).
+    vpd_path: str | None = None
+
+    def card_serial(self) -> str | None:
+        """The VPD card serial number (nova's remote_managed rule)."""
+        try:
+            fd = os.open(self.vpd_path or '', os.O_RDONLY)
+        except OSError:
+            return None
+        try:
+            return vpd.card_serial(os.read(fd, 32768))
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
 
     @property
     def is_bridge(self) -> bool:
@@ -127,6 +144,7 @@ def read_device(fs: sysfs_mod.Sysfs, address: str) -> PciInfo | None:
             info.num_vfs = fs.count_abs(base + '/sriov_numvfs') or 0
     if class_code.startswith(NET_CLASSES):
         info.netdevs = tuple(sorted(fs.listdir(fs.dev_rel(address, 'net'))))
+        info.vpd_path = base + '/vpd'
     elif class_code.startswith('03'):  # display controllers
         info.boot_vga = fs.read_abs(base + '/boot_vga') == '1'
     return info
@@ -189,7 +207,9 @@ def spec_for(specs: device_spec.DeviceSpecList, info: PciInfo,
         addr.PciAddress.parse(info.address), int(info.vendor_id, 16),
         int(info.product_id, 16),
         addr.PciAddress.parse(info.physfn) if info.physfn else None,
-        info.devname, parent.devname if parent else None)
+        info.devname, parent.devname if parent else None,
+        info.card_serial() if specs.needs_serial
+        else device_spec.SERIAL_UNKNOWN)
 
 
 def to_device(info: PciInfo,

@@ -231,5 +231,10 @@ class DeviceSpecList:
                 return spec
         return None
 
+    @property
+    def needs_serial(self) -> bool:
+        """Whether matching needs the devices' VPD serial numbers."""
+        return any(spec.remote_managed for spec in self.specs)
+
     def __len__(self) -> int:
         return len(self.specs)

@@ -151,3 +151,27 @@ class ReportTest(testtools.TestCase):
         self.host.tree.create_vfs(IGB_PF, 1)
         second = self.report('{"vendor_id": "8086", "product_id": "10ca"}')
         self.assertEqual((4, 1), (len(first.devices), len(second.devices)))
+
+
+class VpdSerialTest(testtools.TestCase):
+    """nova's remote_managed rule: the spec needs a VPD card serial."""
+
+    def test_remote_managed_spec_matches_devices_with_a_serial(self) -> None:
+        host = self.useFixture(agent_fixtures.FakeHost())
+        host.tree.create_vfs(IGB_PF, 2)
+        # SN in the read-only resource of VF 0's VPD; VF 1 has no VPD
+        sn = b'SN\x0cMT2113X00001'
+        (host.tree.dev(IGB_VFS[0]) / 'vpd').write_bytes(
+            b'\x82\x02\x00ID' + b'\x90' + bytes([len(sn), 0]) + sn + b'\x78')
+        scan = discovery.scan(host.fs)
+        remote = specs('{"vendor_id": "8086", "remote_managed": "true"}',
+                       '{"vendor_id": "8086"}')
+        self.assertEqual('MT2113X00001',
+                         scan.devices[IGB_VFS[0]].card_serial())
+        self.assertIs(remote.specs[0],
+                      discovery.spec_for(remote, scan.devices[IGB_VFS[0]],
+                                         scan))
+        # no serial: the next entry matches, as in nova
+        self.assertIs(remote.specs[1],
+                      discovery.spec_for(remote, scan.devices[IGB_VFS[1]],
+                                         scan))
