@@ -146,6 +146,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
             'alias = %s\n' % a for a in examples.alias_values()))
         return EXIT_OK
     if args.command == 'publish':
+        # Every file read and checked before the first is stored: a bad
+        # one among them leaves the store as it was.
+        reports = []
         for path in args.reports:
             try:
                 with open(path, 'rb') as handle:
@@ -156,7 +159,9 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                 raise UsageError('cannot read %s: %s' % (
                     limits.printable(path),
                     getattr(exc, 'strerror', None) or exc)) from None
-            report = report_mod.HostReport.from_json(text, source=path)
+            reports.append(report_mod.HostReport.from_json(
+                text, source=limits.printable(path)))
+        for report in reports:
             generation = engine.store.publish(report)
             out.write('%s: generation %d\n' % (report.host, generation))
         return EXIT_OK

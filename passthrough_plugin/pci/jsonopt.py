@@ -56,8 +56,8 @@ def entries(values: Sequence[object], option: str,
                 shown = json.dumps(entry, sort_keys=True)
             except (TypeError, ValueError):
                 shown = repr(entry)
-            if len(shown) > 2 * limits.EXCERPT:
-                shown = shown[:2 * limits.EXCERPT] + '...'
+            if len(shown) > limits.EXCERPT:
+                shown = shown[:limits.EXCERPT] + '...'
             yield '%s %s' % (item, shown), entry
 
 
@@ -74,6 +74,9 @@ def _check_sizes(entry: Any, item: str,
                 raise error(item=item, reason='key %s is %d characters long; '
                             'at most %d' % (limits.excerpt(key), len(key),
                                             limits.MAX_STRING))
+            if not key.isprintable():
+                raise error(item=item, reason='key %s holds control '
+                            'characters' % limits.excerpt(key))
             longest = _LONG_KEYS.get(key, limits.MAX_STRING)
             if isinstance(value, str) and len(value) > longest:
                 raise error(item=item, reason='%s is %d characters long; at '

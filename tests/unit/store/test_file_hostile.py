@@ -167,3 +167,21 @@ class HostileInputTest(testtools.TestCase):
         exc = self.assertRaises(exception.InvalidHostReport,
                                 self.store.get, 'h2')
         self.assertIn('at most %d' % limits.MAX_REPORT_BYTES, exc.message)
+
+    def test_publish_command_is_all_or_nothing(self) -> None:
+        import io
+
+        from passthrough_plugin.cmd import scheduler as scheduler_cmd
+
+        good = os.path.join(self.useFixture(fixtures.TempDir()).path,
+                            'h3.json')
+        with open(good, 'w', encoding='utf-8') as handle:
+            handle.write(fakes.sriov_host('h3').to_json())
+        before = snapshot(self.path)
+        err = io.StringIO()
+        code = scheduler_cmd.main(
+            ['--store-path', self.path, 'publish', good, good + '.missing'],
+            out=io.StringIO(), err=err)
+        self.assertEqual(2, code)
+        self.assertIn('h3.json.missing: No such file', err.getvalue())
+        self.assertEqual(before, snapshot(self.path))
