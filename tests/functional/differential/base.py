@@ -33,20 +33,28 @@ class Oracle:
         for sub in ('devices', 'net'):
             os.mkdir(os.path.join(self.tmp, sub))
         env = dict(os.environ, DIFF_FAKE_SYS=self.tmp)
+        # nova logs to stderr; kept for the failure message
+        self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             ['unshare', '--mount', '--propagation', 'private', 'sh', '-c',
              _SCRIPT, sys.executable],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, text=True, env=env,
+            stderr=self.stderr, text=True, env=env,
             cwd=os.path.dirname(os.path.dirname(os.path.dirname(
                 os.path.dirname(os.path.abspath(__file__))))))
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
-        if not line or not json.loads(line).get('ready'):
+        if line.strip() != json.dumps({'ready': True}):
+            errors = self.errors()
             self.close()
             raise AssertionError(
                 'the nova oracle did not start (needs root, unshare and '
-                'nova in this environment); first line: %r' % line)
+                'nova in this environment); first line: %r; stderr: %s' % (
+                    line, errors))
+
+    def errors(self) -> str:
+        self.stderr.seek(0)
+        return self.stderr.read()[-2000:].decode(errors='replace')
 
     def ask(self, case: dict[str, Any]) -> dict[str, Any]:
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -54,8 +62,8 @@ class Oracle:
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
-            raise AssertionError('the nova oracle exited (rc %s)'
-                                 % self.proc.poll())
+            raise AssertionError('the nova oracle exited (rc %s): %s' % (
+                self.proc.poll(), self.errors()))
         answer: dict[str, Any] = json.loads(line)
         if 'crash' in answer:
             raise AssertionError('nova oracle crashed on %s:\n%s' % (
@@ -66,6 +74,7 @@ class Oracle:
         if self.proc.stdin is not None:
             self.proc.stdin.close()
         self.proc.wait(timeout=30)
+        self.stderr.close()
         shutil.rmtree(self.tmp)
 
 

@@ -264,8 +264,12 @@ class Nova:
 
 
 def main() -> None:
+    # stdout carries the protocol only: whatever nova prints goes to stderr
+    protocol = sys.stdout
+    sys.stdout = sys.stderr
     nova = Nova()
-    print(json.dumps({'ready': True}), flush=True)
+    protocol.write(json.dumps({'ready': True}) + '\n')
+    protocol.flush()
     for line in sys.stdin:
         case = json.loads(line)
         try:
@@ -274,8 +278,8 @@ def main() -> None:
             import traceback
             answer = {'crash': traceback.format_exc(), 'type':
                       type(exc).__name__}
-        sys.stdout.write(json.dumps(answer) + '\n')
-        sys.stdout.flush()
+        protocol.write(json.dumps(answer) + '\n')
+        protocol.flush()
 
 
 if __name__ == '__main__':
