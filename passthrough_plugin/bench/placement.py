@@ -69,12 +69,13 @@ def held_mismatches(result: dict[str, Any], snap: oracle.Snapshot
 
 def contend_checked(client: Any, url: str, reports: Sequence[
         report_mod.HostReport], processes: int, requests: int,
-        timeout: float = 1800.0, every: int = 40) -> dict[str, Any]:
+        timeout: float = 1800.0, every: int = 40, subset: int = 1
+        ) -> dict[str, Any]:
     """A run sampled while it writes (every ``every`` outcomes) and checked
     after it: the result with ``violations`` (sampled and final),
     ``samples`` and ``final``."""
     names = oracle.providers(client)
-    run = Run(url, processes, requests)
+    run = Run(url, processes, requests, subset=subset)
     sampler = oracle.Sampler(client, names, reports, run, every=every)
     try:
         run.start()
@@ -117,6 +118,7 @@ def run() -> None:
     requests = int(os.environ.get('PASSTHROUGH_BENCH_PLACEMENT_REQUESTS',
                                   REQUESTS))
     workers = int(os.environ.get('PASSTHROUGH_BENCH_PLACEMENT_WORKERS', '3'))
+    subset = int(os.environ.get('PASSTHROUGH_BENCH_PLACEMENT_SUBSET', '4'))
     server = fixture_mod.PlacementFixture(database='postgresql',
                                           workers=workers)
     server.setUp()
@@ -131,7 +133,7 @@ def run() -> None:
                      if d.dev_type == 'type-VF')
         raw = raw_capacity(server.url, vf_rc, PROCESSES, requests)
         result = contend_checked(client, server.url, reports, PROCESSES,
-                                 requests, every=200)
+                                 requests, every=200, subset=subset)
     finally:
         server.cleanUp()
     print('placement: Placement 16 on PostgreSQL (psycopg2), %d gunicorn '
@@ -144,9 +146,10 @@ def run() -> None:
     print('  raw Placement, %d processes x %d consumers (PUT + DELETE '
           'each, no plugin): %.1f consumers/s' % (
               PROCESSES, requests, _per_s(raw)))
-    print('  plugin, %d schedulers x %d requests: %d granted, %d refused, '
-          '%d errors, %d released in %.1f s: %.1f claims/s' % (
-              PROCESSES, requests, result['granted'], result['refused'],
+    print('  plugin, %d schedulers x %d requests ([placement_store] '
+          'host_subset_size = %d): %d granted, %d refused, %d errors, %d '
+          'released in %.1f s: %.1f claims/s' % (
+              PROCESSES, requests, subset, result['granted'], result['refused'],
               result['errors'], result['released'], result['wall'],
               _per_s(result)))
     calls = result['calls']
@@ -155,6 +158,10 @@ def run() -> None:
               calls['claim'] / max(1, result['granted']),
               calls['release'] / max(1, result['released']),
               calls['refuse'] / max(1, result['refused'])))
+    print('  calls by method: plugin %s; raw %s' % (
+        result['methods'], raw['methods']))
+    for line in result['problems'][:3]:
+        print('  error: ' + line)
     print('  ratio plugin / raw: %.2f (goal >= 0.8)' % (
         _per_s(result) / _per_s(raw) if _per_s(raw) else 0.0))
     print('  overcommit / anti-affinity / holder violations in %d samples '

@@ -55,7 +55,7 @@ class RunTimeout(Exception):
     """An awaited event of the run did not come in time."""
 
 
-def _engine(url: str) -> Any:
+def _engine(url: str, subset: int = 1) -> Any:
     from passthrough_plugin.scheduler import engine as engine_mod
     from passthrough_plugin.store import placement as placement_store
     from passthrough_plugin.store.placement_client import PlacementClient
@@ -65,13 +65,14 @@ def _engine(url: str) -> Any:
     store_conf.register_opts(conf)
     store = placement_store.PlacementReportStore(
         conf, client=PlacementClient.from_endpoint(url, timeout=120))
+    conf.set_override('host_subset_size', subset, group='placement_store')
     return engine_mod.Engine(conf, store=store,
                              aliases=alias_mod.parse_aliases(ALIASES))
 
 
 def worker(url: str, requests: int, seed: int, hold: int, *,
            pause_after: int | None = None, stall_on_error: bool = False,
-           out: IO[str] = sys.stdout, gate: IO[str] = sys.stdin
+           subset: int = 1, out: IO[str] = sys.stdout, gate: IO[str] = sys.stdin
            ) -> dict[str, Any]:
     """One scheduler process: ``requests`` select-and-claims; it holds
     at most ``hold`` claims and releases one at random beyond that."""
@@ -84,7 +85,7 @@ def worker(url: str, requests: int, seed: int, hold: int, *,
             raise SystemExit('worker %d: the parent closed the gate (%s)'
                              % (seed, what))
 
-    engine = _engine(url)
+    engine = _engine(url, subset)
     client = engine.store.client
     calls = {'claim': 0, 'refuse': 0, 'release': 0}
 
@@ -142,7 +143,8 @@ def worker(url: str, requests: int, seed: int, hold: int, *,
             say('released %s' % item[0])
     return {'granted': granted, 'refused': refused, 'errors': errors,
             'released': released, 'seconds': time.monotonic() - began,
-            'held': held, 'problems': problems[:20], 'calls': calls}
+            'held': held, 'problems': problems[:20], 'calls': calls,
+            'methods': dict(client.calls)}
 
 
 def raw_worker(url: str, requests: int, seed: int, resource_class: str, *,
@@ -183,7 +185,7 @@ def raw_worker(url: str, requests: int, seed: int, resource_class: str, *,
             'released': granted, 'seconds': time.monotonic() - began,
             'held': [], 'problems': problems[:20],
             'calls': {'claim': granted + refused, 'refuse': 0,
-                      'release': granted}}
+                      'release': granted}, 'methods': dict(client.calls)}
 
 
 class Progress:
@@ -216,9 +218,11 @@ class Run:
 
     def __init__(self, url: str, processes: int, requests: int, *,
                  hold: int = 2, pause_after: int | None = None,
-                 stall_on_error: bool = False, raw: str | None = None
-                 ) -> None:
-        """``raw`` (a resource class) runs :func:`raw_worker` instead."""
+                 stall_on_error: bool = False, raw: str | None = None,
+                 subset: int = 1) -> None:
+        """``raw`` (a resource class) runs :func:`raw_worker` instead;
+        ``subset`` is the workers' ``[placement_store] host_subset_size``.
+        """
         self.url = url
         self.processes = processes
         self.requests = requests
@@ -226,6 +230,7 @@ class Run:
         self.pause_after = pause_after
         self.stall_on_error = stall_on_error
         self.raw = raw
+        self.subset = subset
         self.progress = Progress()
         self.wall = 0.0
         self._cond = threading.Condition()
@@ -249,6 +254,7 @@ class Run:
                 argv.append('--stall-on-error')
             if self.raw:
                 argv += ['--raw', self.raw]
+            argv += ['--host-subset-size', str(self.subset)]
             proc = subprocess.Popen(argv, env=env, stdin=subprocess.PIPE,
                                     stdout=subprocess.PIPE, text=True,
                                     bufsize=1)
@@ -344,7 +350,10 @@ class Run:
             problems=[p for r in results for p in r['problems']],
             results=len(results),
             calls={k: sum(r['calls'][k] for r in results)
-                   for k in ('claim', 'refuse', 'release')})
+                   for k in ('claim', 'refuse', 'release')},
+            methods={m: sum(r['methods'].get(m, 0) for r in results)
+                     for m in sorted({m for r in results
+                                      for m in r['methods']})})
         return total
 
     def close(self) -> None:
@@ -380,6 +389,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument('--pause-after', type=int, default=None)
     parser.add_argument('--stall-on-error', action='store_true')
     parser.add_argument('--raw', metavar='RESOURCE_CLASS')
+    parser.add_argument('--host-subset-size', type=int, default=1)
     args = parser.parse_args(argv)
     if args.raw:
         result = raw_worker(args.url, args.requests, args.seed, args.raw)
@@ -387,7 +397,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     result = worker(args.url, args.requests, args.seed, args.hold,
                     pause_after=args.pause_after,
-                    stall_on_error=args.stall_on_error)
+                    stall_on_error=args.stall_on_error,
+                    subset=args.host_subset_size)
     print('result ' + json.dumps(result), flush=True)
     return 0
 

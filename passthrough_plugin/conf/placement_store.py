@@ -49,6 +49,24 @@ Related options:
 * ``[placement_store] candidate_limit``
 """),
     cfg.IntOpt(
+        'host_subset_size',
+        default=1,
+        min=1,
+        help="""
+A claim goes to a host picked at random among this many best-ranked hosts
+(then the others, best first), as nova's ``[filter_scheduler]
+host_subset_size`` does. With several schedulers claiming at once from
+answers they keep, ``1`` (always the best host) makes them all write to
+the same provider, where Placement serialises the writes and sends the
+losers back (HTTP 409); a few hosts of choice spread the writes at the
+cost of a less tight packing.
+
+Related options:
+
+* ``[placement_store] candidates_max_age``
+* ``[passthrough_scheduler] weigh_strategy``
+"""),
+    cfg.IntOpt(
         'publish_attempts',
         default=3,
         min=1,

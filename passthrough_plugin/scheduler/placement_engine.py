@@ -12,6 +12,7 @@ schedulers. When the store cannot be reached the engine fails closed.
 from __future__ import annotations
 
 import itertools
+import random
 from collections.abc import Sequence
 
 from oslo_config import cfg
@@ -40,6 +41,7 @@ class PoolEngine:
         self.known: list[str] = []
         # Host -> generation at the engine's last refresh.
         self.generations: dict[str, int] = {}
+        self._random = random.Random()
 
     def _where(self) -> str:
         endpoint = getattr(self.store, 'endpoint', None)
@@ -201,7 +203,15 @@ class PoolEngine:
                      hosts: Sequence[str] | None, *,
                      stop_on_conflict: bool
                      ) -> tuple[str, list[str]] | None:
-        for answer, facts, summary in self._ranked(request, found, hosts):
+        ranked = self._ranked(request, found, hosts)
+        subset = getattr(getattr(self.conf, 'placement_store', None),
+                         'host_subset_size', 1)
+        if subset > 1 and len(ranked) > 1:
+            # One of the best few first: schedulers that claim at once
+            # from the answers they keep then rarely race for one provider.
+            first = self._random.randrange(min(subset, len(ranked)))
+            ranked.insert(0, ranked.pop(first))
+        for answer, facts, summary in ranked:
             choice = self._choice(request, summary)
             if choice is None:
                 continue
