@@ -149,7 +149,8 @@ def run() -> None:
     print('  plugin, %d schedulers x %d requests ([placement_store] '
           'host_subset_size = %d): %d granted, %d refused, %d errors, %d '
           'released in %.1f s: %.1f claims/s' % (
-              PROCESSES, requests, subset, result['granted'], result['refused'],
+              PROCESSES, requests, subset, result['granted'],
+              result['refused'],
               result['errors'], result['released'], result['wall'],
               _per_s(result)))
     calls = result['calls']

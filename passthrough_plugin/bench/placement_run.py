@@ -72,7 +72,8 @@ def _engine(url: str, subset: int = 1) -> Any:
 
 def worker(url: str, requests: int, seed: int, hold: int, *,
            pause_after: int | None = None, stall_on_error: bool = False,
-           subset: int = 1, out: IO[str] = sys.stdout, gate: IO[str] = sys.stdin
+           subset: int = 1, out: IO[str] = sys.stdout,
+           gate: IO[str] = sys.stdin
            ) -> dict[str, Any]:
     """One scheduler process: ``requests`` select-and-claims; it holds
     at most ``hold`` claims and releases one at random beyond that."""
