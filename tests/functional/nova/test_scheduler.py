@@ -155,7 +155,9 @@ class PciPoolSchedulerTest(_PluginTestBase):
         self.assertIn('No valid host', server['fault']['message'])
         log = self.stdlog.logger.output
         self.assertIn('compute2 rejected: compute2 needs 5 x vfs (8086:1515 '
-                      'type-VF): 4 usable free', log)
+                      'type-VF): 4 free', log)
+        self.assertIn('compute3 rejected: compute3 needs 5 x vfs (8086:1515 '
+                      'type-VF): no device on the host matches', log)
         self.assertIn("'PciPoolFilter: (start: 3, end: 0)'", log)
 
     def test_iommu_group_not_viable_is_never_picked(self) -> None:
