@@ -30,6 +30,11 @@ ANTI_AFFINITY_NEEDS = (
     'computes): without it nova-compute picks the VFs on its own and the '
     'plugin cannot keep them on distinct PFs')
 
+NOT_IN_PLACEMENT = (
+    '%s: passthrough:vf_anti_affinity needs the devices in Placement, and '
+    'nova 34 keeps these out (physical_network-tagged devices, for '
+    'neutron ports): nova-compute would pick the VFs on its own')
+
 
 class PciPoolFilter(plugin.PluginBase):
     """Passes the hosts whose devices fit the request, IOMMU groups and all.
@@ -153,8 +158,14 @@ class PciPoolFilter(plugin.PluginBase):
         mappings = nova_adapter.candidate_mappings(host_state)
         if not groups or not mappings or not any(
                 g in mappings[0] for g, _r in groups):
-            # No PCI request groups (e.g. only neutron-port devices) or no
-            # candidates to choose from: the host-level decision.
+            # No PCI request groups (nova keeps physical_network-tagged
+            # devices out of Placement) or no candidates to choose from:
+            # the host-level decision, which cannot spread VFs.
+            if request.requests.vf_anti_affinity and mappings:
+                return summary_mod.Decision(
+                    False, NEEDS_PLACEMENT, NOT_IN_PLACEMENT % host, host)
+            LOG.debug('%s: the requested devices are not in Placement; '
+                      'decided per host', host)
             return self._engine_decides(host, request)
         extras = [r for r in request.requests.requests
                   if r.source != 'flavor'] + list(request.requests.headroom)

@@ -343,6 +343,21 @@ class CandidateModeTest(testtools.TestCase):
                       'choice, and would take 2 VFs of PF 0000:81:00.0',
                       self.log.output)
 
+    def test_devices_outside_placement_refuse_anti_affinity(self) -> None:
+        # Candidates without the request's groups: nova kept the devices
+        # (physical_network-tagged) out of Placement.
+        host = pci_host('h1', [{}])
+        spec = pci_spec({'pci_passthrough:alias': 'vf:2',
+                         'passthrough:vf_anti_affinity': 'true'}, 2,
+                        self.REQ)
+        self.assertEqual([], list(self.filter.filter_all([host], spec)))
+        self.assertIn('h1 rejected: h1: passthrough:vf_anti_affinity needs '
+                      'the devices in Placement, and nova 34 keeps these out',
+                      self.log.output)
+        # Without the key the host is decided per host, as before.
+        plain = pci_spec({'pci_passthrough:alias': 'vf:2'}, 2, self.REQ)
+        self.assertEqual([host], list(self.filter.filter_all([host], plain)))
+
     def test_classic_mode_refuses_anti_affinity_and_says_why(self) -> None:
         self.conf.set_override('pci_in_placement', False,
                                'filter_scheduler')
