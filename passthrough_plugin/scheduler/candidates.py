@@ -469,8 +469,18 @@ def choose(view: HostView, groups: Sequence[Group],
     # Candidates that differ only in which group of a request took which
     # provider are judged once.
     keyed, requests = _keyed(groups)
+    single = len(requests) == 1
+    group_ids = [g for g, _n in keyed]
     for index, mapping in enumerate(mappings):
-        key = _key(keyed, mapping)
+        if single:
+            # One request (the usual case): its providers, sorted.
+            try:
+                key = tuple([(0, rp) for rp in sorted(
+                    [mapping[g][0] for g in group_ids])])
+            except (KeyError, IndexError):
+                key = _key(keyed, mapping)
+        else:
+            key = _key(keyed, mapping)
         verdict = cache.get(key)
         if verdict is None:
             verdict = cache[key] = _judge(view, key, requests, extras,

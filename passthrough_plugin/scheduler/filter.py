@@ -54,6 +54,9 @@ class PciPoolFilter(plugin.PluginBase):
     _logged_mode: str | None = None
     _exact_key: object = None
     _resize_key: object = None
+    _groups_key: object = None
+    _groups_token = 0
+    _groups: list[candidates.Group] | None = None
     _resize = False
     _exact_budget: list[int] = [0]
 
@@ -154,7 +157,13 @@ class PciPoolFilter(plugin.PluginBase):
                 return summary_mod.Decision(
                     False, NEEDS_PLACEMENT, ANTI_AFFINITY_NEEDS % host, host)
             return self._engine_decides(host, request)
-        groups = nova_adapter.device_groups(spec_obj, request.requests)
+        key = nova_adapter.decision_key(spec_obj)
+        if key != self._groups_key or request.token != self._groups_token:
+            # The same for every host of the request: worked out once.
+            self._groups_key, self._groups_token = key, request.token
+            self._groups = nova_adapter.device_groups(spec_obj,
+                                                      request.requests)
+        groups = self._groups
         mappings = nova_adapter.candidate_mappings(host_state)
         if not groups or not mappings or not any(
                 g in mappings[0] for g, _r in groups):
