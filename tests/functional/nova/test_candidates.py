@@ -16,6 +16,12 @@ from typing import Any
 from xml.etree import ElementTree
 
 import fixtures
+# nova's functional package patches the process for eventlet: it comes
+# before anything that imports oslo.context (thread-locals created earlier
+# stay shared between green threads, and nova's database transactions
+# then collide: "Can't upgrade a READER transaction to a WRITER").
+import nova.tests.functional  # noqa: F401
+
 from nova import context as nova_context
 from nova import objects
 from nova.tests.fixtures import libvirt as fakelibvirt

@@ -13,6 +13,12 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+# nova's functional package patches the process for eventlet: it comes
+# before anything that imports oslo.context (thread-locals created earlier
+# stay shared between green threads, and nova's database transactions
+# then collide: "Can't upgrade a READER transaction to a WRITER").
+import nova.tests.functional  # noqa: F401
+
 import fixtures
 from nova.tests.fixtures import libvirt as fakelibvirt
 from nova.tests.functional.libvirt import base
