@@ -353,11 +353,27 @@ class PackTest(_StrategyCase):
     STRATEGY = 'pack'
 
     def test_vfs_come_from_the_pf_in_use(self) -> None:
-        for n, usage in enumerate(self.boots(), 1):
-            # One PF serves every VF, the other stays whole until the
-            # first is full.
-            self.assertEqual([max(n - 6, 0), min(n, 6)],
-                             sorted(usage.values()), usage)
+        # Placement lists the first PF's candidates first: start with a
+        # guest on the second PF only, so following Placement's order
+        # would break the whole first PF.
+        self.start_pci_compute('compute1', num_pfs=2, num_vfs=12)
+        flavor = self.flavor({'pci_passthrough:alias': 'vfs:1'})
+        self.flags(weigh_strategy='spread', group='passthrough_scheduler')
+        first, second = self.create(flavor), self.create(flavor)
+        on_first_pf = [s for s in (first, second)
+                       if self.guest(s).pfs == ['0000:81:00.0']]
+        self.assertEqual(1, len(on_first_pf))
+        self._delete_server(on_first_pf[0])
+        kept = second if on_first_pf[0] is first else first
+        self.flags(weigh_strategy='pack', group='passthrough_scheduler')
+        servers = [kept]
+        for n in range(1, BOOTS + 1):
+            servers.append(self.create(flavor))
+            # The second PF serves every VF until it is full (6), the
+            # first stays whole until then.
+            self.assertEqual({'0000:81:00.0': max(n - 5, 0),
+                              '0000:81:01.0': min(n + 1, 6)},
+                             self.usage(servers))
 
 
 class SpreadTest(_StrategyCase):
