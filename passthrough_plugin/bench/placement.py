@@ -22,6 +22,7 @@ from oslo_config import cfg
 
 from passthrough_plugin.bench import placement_oracle as oracle
 from passthrough_plugin.bench import placement_run
+from passthrough_plugin.bench import placement_scale
 from passthrough_plugin.pci import report as report_mod
 from passthrough_plugin.pci import synthetic
 
@@ -134,8 +135,18 @@ def run() -> None:
         raw = raw_capacity(server.url, vf_rc, PROCESSES, requests)
         result = contend_checked(client, server.url, reports, PROCESSES,
                                  requests, every=200, subset=subset)
+        _print_ratio(workers, reports, requests, subset, raw, result)
+        scale_hosts = int(os.environ.get(
+            'PASSTHROUGH_BENCH_PLACEMENT_SCALE_HOSTS', '1000'))
+        if scale_hosts:
+            placement_scale.scale(server.url, scale_hosts)
     finally:
         server.cleanUp()
+
+
+def _print_ratio(workers: int, reports: Sequence[report_mod.HostReport],
+                 requests: int, subset: int, raw: dict[str, Any],
+                 result: dict[str, Any]) -> None:
     print('placement: Placement 16 on PostgreSQL (psycopg2), %d gunicorn '
           'workers; %d hosts, %d VFs, %d PFs' % (
               workers, len(reports),

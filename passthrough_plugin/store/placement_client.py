@@ -31,6 +31,12 @@ MICROVERSION = '1.39'
 CONCURRENT_UPDATE = 'placement.concurrent_update'
 DUPLICATE_NAME = 'placement.duplicate_name'
 DEFAULT_ATTEMPTS = 5
+# HTTP 500 answers of Placement whose database transaction was rolled
+# back, so nothing was written and the same request may be sent again:
+# Placement 16 retries a deadlocked write inside the request's aborted
+# PostgreSQL transaction and fails with the second marker.
+ROLLED_BACK = ('deadlock detected', 'current transaction is aborted',
+               'Deadlock found')
 # Placement's noauth2 middleware takes the token "admin" as an admin: not a
 # secret, the development convention.
 NOAUTH_TOKEN = 'admin'  # noqa: S105
@@ -45,6 +51,12 @@ def _error_parts(resp: Any) -> tuple[str, str]:
         return '?', (resp.text or '').strip()[:300]
     parts = [p.strip() for p in detail.split('\n\n') if p.strip()]
     return code, (parts[-1] if parts else detail.strip())
+
+
+def rolled_back(exc: exception.PlacementUnavailable) -> bool:
+    """Whether Placement said its database transaction was rolled back."""
+    return 'HTTP 500' in exc.message and any(
+        marker in exc.message for marker in ROLLED_BACK)
 
 
 class PlacementClient:
@@ -401,6 +413,12 @@ class PlacementClient:
             try:
                 self._call('PUT', path, body=body)
                 return
+            except exception.PlacementUnavailable as exc:
+                if attempt == self._attempts or not rolled_back(exc):
+                    raise
+                LOG.debug("allocations of %s: Placement's transaction was "
+                          "rolled back (%s), sending again", consumer,
+                          exc.message)
             except exception.PlacementConflict as exc:
                 detail = str(exc.kwargs.get('detail'))
                 if 'consumer generation conflict' in detail:
@@ -425,11 +443,17 @@ class PlacementClient:
         PUT) and raises ConsumerGenerationConflict when it is stale.
         """
         if consumer_generation is None:
-            try:
-                self._call('DELETE', f'/allocations/{consumer}')
-            except exception.PlacementNotFound:
-                return False
-            return True
+            for attempt in range(1, self._attempts + 1):
+                try:
+                    self._call('DELETE', f'/allocations/{consumer}')
+                except exception.PlacementNotFound:
+                    return False
+                except exception.PlacementUnavailable as exc:
+                    if attempt == self._attempts or not rolled_back(exc):
+                        raise
+                    continue
+                return True
+            raise AssertionError('unreachable')  # pragma: no cover
         current = self.get_allocations(consumer)
         if current.consumer_generation is None:
             raise exception.ConsumerGenerationConflict(

@@ -44,8 +44,9 @@ class ConcurrentSchedulersTest(base.PlacementTestCase):
         return run
 
     def sampler(self, run: bench.Run) -> oracle.Sampler:
+        # 30 to 50 samples in either size of run (8 GETs each).
         sampler = oracle.Sampler(self.client, self.names, self.reports, run,
-                                 every=16)
+                                 every=max(16, REQUESTS // 6))
         self.addCleanup(sampler.stop)
         return sampler
 
@@ -87,12 +88,16 @@ class ConcurrentSchedulersTest(base.PlacementTestCase):
         self.assertGreater(result['granted'], 0)
         self.assertGreater(result['refused'], 0)  # the VFs are scarce
         self.final_checks(run, sampler, result)
+        calls = result['calls']
         print('\n8 processes x %d requests: %d granted, %d refused, %d '
-              'released; %.1f claims/s over %.1f s; %d samples of '
-              'Placement checked during the run' % (
+              'released; %.1f claims/s over %.1f s; Placement calls per '
+              'grant %.2f, per release %.2f, per refusal %.2f; %d samples '
+              'of Placement checked during the run' % (
                   REQUESTS, result['granted'], result['refused'],
                   result['released'], 8 * REQUESTS / result['wall'],
-                  result['wall'], sampler.samples))
+                  result['wall'], calls['claim'] / result['granted'],
+                  calls['release'] / max(1, result['released']),
+                  calls['refuse'] / result['refused'], sampler.samples))
 
     def test_placement_stopped_mid_run(self) -> None:
         """Killed once every scheduler made 20 requests, started again
