@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import urllib.error
 import urllib.request
@@ -100,3 +101,49 @@ class PlacementFixtureTest(testtools.TestCase):
         self.assertIn('log tail', str(error))
         self.assertIn('in use', str(error))
         self.assertFalse(self.server.running)
+
+
+def _children(pid: int) -> list[int]:
+    """Pids whose parent is ``pid`` (from /proc)."""
+    found = []
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            with open('/proc/%s/stat' % entry) as f:
+                fields = f.read().rsplit(')', 1)[1].split()
+        except OSError:
+            continue  # gone meanwhile
+        if int(fields[1]) == pid:
+            found.append(int(entry))
+    return found
+
+
+class PostgresPlacementFixtureTest(testtools.TestCase):
+
+    def test_several_workers_on_postgresql(self) -> None:
+        server = self.useFixture(placement.PlacementFixture(
+            database='postgresql'))
+        self.assertEqual(3, server.workers)
+        self.assertIn('postgresql+psycopg2://', server.database_connection
+                      or '')
+        with open(server.config_file) as f:
+            self.assertIn('allocation_conflict_retry_count = 1', f.read())
+        assert server._proc is not None  # noqa: SLF001
+        self.assertEqual(3, len(_children(server._proc.pid)))  # noqa: SLF001
+        _post(server.url + '/resource_providers', {'name': 'on pg'})
+        self.assertEqual(['on pg'], [
+            rp['name'] for rp in _get(server.url + '/resource_providers')[
+                'resource_providers']])
+        # Stopped and started again: the same database.
+        server.stop()
+        server.start()
+        self.assertEqual(1, len(_get(server.url + '/resource_providers')[
+            'resource_providers']))
+
+    def test_unknown_database_is_refused(self) -> None:
+        error = self.assertRaises(placement.PlacementServerError,
+                                  placement.PlacementFixture,
+                                  database='mysql')
+        self.assertEqual("database 'mysql': choose one of sqlite, "
+                         "postgresql", str(error))
