@@ -22,6 +22,15 @@ READY_TIMEOUT = 120
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__)))))
 DEMO_CONFIG = os.path.join(ROOT, 'etc', 'passthrough-demo.conf')
+# Runs argv with stdout on a pipe nobody reads, from a process of its own:
+# in the test process a child forked by another thread in the window between
+# os.pipe() and closing the read end would keep that end open, and the
+# command's writes would then succeed.
+CLOSED_PIPE = (
+    'import os, subprocess, sys\n'
+    'read, write = os.pipe()\n'
+    'os.close(read)\n'
+    'sys.exit(subprocess.run(sys.argv[1:], stdout=write).returncode)\n')
 
 
 def script(name: str) -> str:
@@ -117,30 +126,21 @@ class TestConsoleScripts(testtools.TestCase):
                                  '--workdir', self.tmp],
         }
         for name, args in runs.items():
-            read, write = os.pipe()
-            os.close(read)  # nobody will ever read: the first write fails
-            try:
-                done = subprocess.run(
-                    [script(name), *args], stdout=write,
-                    stderr=subprocess.PIPE, env=self.env, cwd=self.tmp,
-                    timeout=READY_TIMEOUT, check=False)
-            finally:
-                os.close(write)
+            done = self.into_closed_pipe(script(name), *args)
             self.assertEqual((141, b''), (done.returncode, done.stderr),
                              name)
         # --help: argparse itself swallows the pipe error; still quiet.
         for name in runs:
-            read, write = os.pipe()
-            os.close(read)
-            try:
-                done = subprocess.run(
-                    [script(name), '--help'], stdout=write,
-                    stderr=subprocess.PIPE, env=self.env, cwd=self.tmp,
-                    timeout=READY_TIMEOUT, check=False)
-            finally:
-                os.close(write)
+            done = self.into_closed_pipe(script(name), '--help')
             self.assertIn(done.returncode, (0, 141), name)
             self.assertEqual(b'', done.stderr, name)
+
+    def into_closed_pipe(self, *argv: str
+                         ) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [sys.executable, '-c', CLOSED_PIPE, *argv],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=self.env,
+            cwd=self.tmp, timeout=READY_TIMEOUT, check=False)
 
     def run_script(self, name: str, *args: str
                    ) -> subprocess.CompletedProcess[str]:
