@@ -39,7 +39,9 @@ class CandidatesView:
         self.max_age = max_age
         self._clock = clock
         self._summaries: Summaries = {}
-        self._entries: dict[Key, tuple[float, frozenset[str]]] = {}
+        # key -> (when, its providers in the answer's order: ties between
+        # equal pools are broken by it)
+        self._entries: dict[Key, tuple[float, tuple[str, ...]]] = {}
         self._stale: set[str] = set()
         # provider uuid -> generation last listed, and our writes since
         self._generations: dict[str, int] = {}
@@ -54,7 +56,7 @@ class CandidatesView:
         if self._clock() - entry[0] > self.max_age:
             del self._entries[key]
             return None
-        if entry[1] & self._stale:
+        if self._stale.intersection(entry[1]):
             return None
         return {uuid: self._summaries[uuid] for uuid in entry[1]
                 if uuid in self._summaries}
@@ -66,7 +68,7 @@ class CandidatesView:
         for uuid, summary in summaries.items():
             self._summaries[uuid] = copy.deepcopy(summary)
         self._stale.difference_update(summaries)
-        self._entries[key] = (self._clock(), frozenset(summaries))
+        self._entries[key] = (self._clock(), tuple(summaries))
 
     def refused(self, providers: Iterable[str]) -> None:
         """Placement refused a claim on ``providers``: someone else wrote

@@ -82,3 +82,11 @@ class CandidatesViewTest(testtools.TestCase):
         self.assertIsNotNone(self.view.get(KEY_A))
         self.assertTrue(self.view.listed({'p1': 6, 'p2': 8}))
         self.assertIsNone(self.view.get(KEY_A))
+
+    def test_the_answer_order_is_kept(self) -> None:
+        # The core breaks ties between equal pools by Placement's order.
+        self.view.put(KEY_A, summaries(p3=0, p1=0, p2=0))
+        self.view.put(KEY_B, summaries(p2=1))
+        got = self.view.get(KEY_A)
+        assert got is not None
+        self.assertEqual(['p3', 'p1', 'p2'], list(got))
