@@ -11,14 +11,12 @@ the next command for that instance finishes it (same request) or undoes it.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from typing import Any
 
 from passthrough_plugin import exception
+from passthrough_plugin.agent import journal
 
 VERSION = 1
 
@@ -50,32 +48,14 @@ class HotplugJournal:
     def save(self) -> None:
         data = {'version': VERSION, 'pending': self.pending,
                 'attached': self.attached}
-        directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix='.hotplug-', dir=directory)
-        try:
-            with os.fdopen(fd, 'w', encoding='utf-8') as out:
-                json.dump(data, out, indent=1, sort_keys=True)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        journal.write_json(self.path, data, prefix='.hotplug-')
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """One hotplug command at a time on this host."""
-        directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
-        with open(self.path + '.lock', 'a') as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                self.load()
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with journal.exclusive(self.path):
+            self.load()
+            yield
 
     # -- operations ------------------------------------------------------
     def begin(self, instance: str, intent: dict[str, Any]) -> dict[str, Any]:

@@ -121,32 +121,14 @@ class Journal:
                 'restore_failed': {
                     a: {'record': r.to_dict(), 'error': error}
                     for a, (r, error) in sorted(self.failed.items())}}
-        directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix='.state-', dir=directory)
-        try:
-            with os.fdopen(fd, 'w', encoding='utf-8') as out:
-                json.dump(data, out, indent=1, sort_keys=True)
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        write_json(self.path, data, prefix='.state-')
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """One agent process changes devices at a time."""
-        directory = os.path.dirname(os.path.abspath(self.path))
-        os.makedirs(directory, exist_ok=True)
-        with open(self.path + '.lock', 'a') as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
-                self.load()
-                yield
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+        with exclusive(self.path):
+            self.load()
+            yield
 
     # -- pending operation ---------------------------------------------------
     def begin(self, action: str, binder: str,
@@ -183,3 +165,32 @@ class Journal:
             self.failed[record.address] = (record, error)
         self.pending = None
         self.save()
+
+
+def write_json(path: str, data: Any, prefix: str) -> None:
+    """Replace ``path`` with ``data`` as JSON, atomically and durably."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, dir=directory)
+    try:
+        with os.fdopen(fd, 'w', encoding='utf-8') as out:
+            json.dump(data, out, indent=1, sort_keys=True)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def exclusive(path: str) -> Iterator[None]:
+    """Hold ``path``.lock exclusively (one writer of ``path`` per host)."""
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + '.lock', 'a') as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
