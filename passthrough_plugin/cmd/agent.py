@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging as std_logging
 import sys
 from collections.abc import Callable, Sequence
@@ -141,13 +140,6 @@ def table(rows: Sequence[Sequence[object]], header: Sequence[str]) -> str:
     return '\n'.join(lines)
 
 
-def emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    if getattr(args, 'format', 'table') == 'json':
-        print(json.dumps(data, indent=2, sort_keys=True))
-    else:
-        print(text)
-
-
 # -- commands ----------------------------------------------------------------
 def cmd_discover(agent: service.Agent, args: argparse.Namespace) -> int:
     scan = discovery.scan(agent.fs)
@@ -180,7 +172,7 @@ def cmd_discover(agent: service.Agent, args: argparse.Namespace) -> int:
         '\nIOMMU group %d is not assignable: %s not listed' % (
             g, ', '.join(m)) for g, m in sorted(
                 report.iommu.foreign_members.items()))
-    emit(args, data, table(rows, (
+    common.emit(args, data, table(rows, (
         'ADDRESS', 'ID', 'CLASS', 'TYPE', 'DRIVER', 'NUMA', 'GROUP',
         'PF', 'NETDEV', 'VFS', 'RESOURCE CLASS')) + (
         '\nIOMMU: %s' % ('on' if report.iommu.enabled else 'OFF')) + foreign)
@@ -202,7 +194,7 @@ def cmd_configure_vfs(agent: service.Agent,
     result = sriov.apply_desired(
         agent.fs, desired, agent.conf.sriov.vf_timeout, force=args.force,
         held={} if args.force else agent.held_devices())
-    emit(args, result, table(
+    common.emit(args, result, table(
         [(pf, len(vfs), ' '.join(vfs) or None)
          for pf, vfs in result.items()], ('PF', 'VFS', 'ADDRESSES')))
     return EXIT_OK
@@ -215,7 +207,7 @@ def cmd_bind(agent: service.Agent, args: argparse.Namespace) -> int:
     else:
         done = gb.unbind(args.addresses)
     rows = [(a, agent.fs.driver(a), agent.fs.iommu_group(a)) for a in done]
-    emit(args, {'command': args.command, 'devices': [
+    common.emit(args, {'command': args.command, 'devices': [
         {'address': a, 'driver': d, 'iommu_group': g} for a, d, g in rows]},
         table(rows, ('ADDRESS', 'DRIVER', 'GROUP')) if rows
         else 'nothing to do')
@@ -226,7 +218,7 @@ def cmd_doctor(agent: service.Agent, args: argparse.Namespace) -> int:
     checks = doctor.run(agent.fs, agent.state_path)
     checks.append(hotplug_pool.check_overlap(agent.fs, agent.specs,
                                              agent.hotplug_specs))
-    emit(args, {'checks': [c.to_dict() for c in checks],
+    common.emit(args, {'checks': [c.to_dict() for c in checks],
                 'ok': not doctor.failed(checks)},
          table([(c.status.upper(), c.name, c.detail, c.hint or None)
                 for c in checks], ('STATUS', 'CHECK', 'DETAIL', 'HINT')))
@@ -240,7 +232,7 @@ def cmd_hostdev(agent: service.Agent, args: argparse.Namespace) -> int:
              if args.guest_address else None)
     xml = hostdev.hostdev_xml(host, guest, managed=not args.unmanaged)
     qemu = hostdev.qemu_device(host, guest)
-    emit(args, {'xml': xml, 'qemu': ['-device', qemu]},
+    common.emit(args, {'xml': xml, 'qemu': ['-device', qemu]},
          '%s\n\nqemu: -device %s' % (xml, qemu))
     return EXIT_OK
 
@@ -248,7 +240,7 @@ def cmd_hostdev(agent: service.Agent, args: argparse.Namespace) -> int:
 def cmd_report(agent: service.Agent, args: argparse.Namespace) -> int:
     report = agent.report()
     generation = agent.publish(report)
-    emit(args, {'host': report.host, 'generation': generation,
+    common.emit(args, {'host': report.host, 'generation': generation,
                 'devices': len(report.devices)},
          'published %d devices of %s: generation %d' % (
              len(report.devices), report.host, generation))
@@ -259,7 +251,7 @@ def cmd_nova_device_spec(agent: service.Agent,
                          args: argparse.Namespace) -> int:
     report = agent.report()
     found, left_out = nova_spec.entries(report)
-    emit(args, {'host': report.host, 'device_spec': found,
+    common.emit(args, {'host': report.host, 'device_spec': found,
                 'left_out': [{'address': a, 'reason': r}
                              for a, r in left_out]},
          nova_spec.render(report))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -13,6 +12,7 @@ from passthrough_plugin.agent import hotplug_journal
 from passthrough_plugin.agent import libvirt_guest
 from passthrough_plugin.agent import live_hotplug
 from passthrough_plugin.agent import service
+from passthrough_plugin.cmd import common
 from passthrough_plugin.lifecycle import ledger as ledger_mod
 from passthrough_plugin.pci import address as addr
 from passthrough_plugin.pci import alias as alias_mod
@@ -78,13 +78,6 @@ def _hotplugger(agent: service.Agent) -> live_hotplug.LiveHotplug:
         timeout=conf.hotplug.detach_timeout)
 
 
-def _emit(args: argparse.Namespace, data: Any, text: str) -> None:
-    if getattr(args, 'format', 'table') == 'json':
-        print(json.dumps(data, indent=2, sort_keys=True))
-    else:
-        print(text)
-
-
 def cmd_attach(agent: service.Agent, args: argparse.Namespace) -> int:
     (name, count), = request_mod.parse_counts(
         '--alias', args.alias if ':' in args.alias else args.alias + ':1')
@@ -92,7 +85,7 @@ def cmd_attach(agent: service.Agent, args: argparse.Namespace) -> int:
                                      args.guest_address, args.project)
     rows = [{'address': h['address'], 'guest_address': h['guest_address'],
              'alias': h['alias'], 'iommu_group': h['group']} for h in held]
-    _emit(args, {'instance': args.instance, 'devices': rows}, '\n'.join(
+    common.emit(args, {'instance': args.instance, 'devices': rows}, '\n'.join(
         ['instance %s holds %d hot-plugged %s device(s):'
          % (args.instance, len(rows), name)] +
         ['  %s -> guest %s (IOMMU group: %s)' % (
@@ -104,7 +97,7 @@ def cmd_attach(agent: service.Agent, args: argparse.Namespace) -> int:
 def cmd_detach(agent: service.Agent, args: argparse.Namespace) -> int:
     done = _hotplugger(agent).detach(args.instance, args.address,
                                      args.alias)
-    _emit(args, {'instance': args.instance, 'detached': done},
+    common.emit(args, {'instance': args.instance, 'detached': done},
           'detached from %s: %s' % (args.instance, ', '.join(done))
           if done else 'nothing to detach from %s' % args.instance)
     return 0

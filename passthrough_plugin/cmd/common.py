@@ -8,7 +8,9 @@ read or decoded is one line naming it, and anything unforeseen is one line
 
 from __future__ import annotations
 
+import argparse
 import functools
+import json
 import os
 import sys
 import traceback
@@ -44,6 +46,14 @@ def _silence_stdout() -> None:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]
+
+
+def emit(args: argparse.Namespace, data: Any, text: str) -> None:
+    """Print ``data`` as JSON with ``--format json``, else ``text``."""
+    if getattr(args, 'format', 'table') == 'json':
+        print(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        print(text)
 
 
 def console(prog: str) -> Callable[[Main], Main]:
