@@ -48,29 +48,20 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
-def _address(field: str) -> Callable[[str], str]:
-    def parse(value: str) -> str:
-        try:
-            return addr.normalize(value, field)
-        except exception.InvalidPciAddress as exc:
-            raise argparse.ArgumentTypeError(exc.message) from None
-    return parse
-
-
 def build_parser() -> argparse.ArgumentParser:
-    common = _Parser(add_help=False)
-    common.add_argument('--config-file', action='append', default=[],
+    shared = _Parser(add_help=False)
+    shared.add_argument('--config-file', action='append', default=[],
                         metavar='PATH', help='an oslo.config file; repeat '
                         'for more (default: the usual search path)')
-    common.add_argument('--sysfs-root', metavar='DIR', default=None,
+    shared.add_argument('--sysfs-root', metavar='DIR', default=None,
                         help='where sysfs is mounted (default: [agent] '
                         'sysfs_root, /sys)')
-    common.add_argument('--proc-root', metavar='DIR', default=None,
+    shared.add_argument('--proc-root', metavar='DIR', default=None,
                         help='where procfs is mounted (default: /proc)')
-    common.add_argument('--state-path', metavar='PATH', default=None,
+    shared.add_argument('--state-path', metavar='PATH', default=None,
                         help='the intent journal (default: [agent] '
                         'state_path)')
-    common.add_argument('--debug', action='store_true')
+    shared.add_argument('--debug', action='store_true')
     printing = _Parser(add_help=False)
     printing.add_argument('--format', choices=('table', 'json'),
                           default='table')
@@ -80,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
                                 parser_class=_Parser)
 
     def add(name: str, helptext: str, prints: bool = True) -> _Parser:
-        parents = [common, printing] if prints else [common]
+        parents = [shared, printing] if prints else [shared]
         return sub.add_parser(name, help=helptext, parents=parents)
 
     p = add('discover', 'list PCI devices and what the report would say')
@@ -99,7 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
                        ('unbind', 'return devices to their drivers')):
         p = add(name, what)
         p.add_argument('addresses', nargs='+', metavar='ADDRESS',
-                       type=_address('ADDRESS argument'))
+                       type=common.address_arg('ADDRESS argument'))
         p.add_argument('--binder', default=None,
                        help='binder entry point (default: [agent] binder)')
         if name == 'bind':
@@ -108,9 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     add('doctor', 'check the host is ready for passthrough')
     p = add('hostdev-xml', 'libvirt <hostdev> XML and the qemu argument')
     p.add_argument('address', metavar='ADDRESS',
-                   type=_address('ADDRESS argument'))
+                   type=common.address_arg('ADDRESS argument'))
     p.add_argument('--guest-address', metavar='ADDRESS', default=None,
-                   type=_address('--guest-address'))
+                   type=common.address_arg('--guest-address'))
     p.add_argument('--unmanaged', action='store_true',
                    help="managed='no': the agent, not libvirt, binds it")
     add('report', 'publish the report to the configured store')
@@ -121,9 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument('--once', action='store_true',
                    help='one scan and publish, then exit')
     # ``map`` (the ledger's answer) brings its own --format.
-    ledger_map.add_map_parser(sub, parents=[common])
+    ledger_map.add_map_parser(sub, parents=[shared])
     # Live hotplug: attach, detach (agent_hotplug).
-    agent_hotplug.add_parsers(sub, parents=[common, printing])
+    agent_hotplug.add_parsers(sub, parents=[shared, printing])
     return parser
 
 

@@ -7,29 +7,18 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
-from passthrough_plugin import exception
 from passthrough_plugin.agent import hotplug_journal
 from passthrough_plugin.agent import libvirt_guest
 from passthrough_plugin.agent import live_hotplug
 from passthrough_plugin.agent import service
 from passthrough_plugin.cmd import common
 from passthrough_plugin.lifecycle import ledger as ledger_mod
-from passthrough_plugin.pci import address as addr
 from passthrough_plugin.pci import alias as alias_mod
 from passthrough_plugin.pci import request as request_mod
 
 # How the commands reach libvirt: ``libvirt.open(uri)``. A test points it
 # at another implementation of libvirt's API (nova's fakelibvirt).
 CONNECT: libvirt_guest.Connect = libvirt_guest.default_connect
-
-
-def _address(field: str) -> Any:
-    def parse(value: str) -> str:
-        try:
-            return addr.normalize(value, field)
-        except exception.InvalidPciAddress as exc:
-            raise argparse.ArgumentTypeError(exc.message) from None
-    return parse
 
 
 def add_parsers(subparsers: Any,
@@ -48,7 +37,7 @@ def add_parsers(subparsers: Any,
                    help='a [pci] alias; COUNT (default 1) is how many the '
                    'instance should hold in all')
     p.add_argument('--guest-address', action='append', default=[],
-                   metavar='ADDR', type=_address('--guest-address'),
+                   metavar='ADDR', type=common.address_arg('--guest-address'),
                    help='where the device appears in the guest; repeat '
                    'for each device')
     p.add_argument('--project', default=None,
@@ -65,7 +54,7 @@ def add_parsers(subparsers: Any,
     p.add_argument('--instance', required=True, metavar='UUID')
     p.add_argument('--alias', default=None, metavar='NAME')
     p.add_argument('--address', action='append', default=[],
-                   metavar='ADDR', type=_address('--address'),
+                   metavar='ADDR', type=common.address_arg('--address'),
                    help='a host PCI address; repeat for more')
 
 

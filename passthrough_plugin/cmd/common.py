@@ -17,6 +17,9 @@ import traceback
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from passthrough_plugin import exception
+from passthrough_plugin.pci import address as addr
+
 EXIT_USAGE = 2
 EXIT_SOFTWARE = 70  # sysexits.h EX_SOFTWARE: a defect of ours
 EXIT_INTERRUPTED = 130  # 128 + SIGINT, what a shell reports
@@ -46,6 +49,16 @@ def _silence_stdout() -> None:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0] if text else type(exc).__name__)[:300]
+
+
+def address_arg(field: str) -> Callable[[str], str]:
+    """An argparse ``type`` for a PCI address; errors name ``field``."""
+    def parse(value: str) -> str:
+        try:
+            return addr.normalize(value, field)
+        except exception.InvalidPciAddress as exc:
+            raise argparse.ArgumentTypeError(exc.message) from None
+    return parse
 
 
 def emit(args: argparse.Namespace, data: Any, text: str) -> None:
