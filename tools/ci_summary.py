@@ -25,8 +25,11 @@ _COMMAND = re.compile(
 _TEST = re.compile(
     r'^\{\d+\} (?P<id>\S+?)(?: \[[^\]]*\])? \.\.\. '
     r'(?P<status>ok|FAILED|SKIPPED|xfail|uxsuccess)(?:: (?P<reason>.*))?$')
-_RUN_ERROR = re.compile(r'^(?P<env>[\w.-]+): exit (?P<rc>\d+) ')
+_END_OF_TESTS = re.compile(r'^={4,}$')
 DEFAULT_ALLOW_LIST = 'tools/ci-skip-allowlist'
+# How much of a failed test's output the closing lines repeat: CI shows
+# only the end of the log, so a failure must be readable there.
+FAILURE_LINES = 60
 
 
 @dataclasses.dataclass
@@ -35,6 +38,9 @@ class Suite:
     passed: int = 0
     failed: int = 0
     skipped: list[tuple[str, str]] = dataclasses.field(default_factory=list)
+    # (test id, the first lines stestr printed under it: its traceback).
+    failures: list[tuple[str, list[str]]] = dataclasses.field(
+        default_factory=list)
 
     def line(self) -> str:
         return '%s: %d passed, %d failed, %d skipped' % (
@@ -76,9 +82,12 @@ def parse(lines: list[str]) -> list[Suite]:
     suites: list[Suite] = []
     current: Suite | None = None
     counts: dict[str, int] = {}
+    detail: list[str] | None = None  # lines under the last failed test
     for raw in lines:
         line = raw.rstrip('\n')
         command = _COMMAND.match(line)
+        if command or _END_OF_TESTS.match(line):
+            detail = None
         if command:
             current = None
             if not command.group('pre'):
@@ -91,7 +100,10 @@ def parse(lines: list[str]) -> list[Suite]:
             continue
         test = _TEST.match(line)
         if test is None or current is None:
+            if detail is not None and len(detail) < FAILURE_LINES:
+                detail.append(line)
             continue
+        detail = None
         status = test.group('status')
         if status in ('ok', 'xfail'):
             current.passed += 1
@@ -100,6 +112,8 @@ def parse(lines: list[str]) -> list[Suite]:
                                     test.group('reason') or ''))
         else:
             current.failed += 1
+            detail = []
+            current.failures.append((test.group('id'), detail))
     return [s for s in suites if s.passed or s.failed or s.skipped]
 
 
@@ -132,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
         print(suite.line())
     for problem in problems:
         print('SKIP NOT ALLOWED: %s' % problem)
+    for suite in suites:
+        for test_id, detail in suite.failures:
+            print('FAILED %s: %s' % (suite.name, test_id))
+            for line in detail:
+                print('    | %s' % line)
     total = Suite('total')
     for suite in suites:
         total.passed += suite.passed
@@ -140,6 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     if not suites:
         print('ci_summary: no test ran in %s' % args.log)
         return 1
+    for suite in suites:
+        for test_id, _detail in suite.failures:
+            print('FAILED %s: %s' % (suite.name, test_id))
     # The closing line CI reads: alone on its line.
     print('%d passed, %d failed, %d skipped' % (
         total.passed, total.failed, len(total.skipped)))

@@ -83,6 +83,28 @@ class CiSummaryTest(testtools.TestCase):
         self.assertEqual(1, rc, out)
         self.assertIn('functional#2: 1 passed, 1 failed, 0 skipped', out)
 
+    def test_the_closing_lines_name_the_failure_and_its_traceback(
+            self) -> None:
+        # CI shows only the end of the log: the failure must be there.
+        traceback = ('\nCaptured traceback:\n~~~~~~~~~~~~~~~~~~~\n'
+                     '    Traceback (most recent call last):\n'
+                     '    AssertionError: 0 not greater than 0\n'
+                     + ''.join('    noise %d\n' % i for i in range(200)))
+        log = SAMPLE % {'skip': 'ok', 'fail': 'FAILED' + traceback}
+        log += '\n======\nTotals\n======\n - Failed: 1\n'
+        rc, out = self._run(log)
+        self.assertEqual(1, rc, out)
+        lines = out.splitlines()
+        test_id = 'tests.functional.nova.test_scheduler.SpreadTest.test_picks'
+        self.assertEqual(['FAILED functional#2: ' + test_id,
+                          '6 passed, 1 failed, 0 skipped'], lines[-2:])
+        start = lines.index('FAILED functional#2: ' + test_id)
+        self.assertIn(
+            '    |     AssertionError: 0 not greater than 0', lines[start:])
+        # A bounded excerpt, never the Totals that follow it.
+        self.assertLess(len(lines), 80)
+        self.assertNotIn('    | Totals', lines)
+
     def test_no_test_at_all_fails(self) -> None:
         rc, out = self._run(
             'pep8: commands[0]> ruff check\nAll checks passed!\n')
