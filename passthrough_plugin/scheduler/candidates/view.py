@@ -1,0 +1,129 @@
+"""nova's PCI providers and the agent's facts of one host, compact.
+
+A provider is what nova's pools on ``host_state.pci_stats`` say it is: a
+type-PCI or type-PF device (one device, its own address) or a PF whose VFs
+it offers (the PF's address). nova-compute picks *which* VF of a PF on its
+own, so a VF provider is safe only if nova cannot see more free VFs there
+than the agent knows to be assignable.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from passthrough_plugin.pci import explain
+from passthrough_plugin.pci import pools as pools_mod
+from passthrough_plugin.pci import request as request_mod
+
+TYPE_VF = pools_mod.TYPE_VF
+# The hint operators get when nova can see devices it must not assign.
+DEVICE_SPEC_HINT = ('list only assignable devices in nova\'s [pci] '
+                    'device_spec (passthrough-agent nova-device-spec)')
+# A request group id and the device request it asks one device of.
+Group = tuple[str, request_mod.DeviceRequest]
+
+
+class Provider:
+    """One PCI resource provider as nova's scheduler pools show it."""
+
+    __slots__ = ('rp_uuid', 'address', 'dev_type', 'free', 'numa_node',
+                 'vendor_id', 'product_id')
+
+    def __init__(self, rp_uuid: str, address: str, dev_type: str,
+                 free: int, numa_node: int | None = None,
+                 vendor_id: int | None = None,
+                 product_id: int | None = None) -> None:
+        self.rp_uuid = rp_uuid
+        self.address = address
+        self.dev_type = dev_type
+        # Devices nova counts free there (after its own claims).
+        self.free = free
+        self.numa_node = numa_node
+        self.vendor_id = vendor_id
+        self.product_id = product_id
+
+    def serves(self, request: request_mod.DeviceRequest) -> bool:
+        """Could nova hand this provider's devices out for ``request``?"""
+        return any((s.vendor_id is None or s.vendor_id == self.vendor_id)
+                   and (s.product_id is None or
+                        s.product_id == self.product_id)
+                   and (s.dev_type is None or s.dev_type == self.dev_type)
+                   for s in request.specs)
+
+class HostFacts:
+    """The agent's facts of one host at one generation, compact.
+
+    Per PF: how many of its VFs are assignable and how many are in use;
+    per other device: whether it is assignable (None) or why not. The
+    device-level pools are kept only for hosts whose free devices share
+    IOMMU groups (taking one device takes others there).
+    """
+
+    __slots__ = ('vf_viable', 'vf_busy', 'dev_state', 'pools')
+
+    def __init__(self, pools: pools_mod.HostPools) -> None:
+        state = pools.state
+        self.vf_viable: dict[str, int] = {}
+        self.vf_busy: dict[str, int] = {}
+        self.dev_state: dict[str, str | None] = {}
+        for i, dev in enumerate(pools.devices):
+            if dev.dev_type == TYPE_VF and dev.parent_address:
+                pf = dev.parent_address
+                self.vf_viable.setdefault(pf, 0)
+                self.vf_busy.setdefault(pf, 0)
+                if state[i] is None:
+                    self.vf_viable[pf] += 1
+                elif state[i] == explain.IN_USE:
+                    self.vf_busy[pf] += 1
+            else:
+                self.dev_state[dev.address] = state[i]
+        shared = any(len(pools.groups[pools.group_of[i]]) > 1
+                     for pool in pools.pools for i in pool.free)
+        self.pools = pools if shared else None
+
+
+class HostView:
+    """What one host's candidates are judged on, worked out once."""
+
+    __slots__ = ('host', 'facts', 'pools', 'providers', 'viable', 'in_use',
+                 'free_before', 'offered', 'fits')
+
+    def __init__(self, host: str, facts: HostFacts,
+                 providers: Mapping[str, Provider],
+                 pools: pools_mod.HostPools | None = None) -> None:
+        """``pools``: the device-level pools, needed when requests must
+        still fit after a candidate (hot-plugged devices, headroom) on a
+        host whose facts do not keep them."""
+        self.host = host
+        self.facts = facts
+        self.pools = facts.pools or pools
+        self.providers = providers
+        # Per VF provider: VFs the agent knows assignable, and VFs in use
+        # (the agent's, plus nova's claims the report has not caught up
+        # with).
+        self.viable: dict[str, int] = {}
+        self.in_use: dict[str, int] = {}
+        free = 0
+        for rp, provider in providers.items():
+            if provider.dev_type == TYPE_VF:
+                viable = facts.vf_viable.get(provider.address, 0)
+                self.viable[rp] = viable
+                self.in_use[rp] = facts.vf_busy.get(provider.address, 0) + \
+                    max(viable - provider.free, 0)
+                free += min(viable, provider.free)
+            elif provider.free and provider.address in facts.dev_state and \
+                    facts.dev_state[provider.address] is None:
+                free += 1
+        self.free_before = free
+        # VF provider -> the most VFs it was found able to give.
+        self.fits: dict[str, int] = {}
+        # The devices nova offers (device-level pools only): what a
+        # candidate can make others lose.
+        self.offered: set[int] = set()
+        if self.pools is not None:
+            addresses = {p.address for p in providers.values()}
+            for i, dev in enumerate(self.pools.devices):
+                if dev.address in addresses or (
+                        dev.dev_type == TYPE_VF and
+                        dev.parent_address in addresses):
+                    self.offered.add(i)
