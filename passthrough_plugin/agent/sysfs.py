@@ -17,7 +17,7 @@ PCI_DEVICES = 'bus/pci/devices'
 
 
 class KernelEmulator(Protocol):
-    """What a test kernel (fakekernel.FakeKernel) offers the writer."""
+    """What a test kernel (fakehost's FakeKernel) offers the writer."""
 
     def on_write(self, path: str, value: str,
                  commit: Callable[[], None]) -> None: ...

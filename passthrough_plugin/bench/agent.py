@@ -8,7 +8,7 @@ import tempfile
 import time
 
 from passthrough_plugin.agent import discovery
-from passthrough_plugin.agent import fakesys
+from passthrough_plugin.fakehost import sysfs_tree
 from passthrough_plugin.agent import sysfs as sysfs_mod
 from passthrough_plugin.pci import device_spec
 
@@ -18,9 +18,9 @@ VFS_PER_PF = 15  # 256 PFs + 3,840 VFs = 4,096 devices
 
 
 def build(root: str, pfs: int = PFS, vfs_per_pf: int = VFS_PER_PF
-          ) -> fakesys.FakeSysfs:
+          ) -> sysfs_tree.FakeSysfs:
     """Two NUMA nodes of NICs, each PF with its VFs enabled."""
-    tree = fakesys.FakeSysfs(root)
+    tree = sysfs_tree.FakeSysfs(root)
     tree.add_driver('igb', (('8086', '10c9'),))
     tree.add_driver('igbvf', (('8086', '10ca'),))
     tree.enable_iommu()
@@ -36,7 +36,7 @@ def build(root: str, pfs: int = PFS, vfs_per_pf: int = VFS_PER_PF
         tree.add_device(pf, vendor='8086', product='10c9',
                         class_code='020000', driver='igb', numa_node=n % 2,
                         netdev='enp%ds0' % bus,
-                        vfs=fakesys.VfPlan('10ca', 'igbvf', vfs))
+                        vfs=sysfs_tree.VfPlan('10ca', 'igbvf', vfs))
         tree.create_vfs(pf, vfs_per_pf)
     return tree
 

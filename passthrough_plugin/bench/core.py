@@ -19,7 +19,7 @@ from typing import Any
 from passthrough_plugin.pci import alias as alias_mod
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import request as request_mod
-from passthrough_plugin.pci import summary as summary_mod
+from passthrough_plugin.pci import pool_counts as summary_mod
 from passthrough_plugin.pci import synthetic
 
 # BENCH_HOSTS shrinks the run for a quick look; the target is for 10,000.

@@ -6,7 +6,7 @@ import dataclasses
 import shutil
 from collections.abc import Callable
 
-from passthrough_plugin.agent import fakesys
+from passthrough_plugin.fakehost import sysfs_tree
 
 X710_PF, X710_VF = '1572', '154c'
 T4_GPU, T4_AUDIO = '1eb8', '10fa'
@@ -16,18 +16,18 @@ T4_GPU, T4_AUDIO = '1eb8', '10fa'
 class ExampleHost:
     name: str
     story: str
-    build: Callable[[fakesys.FakeSysfs], None]
+    build: Callable[[sysfs_tree.FakeSysfs], None]
 
 
-def _cpus(tree: fakesys.FakeSysfs, nodes: int) -> None:
+def _cpus(tree: sysfs_tree.FakeSysfs, nodes: int) -> None:
     for node in range(nodes):
         tree.add_numa_node(node, cpus=(2 * node, 2 * node + 1), socket=node)
 
 
-def _x710(tree: fakesys.FakeSysfs, bus: int, node: int, vfs: int,
+def _x710(tree: sysfs_tree.FakeSysfs, bus: int, node: int, vfs: int,
           shared_group: bool = False) -> None:
     pf = '0000:%02x:00.0' % bus
-    plan = fakesys.VfPlan(
+    plan = sysfs_tree.VfPlan(
         product_id=X710_VF, driver='iavf',
         addresses=['0000:%02x:%02x.%x' % (bus, 2 + n // 8, n % 8)
                    for n in range(vfs)],
@@ -37,7 +37,7 @@ def _x710(tree: fakesys.FakeSysfs, bus: int, node: int, vfs: int,
     tree.create_vfs(pf, vfs)
 
 
-def _gpu(tree: fakesys.FakeSysfs, bus: int, node: int,
+def _gpu(tree: sysfs_tree.FakeSysfs, bus: int, node: int,
          with_audio: bool = False) -> None:
     group = tree.new_group()
     tree.add_device('0000:%02x:00.0' % bus, vendor='10de', product=T4_GPU,
@@ -51,7 +51,7 @@ def _gpu(tree: fakesys.FakeSysfs, bus: int, node: int,
                         iommu_group=group)
 
 
-def _common(tree: fakesys.FakeSysfs, nodes: int, iommu: bool = True) -> None:
+def _common(tree: sysfs_tree.FakeSysfs, nodes: int, iommu: bool = True) -> None:
     _cpus(tree, nodes)
     if iommu:
         tree.enable_iommu()
@@ -61,27 +61,27 @@ def _common(tree: fakesys.FakeSysfs, nodes: int, iommu: bool = True) -> None:
     tree.add_driver('iavf', (('8086', X710_VF),))
 
 
-def compute_1(tree: fakesys.FakeSysfs) -> None:
+def compute_1(tree: sysfs_tree.FakeSysfs) -> None:
     _common(tree, 2)
     _x710(tree, 0x3b, 0, 8)
     _x710(tree, 0x86, 1, 8)
     _gpu(tree, 0xaf, 0)
 
 
-def compute_2(tree: fakesys.FakeSysfs) -> None:
+def compute_2(tree: sysfs_tree.FakeSysfs) -> None:
     _common(tree, 2)
     _x710(tree, 0x3b, 0, 8)
     _gpu(tree, 0xaf, 1)
 
 
-def compute_3(tree: fakesys.FakeSysfs) -> None:
+def compute_3(tree: sysfs_tree.FakeSysfs) -> None:
     _common(tree, 1)
     _x710(tree, 0x3b, 0, 4)
     _x710(tree, 0x5e, 0, 4)
     _gpu(tree, 0xaf, 0, with_audio=True)
 
 
-def compute_4(tree: fakesys.FakeSysfs) -> None:
+def compute_4(tree: sysfs_tree.FakeSysfs) -> None:
     _common(tree, 1, iommu=False)
     _x710(tree, 0x3b, 0, 8)
     _x710(tree, 0x5e, 0, 8)
@@ -106,8 +106,8 @@ EXAMPLES = (
 )
 
 
-def build(root: str, example: ExampleHost) -> fakesys.FakeSysfs:
+def build(root: str, example: ExampleHost) -> sysfs_tree.FakeSysfs:
     """Build ``example``'s sysfs tree under ``root``."""
-    tree = fakesys.FakeSysfs(root)
+    tree = sysfs_tree.FakeSysfs(root)
     example.build(tree)
     return tree

@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 
 from passthrough_plugin.pci import alias as alias_mod
 from passthrough_plugin.pci import request as request_mod
-from passthrough_plugin.scheduler import summary as summary_mod
+from passthrough_plugin.scheduler import decision_memo as summary_mod
 
 
 @dataclasses.dataclass(frozen=True)

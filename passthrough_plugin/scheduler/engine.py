@@ -19,7 +19,7 @@ from passthrough_plugin.pci import explain
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import request as request_mod
 from passthrough_plugin.scheduler import placement_engine
-from passthrough_plugin.scheduler import summary as summary_mod
+from passthrough_plugin.scheduler import decision_memo as summary_mod
 from passthrough_plugin.scheduler.answers import Answer
 from passthrough_plugin.scheduler.answers import hotplug_requests
 from passthrough_plugin.scheduler.answers import normalise

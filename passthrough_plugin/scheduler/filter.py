@@ -13,7 +13,7 @@ from passthrough_plugin.scheduler import candidates
 from passthrough_plugin.scheduler import engine as engine_mod
 from passthrough_plugin.scheduler import nova_adapter
 from passthrough_plugin.scheduler import plugin
-from passthrough_plugin.scheduler import summary as summary_mod
+from passthrough_plugin.scheduler import decision_memo as summary_mod
 
 LOG = logging.getLogger(__name__)
 PLACEMENT = 'placement'

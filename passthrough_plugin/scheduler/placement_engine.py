@@ -20,8 +20,8 @@ from oslo_log import log as logging
 
 from passthrough_plugin import exception
 from passthrough_plugin.pci import explain
-from passthrough_plugin.pci import summary as core_summary
-from passthrough_plugin.scheduler import summary as summary_mod
+from passthrough_plugin.pci import pool_counts as core_summary
+from passthrough_plugin.scheduler import decision_memo as summary_mod
 from passthrough_plugin.scheduler.answers import Answer
 from passthrough_plugin.scheduler.answers import normalise
 from passthrough_plugin.scheduler.answers import Request

@@ -14,7 +14,7 @@ from passthrough_plugin.scheduler import engine as engine_mod
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.scheduler import candidates
 from passthrough_plugin.scheduler import nova_adapter
-from passthrough_plugin.scheduler import summary as summary_mod
+from passthrough_plugin.scheduler import decision_memo as summary_mod
 
 LOG = logging.getLogger(__name__)
 # Hosts whose candidate facts are kept (a few hundred bytes each, or the

@@ -12,7 +12,7 @@ from passthrough_plugin import exception
 from passthrough_plugin.pci import limits
 from passthrough_plugin.pci import report as report_mod
 from passthrough_plugin.pci import request as request_mod
-from passthrough_plugin.pci import summary as summary_mod
+from passthrough_plugin.pci import pool_counts as summary_mod
 
 NAMESPACE = 'passthrough_plugin.report_stores'
 

@@ -23,7 +23,7 @@ import os_traits
 from passthrough_plugin.pci import device_spec
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import report as report_mod
-from passthrough_plugin.pci import summary as summary_mod
+from passthrough_plugin.pci import pool_counts as summary_mod
 
 SEPARATOR = ':passthrough:'
 PREFIX = 'CUSTOM_PASSTHROUGH_'

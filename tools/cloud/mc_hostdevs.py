@@ -39,11 +39,11 @@ def vf_address(bus: int) -> str:
 def build_tree(root: Path, vendor: str, pf: str, vf: str,
                without_vf_of: str | None = None) -> None:
     """One host tree; ``without_vf_of``: that PF has no VF enabled."""
-    from passthrough_plugin.agent import fakesys
+    from passthrough_plugin.fakehost import sysfs_tree
 
     if root.exists():
         shutil.rmtree(root)
-    tree = fakesys.FakeSysfs(root)
+    tree = sysfs_tree.FakeSysfs(root)
     tree.add_numa_node(0, cpus=(0, 1), socket=0)
     tree.enable_iommu()
     for module in ('vfio', 'vfio_pci'):
@@ -52,7 +52,7 @@ def build_tree(root: Path, vendor: str, pf: str, vf: str,
     tree.add_driver('ixgbevf', ((vendor, vf),))
     for bus in BUSES:
         address = pf_address(bus)
-        plan = fakesys.VfPlan(product_id=vf, driver='ixgbevf',
+        plan = sysfs_tree.VfPlan(product_id=vf, driver='ixgbevf',
                               addresses=[vf_address(bus)])
         # No netdev: a PF the host uses for its own traffic would be
         # reported unclaimable, and nova's fake PFs are free.

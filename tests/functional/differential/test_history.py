@@ -20,7 +20,7 @@ from passthrough_plugin.pci import device_spec
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import report as report_mod
 from passthrough_plugin.pci import request as request_mod
-from passthrough_plugin.pci import summary as summary_mod
+from passthrough_plugin.pci import pool_counts as summary_mod
 from tests.functional.differential import base
 from tests.functional.differential import generators as gen
 

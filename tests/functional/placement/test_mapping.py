@@ -14,7 +14,7 @@ from passthrough_plugin.conf import store as store_conf
 from passthrough_plugin.pci import alias as alias_mod
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import request as request_mod
-from passthrough_plugin.pci import summary as core_summary
+from passthrough_plugin.pci import pool_counts as core_summary
 from passthrough_plugin.pci import synthetic
 from passthrough_plugin.store import loader
 from passthrough_plugin.store import placement as placement_store

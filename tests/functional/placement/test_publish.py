@@ -9,7 +9,7 @@ import testtools
 
 from passthrough_plugin import exception
 from passthrough_plugin.agent import discovery
-from passthrough_plugin.agent import fakesys
+from passthrough_plugin.fakehost import sysfs_tree
 from passthrough_plugin.agent import sysfs as sysfs_mod
 from passthrough_plugin.pci import device_spec
 from passthrough_plugin.pci import report as report_mod
@@ -187,7 +187,7 @@ class PublishTest(base.PlacementTestCase):
                          self.provider('cn1', PF0).root_provider_uuid)
 
     def test_agent_discovery_report_from_fake_sysfs(self) -> None:
-        tree = fakesys.FakeSysfs(self.useFixture(
+        tree = sysfs_tree.FakeSysfs(self.useFixture(
             fixtures.TempDir()).path)
         tree.add_numa_node(0, (0, 1), socket=0)
         tree.enable_iommu()
@@ -196,7 +196,7 @@ class PublishTest(base.PlacementTestCase):
         pf = '0000:01:00.0'
         vfs = ['0000:01:10.%d' % n for n in range(4)]
         tree.add_device(pf, vendor='8086', product='10c9', driver='igb',
-                        numa_node=0, vfs=fakesys.VfPlan('10ca', 'igbvf',
+                        numa_node=0, vfs=sysfs_tree.VfPlan('10ca', 'igbvf',
                                                         vfs))
         tree.create_vfs(pf, 4)
         fs = sysfs_mod.Sysfs(str(tree.sys), str(tree.proc))

@@ -7,8 +7,8 @@ from collections.abc import Callable
 
 import fixtures
 
-from passthrough_plugin.agent import fakekernel
-from passthrough_plugin.agent import fakesys
+from passthrough_plugin.fakehost import kernel_emulator
+from passthrough_plugin.fakehost import sysfs_tree
 from passthrough_plugin.agent import journal as journal_mod
 from passthrough_plugin.agent import privsep
 from passthrough_plugin.agent import sysfs as sysfs_mod
@@ -61,9 +61,9 @@ class FakeHost(fixtures.Fixture):
         root = self.useFixture(fixtures.TempDir(
             rootdir=shm if os.access(shm, os.W_OK) else None)).path
         self.root = root
-        self.tree = fakesys.FakeSysfs(root)
+        self.tree = sysfs_tree.FakeSysfs(root)
         self.useFixture(self.privileged(str(self.tree.sys)))
-        self.kernel = fakekernel.FakeKernel(self.tree)
+        self.kernel = kernel_emulator.FakeKernel(self.tree)
         self.fs = sysfs_mod.Sysfs(str(self.tree.sys), str(self.tree.proc),
                                   kernel=self.kernel)
         self.state_path = os.path.join(root, 'state', 'agent-state.json')
@@ -77,7 +77,7 @@ class FakeHost(fixtures.Fixture):
         return self.fs.driver(address)
 
 
-def build_standard(tree: fakesys.FakeSysfs, iommu: bool = True) -> None:
+def build_standard(tree: sysfs_tree.FakeSysfs, iommu: bool = True) -> None:
     """Two NUMA nodes; an igb and an NVMe PF; shared and split groups."""
     tree.add_numa_node(0, (0, 1), socket=0)
     tree.add_numa_node(1, (2, 3), socket=1)
@@ -99,12 +99,12 @@ def build_standard(tree: fakesys.FakeSysfs, iommu: bool = True) -> None:
                     boot_vga=True, **kw)  # type: ignore[arg-type]
     tree.add_device(IGB_PF, vendor='8086', product='10c9',
                     class_code='020000', driver='igb', numa_node=0,
-                    netdev='enp1s0', vfs=fakesys.VfPlan(
+                    netdev='enp1s0', vfs=sysfs_tree.VfPlan(
                         '10ca', 'igbvf', IGB_VFS, netdev=True),
                     **kw)  # type: ignore[arg-type]
     tree.add_device(NVME_PF, vendor='1b36', product='0010',
                     class_code='010802', driver='nvme', numa_node=1,
-                    vfs=fakesys.VfPlan('0010', 'nvme', NVME_VFS),
+                    vfs=sysfs_tree.VfPlan('0010', 'nvme', NVME_VFS),
                     **kw)  # type: ignore[arg-type]
     tree.add_disk(NVME_PF, 'nvme0n1')
     shared = tree.new_group() if iommu else None

@@ -231,7 +231,7 @@ class EngineTest(testtools.TestCase):
 def figures_of_choice(summary, chosen, cells):  # type: ignore[no-untyped-def]
     """The weigher's figures from the core's own choice of pools."""
     from passthrough_plugin.pci import pools as pools_mod
-    from passthrough_plugin.scheduler import summary as summary_mod
+    from passthrough_plugin.scheduler import decision_memo as summary_mod
 
     index = {(s.address, s.sig.resource_class): s for s in summary.slots}
     used: dict = {}
@@ -260,9 +260,9 @@ class FiguresTest(testtools.TestCase):
         from passthrough_plugin.pci import alias as alias_mod
         from passthrough_plugin.pci import pools as pools_mod
         from passthrough_plugin.pci import request as request_mod
-        from passthrough_plugin.pci import summary as core_summary
+        from passthrough_plugin.pci import pool_counts as core_summary
         from passthrough_plugin.pci import synthetic
-        from passthrough_plugin.scheduler import summary as summary_mod
+        from passthrough_plugin.scheduler import decision_memo as summary_mod
 
         aliases = alias_mod.parse_aliases(fakes.ALIASES)
         rng = random.Random(5)

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import report as report_mod
-from passthrough_plugin.pci import summary as summary_mod
+from passthrough_plugin.pci import pool_counts as summary_mod
 from passthrough_plugin.pci import synthetic
 from tests.unit.pci import fakes
 from tests.unit.pci import strategies

@@ -3,7 +3,7 @@
 The layout copies the kernel's: device directories under
 ``devices/pci0000:00/``, symlinks from ``bus/pci/devices``, driver
 directories with ``bind``/``unbind``/``new_id`` files, ``kernel/iommu_groups``
-and NUMA nodes. :class:`passthrough_plugin.agent.fakekernel.FakeKernel`
+and NUMA nodes. :class:`passthrough_plugin.fakehost.kernel_emulator.FakeKernel`
 reacts to writes into the tree as the kernel would. It lives in the package
 (not under ``tests/``) because the benchmark and the demo build trees too.
 """

@@ -1,4 +1,4 @@
-"""A tiny PCI "kernel" that reacts to sysfs writes in a :mod:`fakesys` tree.
+"""A tiny PCI "kernel" that reacts to sysfs writes in a :mod:`sysfs_tree` tree.
 
 :class:`passthrough_plugin.agent.sysfs.Sysfs` calls :meth:`FakeKernel.on_write`
 after each (unprivileged, test-mode) write, the way the kernel's attribute
@@ -13,7 +13,7 @@ import errno
 import os
 from collections.abc import Callable
 
-from passthrough_plugin.agent import fakesys
+from passthrough_plugin.fakehost import sysfs_tree
 
 WriteHook = Callable[[int, str, str], None]
 
@@ -21,7 +21,7 @@ WriteHook = Callable[[int, str, str], None]
 class FakeKernel:
     """Emulates the PCI core's sysfs attribute handlers."""
 
-    def __init__(self, tree: fakesys.FakeSysfs) -> None:
+    def __init__(self, tree: sysfs_tree.FakeSysfs) -> None:
         self.tree = tree
         self.writes: list[tuple[str, str]] = []
         self.dynids: dict[str, set[tuple[str, str]]] = {}

@@ -20,7 +20,7 @@ from passthrough_plugin.pci import matching
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import report as report_mod
 from passthrough_plugin.pci import request as request_mod
-from passthrough_plugin.pci import summary as core_summary
+from passthrough_plugin.pci import pool_counts as core_summary
 
 # The weight terms: NUMA locality dominates the strategy's own figure.
 LOCALITY = 1_000_000.0

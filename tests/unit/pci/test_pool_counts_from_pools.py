@@ -9,7 +9,7 @@ import testtools
 from passthrough_plugin.pci import alias as alias_mod
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import request as request_mod
-from passthrough_plugin.pci import summary as summary_mod
+from passthrough_plugin.pci import pool_counts as summary_mod
 from passthrough_plugin.pci import synthetic
 
 ALIASES = alias_mod.parse_aliases([
