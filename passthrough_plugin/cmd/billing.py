@@ -51,6 +51,21 @@ def parse_time(field: str, value: str) -> datetime.datetime:
     return parsed.astimezone(datetime.timezone.utc)
 
 
+def period(start: str, end: str
+           ) -> tuple[datetime.datetime, datetime.datetime]:
+    """``--from`` and ``--to`` in UTC, ``--from`` first (also for OSC).
+
+    :raises: InvalidLedgerInput naming the field.
+    """
+    first = parse_time('--from', start)
+    last = parse_time('--to', end)
+    if first >= last:
+        raise exception.InvalidLedgerInput(
+            field='--from', value=start, reason='must be before --to %s'
+            % end)
+    return first, last
+
+
 def build_parser() -> OneLineParser:
     parser = OneLineParser(
         prog=PROG, description='Device-hours from the passthrough-plugin '
@@ -157,12 +172,7 @@ def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> str:
             return history(args, ledger)
         finally:
             ledger.close()
-    start = parse_time('--from', args.start)
-    end = parse_time('--to', args.end)
-    if start >= end:
-        raise exception.InvalidLedgerInput(
-            field='--from', value=args.start,
-            reason='must be before --to %s' % args.end)
+    start, end = period(args.start, args.end)
     ledger = ledger_mod.Ledger(ledger_url(args, conf))
     try:
         return render(billing.report(ledger, start, end, args.project),
