@@ -39,6 +39,10 @@ def _sqlite_dir(url: sa.URL) -> None:
     if url.get_backend_name() != 'sqlite' or not url.database \
             or url.database == ':memory:':
         return
+    if str(url.query.get('uri', '')).lower() in ('true', '1'):
+        # An SQLite URI ("file:...?mode=ro"): its path is not a file name,
+        # and a read-only open must create nothing.
+        return
     directory = os.path.dirname(os.path.abspath(url.database))
     os.makedirs(directory, mode=0o750, exist_ok=True)
 

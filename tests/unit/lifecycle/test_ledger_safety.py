@@ -47,6 +47,10 @@ class TestSqliteSafety(testtools.TestCase):
 
     def test_read_only_file(self) -> None:
         fx = self.booted()
+        # An SQLite URI is not a path: nothing is created beside it.
+        cwd = self.useFixture(fixtures.TempDir()).path
+        self.addCleanup(os.chdir, os.getcwd())
+        os.chdir(cwd)
         reader = ledger_mod.Ledger(
             'sqlite:///file:%s?mode=ro&uri=true' % self.path, fx.clock)
         self.addCleanup(reader.close)
@@ -55,6 +59,7 @@ class TestSqliteSafety(testtools.TestCase):
                                   reader, fakes.INSTANCE)
         self.assertIn('readonly', str(error))
         self.assertNotIn('\n', str(error))
+        self.assertEqual([], os.listdir(cwd))
 
     def test_a_file_that_is_not_a_database(self) -> None:
         for data in (bytes(range(256)) * 16, b'SQLite format 3\x00junk'):
