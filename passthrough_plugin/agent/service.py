@@ -14,6 +14,7 @@ from passthrough_plugin.agent import binding
 from passthrough_plugin.agent import hotplug_pool
 from passthrough_plugin.agent import hotplug_watch
 from passthrough_plugin.agent import journal as journal_mod
+from passthrough_plugin.agent import pool_history
 from passthrough_plugin.agent import sriov
 from passthrough_plugin.agent import sysfs as sysfs_mod
 from passthrough_plugin.pci import address as addr
@@ -68,6 +69,9 @@ class Agent:
         self._store: store_base.ReportStore | None = None
         self._binder_loader = binder_loader
         self.last: str | None = None
+        # nova-compute's pool history, carried across reports.
+        self.history = pool_history.PoolHistory(
+            pool_history.path_for(self.state_path))
 
     @property
     def store(self) -> store_base.ReportStore:
@@ -107,6 +111,8 @@ class Agent:
     def publish(self, report: report_mod.HostReport | None = None) -> int:
         """:raises: StoreError"""
         report = report if report is not None else self.report()
+        if not pool_history.stamped(report):
+            self.history.stamp(report, self.store)
         generation = self.store.publish(report)
         self.last = fingerprint(report)
         LOG.info('published %d devices of %s, generation %d',
@@ -154,7 +160,7 @@ class Agent:
 
     def tick(self) -> bool:
         """Scan once; publish if the report changed. True if published."""
-        report = self.report()
+        report = self.history.stamp(self.report(), self.store)
         # Devices that came or went (host-side hotplug); lost held ones
         # close their ledger intervals.
         self.watch.observe(report)
@@ -171,6 +177,9 @@ class Agent:
     def run(self, iterations: int | None = None,
             sleep: Callable[[float], None] = time.sleep) -> None:
         """Apply the desired state, then scan and publish until stopped."""
+        # A start of the service is nova-compute's start for the pool
+        # order: the history begins again.
+        self.history.reset()
         self.apply_desired()
         done = 0
         while iterations is None or done < iterations:

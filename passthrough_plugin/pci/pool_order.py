@@ -13,15 +13,11 @@ one clock: ``pool_stamp`` (when its pool was listed, null: not listed) and
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from passthrough_plugin.pci import pool_layout
 from passthrough_plugin.pci import report as report_mod
 
-if TYPE_CHECKING:  # pragma: no cover - typing only
-    from passthrough_plugin.pci import pools as pools_mod
 
-
-def nova_free(host: pools_mod.HostPools, i: int) -> bool:
+def nova_free(host: pool_layout.PoolLayout, i: int) -> bool:
     """Whether nova keeps device ``i`` in its pools (status available)."""
     devices = host.devices
     if devices[i].status != 'available':
@@ -33,7 +29,7 @@ def nova_free(host: pools_mod.HostPools, i: int) -> bool:
                    for c in host.children.get(i, ()))
 
 
-def restore(host: pools_mod.HostPools) -> None:
+def restore(host: pool_layout.PoolLayout) -> None:
     """Set each pool's stamp and each device's join from the report.
 
     A report without stamps is a compute start: nova pools the free
@@ -72,7 +68,7 @@ def restore(host: pools_mod.HostPools) -> None:
         add(host, i)
 
 
-def add(host: pools_mod.HostPools, i: int) -> None:
+def add(host: pool_layout.PoolLayout, i: int) -> None:
     """nova's add_device: join the pool, listing it at the end if needed."""
     if host.join[i] is not None:
         return
@@ -85,7 +81,7 @@ def add(host: pools_mod.HostPools, i: int) -> None:
     pool.queue.append(i)
 
 
-def _remove(host: pools_mod.HostPools, i: int, unlist: bool) -> None:
+def _remove(host: pool_layout.PoolLayout, i: int, unlist: bool) -> None:
     if host.join[i] is None:
         return
     pool = host.pool_of[i]
@@ -95,7 +91,7 @@ def _remove(host: pools_mod.HostPools, i: int, unlist: bool) -> None:
         pool.stamp = None
 
 
-def take(host: pools_mod.HostPools, i: int) -> None:
+def take(host: pool_layout.PoolLayout, i: int) -> None:
     """nova's claim of ``i``: its pool stays listed, dependants leave.
 
     A dependant's pool that this empties leaves nova's list.
@@ -109,14 +105,14 @@ def take(host: pools_mod.HostPools, i: int) -> None:
         _remove(host, child, unlist=True)
 
 
-def release_order(host: pools_mod.HostPools, held: list[int]) -> list[int]:
+def release_order(host: pool_layout.PoolLayout, held: list[int]) -> list[int]:
     """nova frees an instance's allocated devices, then its claimed ones,
     each in address order."""
     return sorted(held, key=lambda i: (
         host.devices[i].status != 'allocated', host.devices[i].address))
 
 
-def freed(host: pools_mod.HostPools, i: int) -> list[int]:
+def freed(host: pool_layout.PoolLayout, i: int) -> list[int]:
     """What nova adds back to its pools when ``i`` (still in use) is freed:
     a PF's VFs then the PF; a VF's PF (when no other VF of it is busy)
     then the VF."""
@@ -136,8 +132,47 @@ def freed(host: pools_mod.HostPools, i: int) -> list[int]:
     return out
 
 
-def persist(host: pools_mod.HostPools) -> None:
+def persist(host: pool_layout.PoolLayout) -> None:
     """Write the stamps into the report's devices."""
     for i, dev in enumerate(host.devices):
         dev.pool_stamp = host.pool_of[i].stamp
         dev.join_stamp = host.join[i]
+
+
+Use = tuple[str, str | None, str | None]
+
+
+def replay(host: pool_layout.PoolLayout, now: dict[str, Use]) -> None:
+    """Bring nova's view from the report's statuses to ``now``.
+
+    ``now``: ``{address: (status, owner, source)}`` of the devices in use
+    now. What changed in between is applied as nova-compute applies it:
+    first the devices freed (per instance, in nova's release order), then
+    the ones claimed (per instance, in address order). Several changes
+    between two looks are thus applied releases first; nova's order is
+    followed exactly when each look sees at most one change.
+    """
+    devices = host.devices
+    freed_by: dict[str, list[int]] = {}
+    taken_by: dict[str, list[int]] = {}
+    for i, dev in enumerate(devices):
+        use = now.get(dev.address)
+        held = dev.status in report_mod.IN_USE
+        if held and (use is None or use[1] != dev.owner):
+            freed_by.setdefault(dev.owner or '', []).append(i)
+        if use is not None and (not held or use[1] != dev.owner):
+            taken_by.setdefault(use[1] or '', []).append(i)
+        elif use is not None:
+            dev.status, dev.source = use[0], use[2]
+    for owner in sorted(freed_by):
+        for i in release_order(host, freed_by[owner]):
+            back = freed(host, i)
+            dev = devices[i]
+            dev.status, dev.owner, dev.source = 'available', None, None
+            for j in back:
+                add(host, j)
+    for owner in sorted(taken_by):
+        for i in sorted(taken_by[owner], key=lambda i: devices[i].address):
+            dev = devices[i]
+            dev.status, dev.owner, dev.source = now[dev.address]
+            take(host, i)
