@@ -3,14 +3,23 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable
+
+from oslo_config import cfg
 
 from passthrough_plugin import exception
 from passthrough_plugin.agent import discovery
 from passthrough_plugin.agent import journal as journal_mod
+from passthrough_plugin.agent import nova_spec
 from passthrough_plugin.agent import sysfs as sysfs_mod
+from passthrough_plugin.pci import device_spec as device_spec_mod
+from passthrough_plugin.pci import report as report_mod
 
 PASS, WARN, FAIL = 'pass', 'warn', 'fail'
+NOVA_CONF = '/etc/nova/nova.conf'
+# Devices named in one check's detail; the rest are counted.
+SHOWN = 10
 # VT-d extended capability register: bit 3 is Interrupt Remapping support.
 ECAP_IR = 1 << 3
 
@@ -140,6 +149,71 @@ def check_journal(path: str) -> Check:
                      'the next bind, unbind or run finishes it')
     return Check('agent-journal', PASS, '%d devices bound by the agent, '
                  'none left half-restored' % len(journal.bound))
+
+
+def nova_device_spec(path: str) -> list[str]:
+    """The ``[pci] device_spec`` values of the nova.conf at ``path``
+    (nova's old name ``passthrough_whitelist`` too).
+
+    :raises: Invalid naming the file and what is wrong.
+    """
+    conf = cfg.ConfigOpts()
+    conf.register_opt(cfg.MultiStrOpt('device_spec', default=[],
+                                      deprecated_name='passthrough_whitelist'),
+                      group='pci')
+    if not os.path.isfile(path):
+        raise exception.Invalid(
+            reason='nova configuration %s: no such file' % path)
+    try:
+        conf(args=[], project='nova', default_config_files=[path],
+             default_config_dirs=[], use_env=False)
+        return list(conf.pci.device_spec)
+    except (cfg.Error, OSError) as exc:
+        raise exception.Invalid(
+            reason='nova configuration %s: %s' % (path, exc)) from None
+
+
+def check_nova_device_spec(fs: sysfs_mod.Sysfs,
+                           report: report_mod.HostReport,
+                           path: str = NOVA_CONF) -> Check:
+    """Does nova.conf's ``[pci] device_spec`` cover a device the agent
+    says can never be assigned? nova would hand it to a guest (and with
+    VFs the plugin cannot steer nova off it: it refuses their PF)."""
+    hint = ('list only assignable devices: "passthrough-agent '
+            'nova-device-spec" prints the [pci] device_spec lines for '
+            'nova.conf')
+    try:
+        specs = device_spec_mod.DeviceSpecList.from_config(
+            nova_device_spec(path), option='%s [pci] device_spec' % path,
+            nova_compatible=True)
+    except exception.Invalid as exc:
+        return Check('nova-device-spec', FAIL, exc.message,
+                     'fix %s, or pass --nova-config' % path)
+    never = nova_spec.not_assignable(report)
+    reported = {d.address for d in report.devices}
+    scan_ = discovery.scan(fs)
+    covered = 0
+    problems: list[str] = []
+    for info in scan_.devices.values():
+        spec = discovery.spec_for(specs, info, scan_)
+        if spec is None:
+            continue
+        covered += 1
+        why = never.get(info.address)
+        if why is None and info.address not in reported:
+            why = ('the agent\'s [pci] device_spec leaves it out, so the '
+                   'plugin knows nothing of it')
+        if why is not None:
+            problems.append('%s (%s) is covered by %s but cannot be '
+                            'assigned: %s' % (info.address, info.dev_type,
+                                              spec.item, why))
+    if not problems:
+        return Check('nova-device-spec', PASS, '%s [pci] device_spec covers '
+                     '%d device(s), all assignable' % (path, covered))
+    more = len(problems) - SHOWN
+    detail = '; '.join(problems[:SHOWN]) + (
+        '; and %d more' % more if more > 0 else '')
+    return Check('nova-device-spec', WARN, detail, hint)
 
 
 CHECKS: tuple[Callable[[sysfs_mod.Sysfs], Check], ...] = (

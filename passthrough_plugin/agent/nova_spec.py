@@ -21,6 +21,19 @@ NEVER = {
 TYPE_PF = pools_mod.TYPE_PF
 
 
+def not_assignable(report: report_mod.HostReport) -> dict[str, str]:
+    """The reported devices nova must never hand out, each with why."""
+    host_pools = pools_mod.HostPools.from_report(report)
+    found: dict[str, str] = {}
+    for i, dev in enumerate(report.devices):
+        why = NEVER.get(host_pools.state[i] or '')
+        if why is None and dev.hotplug_pool:
+            why = 'kept for hot-plugging by the agent'
+        if why is not None:
+            found[dev.address] = why
+    return found
+
+
 def entries(report: report_mod.HostReport
             ) -> tuple[list[dict[str, Any]], list[tuple[str, str]]]:
     """The device_spec entries (nova's JSON form, explicit addresses) and
@@ -30,13 +43,11 @@ def entries(report: report_mod.HostReport
     them to guests). With PCI in Placement nova refuses a PF listed with
     its own VFs: the VFs are listed then, not the PF.
     """
-    host_pools = pools_mod.HostPools.from_report(report)
+    never = not_assignable(report)
     left_out: list[tuple[str, str]] = []
     keep: list[report_mod.Device] = []
-    for i, dev in enumerate(report.devices):
-        why = NEVER.get(host_pools.state[i] or '')
-        if why is None and dev.hotplug_pool:
-            why = 'kept for hot-plugging by the agent'
+    for dev in report.devices:
+        why = never.get(dev.address)
         if why is not None:
             left_out.append((dev.address, why))
         else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging as std_logging
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -96,7 +97,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == 'bind':
             p.add_argument('--force', action='store_true',
                            help='bind even a device the host uses')
-    add('doctor', 'check the host is ready for passthrough')
+    p = add('doctor', 'check the host is ready for passthrough')
+    p.add_argument('--nova-config', metavar='PATH', default=None,
+                   help="nova.conf whose [pci] device_spec must cover only "
+                   'devices the agent can assign (default: %s, when it '
+                   'exists)' % doctor.NOVA_CONF)
     p = add('hostdev-xml', 'libvirt <hostdev> XML and the qemu argument')
     p.add_argument('address', metavar='ADDRESS',
                    type=common.address_arg('ADDRESS argument'))
@@ -209,6 +214,11 @@ def cmd_doctor(agent: service.Agent, args: argparse.Namespace) -> int:
     checks = doctor.run(agent.fs, agent.state_path)
     checks.append(hotplug_pool.check_overlap(agent.fs, agent.specs,
                                              agent.hotplug_specs))
+    nova_conf = args.nova_config or (
+        doctor.NOVA_CONF if os.path.isfile(doctor.NOVA_CONF) else None)
+    if nova_conf is not None:
+        checks.append(doctor.check_nova_device_spec(
+            agent.fs, agent.report(), nova_conf))
     common.emit(args, {'checks': [c.to_dict() for c in checks],
                 'ok': not doctor.failed(checks)},
          table([(c.status.upper(), c.name, c.detail, c.hint or None)
