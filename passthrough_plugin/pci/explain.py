@@ -4,13 +4,9 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
-
 from passthrough_plugin.pci import matching
+from passthrough_plugin.pci import pool_layout
 from passthrough_plugin.pci import request as request_mod
-
-if TYPE_CHECKING:  # pragma: no cover
-    from passthrough_plugin.pci import pools as pools_mod
 
 # Device states (why a device cannot be handed out now).
 IN_USE = 'in_use'
@@ -63,7 +59,7 @@ def describe_request(request: request_mod.DeviceRequest) -> str:
                              ' or '.join(kinds))
 
 
-def why(host: pools_mod.HostPools, request: request_mod.DeviceRequest,
+def why(host: pool_layout.PoolLayout, request: request_mod.DeviceRequest,
         cells: Sequence[int] | None, blocked: set[int]) -> tuple[str, str]:
     """Explain why ``request`` cannot be applied on top of ``blocked``."""
     match = matching.matcher(request)
@@ -120,8 +116,8 @@ def why(host: pools_mod.HostPools, request: request_mod.DeviceRequest,
     return INSUFFICIENT, '%s: %s' % (prefix, summary)
 
 
-def _group_blockers(host: pools_mod.HostPools,
-                    usable: list[pools_mod.Pool]) -> str:
+def _group_blockers(host: pool_layout.PoolLayout,
+                    usable: list[pool_layout.Pool]) -> str:
     """Name what makes the matching devices' IOMMU groups unusable."""
     named: list[str] = []
     for pool in usable:
