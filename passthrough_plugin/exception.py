@@ -216,9 +216,10 @@ class PlacementRequestNotExpressible(Invalid):
 class NovaPciInPlacement(StoreError):
     msg_fmt = ("Host %(host)s: nova reports its PCI devices in Placement "
                "itself (providers %(providers)s carry "
-               "COMPUTE_MANAGED_PCI_DEVICE); turn off nova's [pci] "
-               "report_in_placement on that host or do not use "
-               "[report_store] driver = placement there")
+               "COMPUTE_MANAGED_PCI_DEVICE): one inventory per device; "
+               "set [placement_store] inventory = nova (nova's providers "
+               "are the inventory, the agent writes none) or turn off "
+               "nova's [pci] report_in_placement on that host")
 
 
 class NoComputeNodeProvider(StoreError):

@@ -107,6 +107,43 @@ Related options:
 
 * ``[agent] host``
 """),
+    cfg.StrOpt(
+        'inventory',
+        default='own',
+        choices=[
+            ('own', 'the agent writes its own PCI providers; deployments '
+                    'without nova (the standalone scheduler)'),
+            ('nova', 'nova reports PCI in Placement; the agent writes no '
+                     'provider, its facts go to the host reports'),
+        ],
+        help="""
+Who writes the PCI inventory into Placement when ``[report_store] driver
+= placement``. There is one inventory per device, never two.
+
+* ``own``: for deployments **without nova** (the standalone scheduler,
+  ``passthrough-scheduler``). The agent writes one provider per PF and per
+  type-PCI device, named ``<host>:passthrough:<address>``, under the host's
+  compute node provider, and the scheduler claims devices there with
+  allocations. The agent refuses to publish a host whose compute node
+  already holds nova's PCI providers (trait ``COMPUTE_MANAGED_PCI_DEVICE``).
+* ``nova``: for **nova deployments** with nova's ``[pci]
+  report_in_placement = True`` and ``[filter_scheduler] pci_in_placement =
+  True``. nova's PCI providers are the only inventory and nova claims the
+  devices. The agent writes no provider (and deletes the unallocated ones
+  an earlier ``own`` run left); it keeps its host reports, with what nova
+  does not know (IOMMU groups and their viability, drivers, devices held
+  by hot-plug, hot-plug extras), in ``[file_store] path``, keyed by host
+  and PCI address, where PciPoolFilter joins them with nova's pools.
+  Agents and nova-scheduler must share that directory.
+
+Each process logs the mode once when it loads the store.
+
+Related options:
+
+* ``[report_store] driver``
+* ``[file_store] path``
+* nova.conf ``[pci] report_in_placement``
+"""),
     cfg.IntOpt(
         'claim_attempts',
         default=5,

@@ -28,19 +28,24 @@ def available() -> list[str]:
 def load_store(conf: cfg.ConfigOpts) -> base.ReportStore:
     """The store named by ``[report_store] driver``, built with ``conf``.
 
+    A store class may offer ``for_conf(conf)``, which builds the store the
+    options ask for (the placement driver: its ``[placement_store]
+    inventory`` mode); else the class is called with ``conf``.
+
     :raises: InvalidConfig naming the driver and the installed ones.
     """
     store_conf.register_opts(conf)
     name = conf.report_store.driver
     try:
         manager: driver_mod.DriverManager[Any] = driver_mod.DriverManager(
-            base.NAMESPACE, name, invoke_on_load=True, invoke_args=(conf,))
+            base.NAMESPACE, name, invoke_on_load=False)
     except stevedore_exc.NoMatches:
         raise exception.InvalidConfig(
             group='report_store', option='driver', value=name,
             reason='no such report store; installed: %s' % (
                 ', '.join(available()) or '(none)')) from None
-    store = manager.driver
+    plugin = manager.driver
+    store = getattr(plugin, 'for_conf', plugin)(conf)
     if not isinstance(store, base.ReportStore):
         raise exception.InvalidConfig(
             group='report_store', option='driver', value=name,
