@@ -23,6 +23,7 @@ from passthrough_plugin.agent import sriov
 from passthrough_plugin.agent import sysfs as sysfs_mod
 from passthrough_plugin.agent import uevents
 from passthrough_plugin.cmd import agent_hotplug
+from passthrough_plugin.cmd import agent_topology
 from passthrough_plugin.cmd import common
 from passthrough_plugin.cmd import ledger_map
 from passthrough_plugin.conf import agent as agent_conf
@@ -120,6 +121,8 @@ def build_parser() -> argparse.ArgumentParser:
     ledger_map.add_map_parser(sub, parents=[shared])
     # Live hotplug: attach, detach (agent_hotplug).
     agent_hotplug.add_parsers(sub, parents=[shared, printing])
+    # The host's PCI tree (agent_topology): text, dot or json.
+    agent_topology.add_parser(sub, parents=[shared])
     return parser
 
 
@@ -274,6 +277,7 @@ COMMANDS: dict[str, Callable[[service.Agent, argparse.Namespace], int]] = {
     'nova-device-spec': cmd_nova_device_spec,
     'map': lambda agent, args: ledger_map.run_map(args, agent.conf),
     'attach': agent_hotplug.cmd_attach, 'detach': agent_hotplug.cmd_detach,
+    'topology': agent_topology.cmd_topology,
 }
 
 
