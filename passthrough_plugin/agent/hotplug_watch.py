@@ -32,9 +32,6 @@ class DeviceWatch:
         self._factory = ledger_factory
         self._ledger: ledger_mod.Ledger | None = None
         self.previous: set[str] | None = None
-        # Run after each scan (``run`` re-attaches hot-plugged devices a
-        # rewritten domain lost: cmd.agent_hotplug.wire_run).
-        self.after_scan: Callable[[], object] | None = None
 
     @classmethod
     def from_conf(cls, conf: cfg.ConfigOpts) -> DeviceWatch:
@@ -57,12 +54,6 @@ class DeviceWatch:
                         report.host)
         if vanished:
             self.record_losses(report.host, vanished)
-        if self.after_scan is not None:
-            try:
-                self.after_scan()
-            except Exception as exc:  # noqa: BLE001 - the loop goes on
-                LOG.error('after the scan: %s',
-                          getattr(exc, 'message', None) or exc)
         return appeared, vanished
 
     def ledger(self) -> ledger_mod.Ledger | None:

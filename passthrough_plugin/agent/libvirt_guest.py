@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 import xml.etree.ElementTree as ET  # noqa: S405 - types only
 from collections.abc import Callable
 from typing import Any
@@ -12,6 +11,7 @@ from oslo_log import log as logging
 
 from passthrough_plugin import exception
 from passthrough_plugin.agent import hostdev
+from passthrough_plugin.agent import libvirt_events
 from passthrough_plugin.pci import address as addr
 
 LOG = logging.getLogger(__name__)
@@ -26,6 +26,8 @@ Connect = Callable[[str], Any]
 def default_connect(uri: str) -> Any:
     """``libvirt.open(uri)``; libvirt-python is needed for live hotplug.
 
+    libvirt's event loop runs first, on a thread of its own, so that the
+    connection delivers domain events (lifecycle, device removed).
     :raises: AgentError when the binding is missing or the URI fails.
     """
     try:
@@ -35,6 +37,7 @@ def default_connect(uri: str) -> Any:
             reason='live hotplug needs libvirt-python (pip install '
             'libvirt-python); it is not installed') from None
     try:
+        libvirt_events.start_default_loop(libvirt)
         return libvirt.open(uri)
     except libvirt.libvirtError as exc:
         raise exception.AgentError(
@@ -141,6 +144,10 @@ class Guest:
             flags |= AFFECT_CONFIG
         return flags
 
+    def lacks(self, host: str) -> bool:
+        """Whether the live (if running) or persistent domain lacks it."""
+        return bool(self._flags(host, present=True))
+
     def attach(self, host: str, guest: str | None = None) -> str | None:
         """Attach ``host`` live and persistently (what is not yet done).
 
@@ -165,14 +172,14 @@ class Guest:
             self.domain.detachDeviceFlags(xml, flags)
 
     def wait_removed(self, host: str, timeout: float,
-                     interval: float = 0.1) -> bool:
-        """Wait until the guest released ``host``: libvirt drops it from
-        the live XML when QEMU reports the device deleted (the event nova
-        waits for). :returns: False on timeout."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if not self.active() or host not in self.hostdevs(True):
-                return True
-            if time.monotonic() >= deadline:
-                return False
-            time.sleep(interval)
+                     events: libvirt_events.DomainEvents) -> bool:
+        """Wait for libvirt's device-removed event for ``host``.
+
+        libvirt drops the device from the live domain and sends the event
+        when QEMU reports the guest released it (the event nova waits for);
+        the live XML is looked at again at each such event, never polled.
+        :returns: False on timeout.
+        """
+        return events.wait_removed(
+            lambda: not self.active() or host not in self.hostdevs(True),
+            timeout)

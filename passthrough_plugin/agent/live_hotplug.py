@@ -19,6 +19,7 @@ from oslo_log import log as logging
 
 from passthrough_plugin import exception
 from passthrough_plugin.agent import hotplug_journal
+from passthrough_plugin.agent import libvirt_events
 from passthrough_plugin.agent import libvirt_guest
 from passthrough_plugin.agent import service
 from passthrough_plugin.lifecycle import claims
@@ -51,17 +52,19 @@ class LiveHotplug:
 
     def __init__(self, agent: service.Agent, ledger: ledger_mod.Ledger,
                  aliases: Mapping[str, alias_mod.Alias], connection: Any,
-                 *, timeout: float = 30.0) -> None:
+                 *, timeout: float = 30.0,
+                 events: libvirt_events.DomainEvents | None = None) -> None:
         self.agent = agent
         self.host = agent.conf.agent.host
         self.ledger = ledger
         self.aliases = aliases
         self.connection = connection
         self.timeout = timeout
+        # One registration per connection: detach waits on its
+        # device-removed events, ``run`` follows its lifecycle events.
+        self.events = events or libvirt_events.DomainEvents(connection)
         self.journal = hotplug_journal.HotplugJournal(
             journal_path(agent.state_path))
-        # Re-attaches that failed: recorded once, not at every scan.
-        self._failed: set[tuple[str, str]] = set()
 
     # -- attach ----------------------------------------------------------
     def attach(self, instance: str, alias: str, count: int = 1,
@@ -84,7 +87,7 @@ class LiveHotplug:
             if missing > 0:
                 request = request_mod.hotplug_request(self.aliases, alias,
                                                       missing)
-                devices, members, groups = self._choose(instance, request,
+                devices, members, groups = self.choose(instance, request,
                                                         guest)
                 free_slots = list(guest_addresses[len(have):])
                 intent = self.journal.begin(instance, {
@@ -92,10 +95,10 @@ class LiveHotplug:
                     'devices': list(devices), 'members': list(members),
                     'groups': groups, 'guest_addresses': free_slots,
                     'to_bind': None, 'attached': {}})
-                self._run_attach(instance, intent)
+                self.run_attach(instance, intent)
             return self._held(instance, alias)
 
-    def _choose(self, instance: str, request: request_mod.DeviceRequest,
+    def choose(self, instance: str, request: request_mod.DeviceRequest,
                 guest: libvirt_guest.Guest
                 ) -> tuple[tuple[str, ...], list[str], dict[str, list[str]]]:
         """The core's choice among the free hotplug-pool devices.
@@ -128,7 +131,7 @@ class LiveHotplug:
                 if pools.group_of[pools.by_address[m]] == group)
         return fit.devices[0], members, groups
 
-    def _run_attach(self, instance: str, intent: dict[str, Any]) -> None:
+    def run_attach(self, instance: str, intent: dict[str, Any]) -> None:
         steps: dict[str, Step] = {
             'claim': lambda: self._claim(instance, intent),
             'bind': lambda: self._bind(instance, intent),
@@ -194,17 +197,20 @@ class LiveHotplug:
 
     def _record(self, instance: str, intent: dict[str, Any]) -> None:
         held = {i.host_address for i in self.ledger.intervals(
-            instance=instance, active=True)}
+            instance=instance, host=self.host, active=True)}
         report = self.agent.store.get(self.host)
+        moved = list(intent.get('moved') or ())
         with self.ledger.begin() as txn:
             at = self.ledger.now()
             row = txn.instance(instance)
             opened = []
-            for address in intent['devices']:
+            left = self._leave_old_hosts(txn, row, moved, at)
+            for position, address in enumerate(intent['devices']):
                 if address in held:
                     continue
                 dev = report.device(address)
-                hotplug_id = txn.add_hotplug(instance, intent['alias'], at)
+                hotplug_id = moved[position] if position < len(moved) \
+                    else txn.add_hotplug(instance, intent['alias'], at)
                 txn.start(row, self.host, address,
                           resource_class=dev.resource_class if dev
                           else 'UNKNOWN', source=claims.SOURCE_HOTPLUG,
@@ -212,10 +218,29 @@ class LiveHotplug:
                           hotplug_id=hotplug_id,
                           guest_address=intent['attached'].get(address))
                 opened.append(address)
-            if opened:
+            if opened and moved:
+                txn.event(instance, 'reattach', self.host, at,
+                          'followed the instance from %s: %s: %s' % (
+                              ', '.join(left) or 'nowhere',
+                              intent['alias'], ', '.join(opened)))
+            elif opened:
                 txn.event(instance, 'hotplug', self.host, at,
                           'live attach of %s: %s' % (intent['alias'],
                                                      ', '.join(opened)))
+
+    def _leave_old_hosts(self, txn: Any, row: Any, moved: Sequence[int],
+                         at: Any) -> list[str]:
+        """The instance moved here: close its intervals of the remembered
+        hotplugs ``moved`` on other hosts. :returns: those hosts."""
+        if not moved:
+            return []
+        row.host = self.host
+        left = set()
+        for held in txn.open_intervals(row.uuid):
+            if held.hotplug_id in moved and held.host != self.host:
+                txn.end(held, at, 'moved to %s' % self.host)
+                left.add(held.host)
+        return sorted(left)
 
     def _undo_attach(self, instance: str, intent: dict[str, Any]) -> str:
         """Undo every step of a failed attach, last first; say how it went.
@@ -262,7 +287,7 @@ class LiveHotplug:
             for address in targets:
                 intent = self.journal.begin(instance, dict(
                     held[address], action='detach', device=address))
-                self._run_detach(instance, intent)
+                self.run_detach(instance, intent)
                 done.append(address)
             return done
 
@@ -276,7 +301,7 @@ class LiveHotplug:
                     reason='a flavor device cannot be unplugged; resize '
                     'to a flavor without it')
 
-    def _run_detach(self, instance: str, intent: dict[str, Any]) -> None:
+    def run_detach(self, instance: str, intent: dict[str, Any]) -> None:
         address = intent['device']
         steps: dict[str, Step] = {
             'libvirt': lambda: self._unplug(instance, [address]),
@@ -311,10 +336,11 @@ class LiveHotplug:
             return
         for address in reversed(list(addresses)):
             guest.detach(address)
-            if not guest.wait_removed(address, self.timeout):
+            if not guest.wait_removed(address, self.timeout, self.events):
                 raise exception.AgentError(
-                    reason='the guest has not released %s after %.1f s '
-                    '([hotplug] detach_timeout)' % (address, self.timeout))
+                    reason='the guest has not released %s: libvirt sent no '
+                    'device-removed event for it within %.1f s ([hotplug] '
+                    'detach_timeout)' % (address, self.timeout))
 
     def _unbind(self, addresses: Sequence[str]) -> None:
         # A device the host lost meanwhile has no driver to restore.
@@ -341,72 +367,9 @@ class LiveHotplug:
                 store.claim(self.host, instance, keep, source=source)
 
     def _close(self, instance: str, address: str) -> None:
-        if self.ledger.intervals(instance=instance, host_address=address,
-                                 active=True):
+        if self.ledger.intervals(instance=instance, host=self.host,
+                                 host_address=address, active=True):
             hotplug_lc.detach(self.ledger, instance, address)
-
-    # -- after nova rewrote the domain -------------------------------------
-    def reattach(self) -> list[tuple[str, str, str]]:
-        """Give back remembered devices that a guest's domain lost.
-
-        nova rewrites the domain XML from its own records on hard reboot,
-        resize and migration, dropping the hostdevs it did not attach. For
-        each device attached here and not detached since, whose running
-        domain no longer has it, bind its group again and attach it again,
-        live and persistently; or record why it could not (ledger event
-        ``reattach_failed``, logged at error level).
-
-        :returns: (instance, address, what happened) per device looked at.
-        """
-        rows = []
-        with self.journal.locked():
-            for address, record in sorted(self.journal.attached.items()):
-                instance = record['instance']
-                key = (instance, address)
-                if (instance in self.journal.pending
-                        or not self.agent.fs.has_device(address)
-                        or not self.ledger.intervals(
-                            instance=instance, host_address=address,
-                            active=True)):
-                    # Being changed, gone from the host, or no longer
-                    # held (device_removed): nothing to give back.
-                    continue
-                try:
-                    guest = libvirt_guest.Guest(self.connection, instance)
-                    if not guest.active() or address in guest.hostdevs():
-                        continue
-                    self.agent.group_binding().bind(record['group'])
-                    guest.attach(address, record.get('guest_address'))
-                except Exception as exc:
-                    what = 'reattach_failed'
-                    detail = '%s: %s' % (address, _text(exc))
-                    if key in self._failed:
-                        LOG.debug('still cannot give %s back to %s: %s',
-                                  address, instance, _text(exc))
-                        rows.append((instance, address, what))
-                        continue
-                    self._failed.add(key)
-                    LOG.error('cannot give %s back to instance %s after its '
-                              'domain was rewritten: %s', address, instance,
-                              _text(exc))
-                else:
-                    self._failed.discard(key)
-                    what, detail = 'reattach', address
-                    LOG.warning('gave %s back to instance %s: its domain had '
-                                'lost the hot-plugged device', address,
-                                instance)
-                self._event(instance, what, detail)
-                rows.append((instance, address, what))
-        return rows
-
-    def _event(self, instance: str, action: str, detail: str) -> None:
-        try:
-            with self.ledger.begin() as txn:
-                txn.event(instance, action, self.host, self.ledger.now(),
-                          detail)
-        except exception.PassthroughException as exc:
-            LOG.error('cannot record %s of instance %s in the ledger: %s',
-                      action, instance, exc.message)
 
     # -- shared ----------------------------------------------------------
     def _resume(self, instance: str) -> list[str]:
@@ -418,9 +381,9 @@ class LiveHotplug:
                     intent['action'], intent.get('device') or ', '.join(
                         intent.get('devices', ())), instance)
         if intent['action'] == 'attach':
-            self._run_attach(instance, intent)
+            self.run_attach(instance, intent)
             return []
-        self._run_detach(instance, intent)
+        self.run_detach(instance, intent)
         return [intent['device']]
 
     def _held(self, instance: str, alias: str) -> list[dict[str, Any]]:

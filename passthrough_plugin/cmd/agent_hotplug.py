@@ -7,6 +7,10 @@ import os
 from collections.abc import Sequence
 from typing import Any
 
+from oslo_log import log as logging
+
+from passthrough_plugin import exception
+from passthrough_plugin.agent import hotplug_follow
 from passthrough_plugin.agent import hotplug_journal
 from passthrough_plugin.agent import libvirt_guest
 from passthrough_plugin.agent import live_hotplug
@@ -16,6 +20,7 @@ from passthrough_plugin.lifecycle import ledger as ledger_mod
 from passthrough_plugin.pci import alias as alias_mod
 from passthrough_plugin.pci import request as request_mod
 
+LOG = logging.getLogger(__name__)
 # How the commands reach libvirt: ``libvirt.open(uri)``. A test points it
 # at another implementation of libvirt's API (nova's fakelibvirt).
 CONNECT: libvirt_guest.Connect = libvirt_guest.default_connect
@@ -92,21 +97,28 @@ def cmd_detach(agent: service.Agent, args: argparse.Namespace) -> int:
     return 0
 
 
-def wire_run(agent: service.Agent) -> None:
-    """Make ``run`` give back, after each scan, the hot-plugged devices a
-    domain lost when nova rewrote it (hard reboot, resize, migration).
+def wire_run(agent: service.Agent) -> hotplug_follow.Follower | None:
+    """Make ``run`` follow libvirt's lifecycle events of this host's
+    domains: give back the hot-plugged devices a domain lost when nova
+    rewrote it (hard reboot, resize), give an instance that arrived from
+    another host (migration, evacuation) equivalent devices, and free the
+    devices of instances that left.
 
-    Costs one small file read per scan; libvirt and the ledger are opened
-    only once this host has hot-plugged devices.
+    Only on hosts with a hotplug pool (``[hotplug] device_spec``) or with
+    hot-plugged devices: elsewhere libvirt and the ledger are not opened.
+    :returns: the follower, running on a thread of its own, or None.
     """
     path = live_hotplug.journal_path(agent.state_path)
-    made: list[live_hotplug.LiveHotplug] = []
-
-    def after_scan() -> None:
-        if not os.path.exists(path) or not hotplug_journal.HotplugJournal(
-                path).attached:
-            return
-        if not made:
-            made.append(_hotplugger(agent))
-        made[0].reattach()
-    agent.watch.after_scan = after_scan
+    if not agent.hotplug_specs.specs and not (
+            os.path.exists(path)
+            and hotplug_journal.HotplugJournal(path).attached):
+        return None
+    try:
+        follower = hotplug_follow.Follower(_hotplugger(agent))
+    except exception.PassthroughException as exc:
+        LOG.error('cannot follow hot-plugged devices through domain '
+                  'changes: %s', exc.message)
+        return None
+    follower.catch_up()
+    follower.start()
+    return follower

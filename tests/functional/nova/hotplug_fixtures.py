@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import textwrap
+import threading
 from typing import Any
 
 import fixtures
@@ -13,9 +14,12 @@ from oslo_config import cfg
 
 from passthrough_plugin import conf as conf_mod
 from passthrough_plugin import exception
+from passthrough_plugin.agent import hotplug_follow
 from passthrough_plugin.agent import hotplug_journal
+from passthrough_plugin.agent import libvirt_events
 from passthrough_plugin.agent import libvirt_guest
 from passthrough_plugin.agent import live_hotplug
+from passthrough_plugin.agent import privsep
 from passthrough_plugin.agent import service
 from passthrough_plugin.lifecycle import ledger as ledger_mod
 from passthrough_plugin.pci import alias as alias_mod
@@ -24,6 +28,7 @@ from tests.unit.agent import fixtures as agent_fixtures
 from tests.unit.lifecycle import fakes
 
 HOST = 'compute-1'
+DEST = 'compute-2'
 INSTANCE = fakes.INSTANCE
 OTHER = fakes.OTHER
 PROJECT = fakes.PROJECT
@@ -66,8 +71,28 @@ class Faults:
         self.crash_after_attach_at: int | None = None
         self.crash_after_detach = False
         self.hung_guest = False
+        # The guest takes its time: the live detach waits for release().
+        self.slow_guest = False
+        self.unreleased: list[tuple[Any, str]] = []
+        self.asked = threading.Event()  # the slow guest was asked
         self.attach_calls = 0
         self.sent: list[str] = []
+
+
+def release(domain: Any, xml: str) -> None:
+    """The guest released the device: what libvirt does when QEMU reports
+    DEVICE_DELETED (the device leaves the domain, then libvirt sends its
+    device-removed event, which fakelibvirt does not send by itself)."""
+    alias = 'hostdev'
+    for info in domain._def['devices']['hostdevs']:
+        if "bus='%s' slot='%s'" % (info['bus'], info['slot']) in xml:
+            alias = info.get('alias', alias)
+    domain.detachDeviceFlags(xml, 3)
+    connection = domain._connection
+    callback = connection._event_callbacks.get(
+        libvirt_events.EVENT_ID_DEVICE_REMOVED)
+    if callback is not None:
+        callback[0](connection, domain, alias, callback[1])
 
 
 class FaultyDomain:
@@ -96,10 +121,15 @@ class FaultyDomain:
     def detachDeviceFlags(self, xml: str, flags: int) -> None:  # noqa: N802
         faults = self._faults
         faults.sent.append(xml)
-        if faults.hung_guest and flags & libvirt_guest.AFFECT_LIVE:
+        live = flags & libvirt_guest.AFFECT_LIVE
+        if faults.hung_guest and live:
             # The guest ignores the unplug request: nothing changes live.
             return
-        self._domain.detachDeviceFlags(xml, flags)
+        if faults.slow_guest and live:
+            faults.unreleased.append((self._domain, xml))
+            faults.asked.set()
+            return
+        release(self._domain, xml)
         if faults.crash_after_detach:
             raise Crash('after the detach call')
 
@@ -113,6 +143,39 @@ class FaultyConnection:
         return FaultyDomain(self._connection.lookupByUUIDString(uuid),
                             self._faults)
 
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection, name)
+
+
+class PinnedKernel:
+    """The host's kernel emulator, with the in-process privileged side
+    pinned to this host's tree before each write (two fake hosts share one
+    process, and the privileged root is process-wide)."""
+
+    def __init__(self, kernel: Any, root: str) -> None:
+        self._kernel = kernel
+        self._root = root
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._kernel, name)
+
+    def on_write(self, rel: str, value: str, commit: Any) -> None:
+        def pinned() -> None:
+            privsep.pin_root(self._root)
+            commit()
+        self._kernel.on_write(rel, value, pinned)
+
+
+class ControlPlane(fixtures.Fixture):
+    """What the hosts share: the report store's directory, the ledger's
+    database, one clock."""
+
+    def _setUp(self) -> None:
+        self.root = self.useFixture(fixtures.TempDir()).path
+        self.reports = os.path.join(self.root, 'reports')
+        self.ledger_url = 'sqlite:///%s/ledger.sqlite' % self.root
+        self.clock = fakes.Clock()
+
 
 def domain_xml(uuid: str, name: str, node: int) -> str:
     return textwrap.dedent('''\
@@ -123,11 +186,24 @@ def domain_xml(uuid: str, name: str, node: int) -> str:
           <devices></devices></domain>''') % (name, uuid, node, node)
 
 
+GUESTS = ((INSTANCE, 'instance-1', 0), (OTHER, 'instance-2', 1))
+
+
 class HotplugHost(fixtures.Fixture):
-    """One compute host with a hotplug pool of two GPUs, two guests."""
+    """One compute host with a hotplug pool of two GPUs, and its guests."""
+
+    def __init__(self, name: str = HOST, plane: ControlPlane | None = None,
+                 guests: Any = GUESTS) -> None:
+        super().__init__()
+        self.name = name
+        self.plane = plane
+        self.guests = guests
 
     def _setUp(self) -> None:
+        plane = self.plane or self.useFixture(ControlPlane())
         self.host = self.useFixture(agent_fixtures.FakeHost())
+        self.host.fs.kernel = PinnedKernel(self.host.kernel,
+                                           str(self.host.tree.sys))
         tree = self.host.tree
         tree.add_driver('nouveau', (('10de', '20b5'),))
         tree.add_driver('snd_hda_intel', (('10de', '1aef'),))
@@ -140,15 +216,14 @@ class HotplugHost(fixtures.Fixture):
                         numa_node=0, iommu_group=shared)
         tree.add_device(GPU1, vendor='10de', product='20b5',
                         class_code='030200', driver='nouveau', numa_node=1)
-        root = self.host.root
-        self.config = os.path.join(root, 'agent.conf')
-        self.ledger_url = 'sqlite:///%s/ledger.sqlite' % root
+        self.config = os.path.join(self.host.root, 'agent.conf')
+        self.ledger_url = plane.ledger_url
         with open(self.config, 'w') as out:
-            out.write(textwrap.dedent('''\
+            out.write(textwrap.dedent("""\
                 [agent]
                 host = %s
                 [file_store]
-                path = %s/reports
+                path = %s
                 [pci]
                 device_spec = {"vendor_id": "8086", "product_id": "10ca"}
                 alias = %s
@@ -157,7 +232,8 @@ class HotplugHost(fixtures.Fixture):
                 detach_timeout = 0.3
                 [lifecycle]
                 connection = %s
-                ''') % (HOST, root, GPU_ALIAS, self.ledger_url))
+                """) % (self.name, plane.reports, GPU_ALIAS,
+                        self.ledger_url))
         self.conf = cfg.ConfigOpts()
         conf_mod.register_all(self.conf)
         self.conf([], project='passthrough-plugin',
@@ -166,14 +242,16 @@ class HotplugHost(fixtures.Fixture):
         self.agent = service.Agent(self.conf, self.host.fs,
                                    lambda _conf: self.store,
                                    state_path=self.host.state_path)
-        self.clock = fakes.Clock()
+        self.clock = plane.clock
         self.ledger = ledger_mod.Ledger(self.ledger_url, self.clock)
         self.addCleanup(self.ledger.close)
         self.connection = fakelibvirt.Connection('qemu:///system')
-        for uuid, name, node in ((INSTANCE, 'instance-1', 0),
-                                 (OTHER, 'instance-2', 1)):
+        for uuid, name, node in self.guests:
             self.connection.defineXML(domain_xml(uuid, name, node)).create()
         self.faults = Faults()
+        # One registration per connection, as the agent makes it.
+        self.events = libvirt_events.DomainEvents(self.connection)
+        self.addCleanup(self.events.close)
         self.agent.publish()
 
     def hotplugger(self) -> live_hotplug.LiveHotplug:
@@ -181,7 +259,44 @@ class HotplugHost(fixtures.Fixture):
             self.agent, self.ledger,
             alias_mod.parse_aliases(self.conf.pci.alias),
             FaultyConnection(self.connection, self.faults),
-            timeout=self.conf.hotplug.detach_timeout)
+            timeout=self.conf.hotplug.detach_timeout, events=self.events)
+
+    def follower(self) -> hotplug_follow.Follower:
+        """``run``'s side: following this host's domain events."""
+        follower = hotplug_follow.Follower(self.hotplugger())
+        follower.start()
+        self.addCleanup(follower.stop)
+        return follower
+
+    # -- what nova does to a domain ----------------------------------------
+    def nova_define(self, uuid: str = INSTANCE, start: bool = True) -> None:
+        """Define the domain again from nova's records (no hostdev of
+        ours), then start it: hard reboot, resize, a move's destination."""
+        name, node = {u: (n, c) for u, n, c in GUESTS}[uuid]
+        self.nova_destroy(uuid, undefine=False)
+        domain = self.connection.defineXML(domain_xml(uuid, name, node))
+        if start:
+            domain.create()
+
+    def nova_destroy(self, uuid: str = INSTANCE,
+                     undefine: bool = True) -> None:
+        """Power the domain off, and undefine it (a move's source)."""
+        try:
+            domain = self.connection.lookupByUUIDString(uuid)
+        except fakelibvirt.libvirtError:
+            return
+        if domain.isActive():
+            domain.destroy()
+        if undefine:
+            domain.undefine()
+
+    def hostdev_xml(self, uuid: str = INSTANCE) -> list[str]:
+        """The guest's PCI hostdev elements as libvirt shows them, one
+        line each."""
+        xml = self.guest(uuid).xml()
+        return ['<hostdev ' + ' '.join(part.split('</hostdev>')[0].split())
+                + '</hostdev>' for part in xml.split('<hostdev ')[1:]
+                if "type='pci'" in part.split('>')[0]]
 
     def guest(self, uuid: str = INSTANCE) -> libvirt_guest.Guest:
         return libvirt_guest.Guest(self.connection, uuid)
@@ -193,17 +308,22 @@ class HotplugHost(fixtures.Fixture):
     def state(self, uuid: str = INSTANCE) -> dict[str, Any]:
         """Everything an attach changes, for before/after comparisons."""
         fs = self.host.fs
-        report = self.store.get(HOST)
+        report = self.store.get(self.name)
         journal = self.journal()
+        try:
+            guest: libvirt_guest.Guest | None = self.guest(uuid)
+        except exception.AgentError:
+            guest = None
         return {
             'drivers': {a: (fs.driver(a), fs.driver_override(a))
                         for a in POOL},
             'claims': {d.address: (d.status, d.owner, d.source)
                        for d in report.devices if d.address in POOL},
-            'live': self.guest(uuid).hostdevs(True),
-            'config': self.guest(uuid).hostdevs(False),
+            'live': guest.hostdevs(True) if guest else None,
+            'config': guest.hostdevs(False) if guest else None,
             'intervals': [(i.host_address, i.source, i.end_reason)
-                          for i in self.ledger.intervals(instance=uuid)],
+                          for i in self.ledger.intervals(
+                              instance=uuid, host=self.name)],
             'pending': journal.pending,
             'attached': sorted(journal.held_by(uuid)),
         }

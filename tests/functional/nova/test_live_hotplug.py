@@ -230,7 +230,9 @@ class LiveHotplugTest(testtools.TestCase):
         error = self.assertRaises(exception.HotplugFailed,
                                   self.env.hotplugger().detach, INSTANCE)
         self.assertIn('failed at step libvirt: Agent error: the guest has '
-                      'not released %s after 0.3 s' % GPU0, error.message)
+                      'not released %s: libvirt sent no device-removed '
+                      'event for it within 0.3 s ([hotplug] detach_timeout)'
+                      % GPU0, error.message)
         state = self.env.state()
         # Still the guest's: bound, claimed, billed; the detach is pending.
         self.assertEqual(ATTACHED['drivers'], state['drivers'])
@@ -311,62 +313,3 @@ class LiveHotplugCommandTest(testtools.TestCase):
                                      'gpu:3', '--project', PROJECT)
         self.assertEqual(1, rc)
         self.assertIn('refused (insufficient)', err)
-
-
-class ReattachTest(testtools.TestCase):
-    """nova rewrote the domain (hard reboot): the device is given back."""
-
-    def setUp(self) -> None:
-        super().setUp()
-        self.env = self.useFixture(hf.HotplugHost())
-        self.env.hotplugger().attach(INSTANCE, 'gpu', project=PROJECT)
-        # What nova's hard reboot does to a hostdev it did not attach: the
-        # domain is defined again from nova's records, without it.
-        self.env.guest().domain.detachDeviceFlags(
-            self.env.faults.sent[0], 3)
-        self.assertEqual({}, self.env.guest().hostdevs())
-
-    def test_run_gives_the_device_back(self) -> None:
-        from passthrough_plugin.cmd import agent_hotplug
-
-        connection = self.env.connection
-        self.useFixture(fixtures.MonkeyPatch(
-            'passthrough_plugin.cmd.agent_hotplug.CONNECT',
-            lambda uri: connection))
-        agent_hotplug.wire_run(self.env.agent)
-        self.env.agent.tick()
-        self.assertEqual(ATTACHED, self.env.state())
-        self.assertEqual(['hotplug', 'reattach'], [
-            e.action for e in self.env.ledger.events(INSTANCE)])
-        # Nothing lost: the next scan changes nothing.
-        self.env.agent.tick()
-        self.assertEqual(2, len(self.env.ledger.events(INSTANCE)))
-
-    def test_why_it_could_not_is_recorded_once(self) -> None:
-        logs = self.useFixture(fixtures.FakeLogger(
-            name='passthrough_plugin', format='%(levelname)s %(message)s'))
-        hotplugger = self.env.hotplugger()  # what run keeps between scans
-        self.env.faults.fail_attach_at = 2
-        self.assertEqual([(INSTANCE, GPU0, 'reattach_failed')],
-                         hotplugger.reattach())
-        event = self.env.ledger.events(INSTANCE)[-1]
-        self.assertEqual('reattach_failed', event.action)
-        self.assertIn('device_add (injected)', event.detail)
-        self.assertIn('ERROR cannot give %s back to instance %s'
-                      % (GPU0, INSTANCE), logs.output)
-        # Still failing at the next scan: not recorded again.
-        self.env.faults.fail_attach_at = 3
-        self.assertEqual([(INSTANCE, GPU0, 'reattach_failed')],
-                         hotplugger.reattach())
-        self.env.faults.fail_attach_at = None
-        self.assertEqual([(INSTANCE, GPU0, 'reattach')],
-                         hotplugger.reattach())
-        self.assertEqual(['hotplug', 'reattach_failed', 'reattach'],
-                         [e.action for e in self.env.ledger.events(INSTANCE)])
-        self.assertEqual(ATTACHED, self.env.state())
-
-    def test_vanished_device_is_not_given_back(self) -> None:
-        self.env.host.tree.remove_device(GPU0)
-        self.assertEqual([], self.env.hotplugger().reattach())
-        self.assertEqual(['hotplug'], [
-            e.action for e in self.env.ledger.events(INSTANCE)])
