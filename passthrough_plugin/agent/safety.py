@@ -6,14 +6,17 @@ import ipaddress
 import os
 import socket
 import struct
+from typing import Protocol
 
 from passthrough_plugin.agent import discovery
+from passthrough_plugin.agent import netlink
 from passthrough_plugin.agent import sysfs as sysfs_mod
 
 # IPv6 routes every up interface has on its own: link-local and multicast.
 _IGNORED_V6 = ('fe80', 'ff')
 # Stacks deeper than this are cut (a loop in a hostile tree, never a host).
 MAX_DEPTH = 8
+REAL_PROC = '/proc'
 
 
 def _v4_route(dest: str, mask: str) -> str:
@@ -33,13 +36,19 @@ def _v6(hexaddr: str, plen: str | None = None) -> str:
         return hexaddr[:40]
 
 
-class HostUsage:
-    """What the host uses, read once from an injectable /sys and /proc."""
+class TreeNet:
+    """The network uses a fake tree shows: its /proc/net files and the
+    ``upper_*``/``master`` links of its ``class/net``.
+
+    A real host's come from rtnetlink (:func:`netlink.read_state`); a test
+    or demo tree has no kernel behind its interfaces, so its files are all
+    there is.
+    """
 
     def __init__(self, fs: sysfs_mod.Sysfs) -> None:
         self.fs = fs
         # interface -> what makes it in use: routes and global addresses.
-        self.net_uses: dict[str, list[str]] = {}
+        self.uses: dict[str, list[str]] = {}
         for line in (fs.proc('net/route') or '').splitlines()[1:]:
             fields = line.split()
             if len(fields) >= 8:
@@ -54,6 +63,49 @@ class HostUsage:
             fields = line.split()
             if len(fields) == 6 and fields[3] == '00':
                 self._net(fields[5], 'address %s' % _v6(fields[0]))
+
+    def _net(self, name: str, use: str) -> None:
+        uses = self.uses.setdefault(name, [])
+        if use not in uses:
+            uses.append(use)
+
+    def uppers(self, name: str) -> list[str]:
+        rel = 'class/net/%s' % name
+        found = {entry[6:] for entry in self.fs.listdir(rel)
+                 if entry.startswith('upper_')}
+        master = self.fs.link_name(rel + '/master')
+        if master:
+            found.add(master)
+        return sorted(found)
+
+
+class NetView(Protocol):
+    """Routes and global addresses per interface, and what is stacked on
+    an interface (netlink.NetState on a host, TreeNet on a fake tree)."""
+
+    uses: dict[str, list[str]]
+
+    def uppers(self, name: str) -> list[str]: ...
+
+
+def net_view(fs: sysfs_mod.Sysfs) -> NetView:
+    """rtnetlink for the real /proc, the tree's files for a fake one.
+
+    :raises: AgentError when rtnetlink cannot be read.
+    """
+    if fs.proc_root == REAL_PROC:
+        return netlink.read_state()
+    return TreeNet(fs)
+
+
+class HostUsage:
+    """What the host uses, read once: its network (:func:`net_view`, or
+    ``net``) and its mounts and swap from the injectable /proc."""
+
+    def __init__(self, fs: sysfs_mod.Sysfs, net: NetView | None = None
+                 ) -> None:
+        self.fs = fs
+        self._net = net
         self.mounted: dict[str, str] = {}
         for line in (fs.proc('self/mountinfo') or '').splitlines():
             fields = line.split()
@@ -69,22 +121,19 @@ class HostUsage:
             if fields:
                 self.swaps.add(fields[0])
 
-    def _net(self, name: str, use: str) -> None:
-        uses = self.net_uses.setdefault(name, [])
-        if use not in uses:
-            uses.append(use)
-
     # -- network -------------------------------------------------------------
+    @property
+    def net(self) -> NetView:
+        """Read on first use: a host with no network device to check
+        never opens rtnetlink."""
+        if self._net is None:
+            self._net = net_view(self.fs)
+        return self._net
+
     def uppers(self, name: str) -> list[str]:
         """Interfaces stacked on ``name``: its master (bond, team, bridge)
-        and every ``upper_*`` (VLAN, macvlan, ...)."""
-        rel = 'class/net/%s' % name
-        found = {entry[6:] for entry in self.fs.listdir(rel)
-                 if entry.startswith('upper_')}
-        master = self.fs.link_name(rel + '/master')
-        if master:
-            found.add(master)
-        return sorted(found)
+        and its VLANs, macvlans, ..."""
+        return self.net.uppers(name)
 
     def netdev_chains(self, name: str) -> list[str]:
         """``enp3s0f0 -> bond0 -> 10.0.0.0/24 route`` for each use of the
@@ -94,7 +143,7 @@ class HostUsage:
         def walk(path: list[str]) -> None:
             here = path[-1]
             chains.extend(' -> '.join(path + [use])
-                          for use in self.net_uses.get(here, ()))
+                          for use in self.net.uses.get(here, ()))
             if len(path) < MAX_DEPTH:
                 for upper in self.uppers(here):
                     if upper not in path:

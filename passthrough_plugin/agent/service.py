@@ -17,6 +17,7 @@ from passthrough_plugin.agent import journal as journal_mod
 from passthrough_plugin.agent import pool_history
 from passthrough_plugin.agent import sriov
 from passthrough_plugin.agent import sysfs as sysfs_mod
+from passthrough_plugin.agent import vf_settings
 from passthrough_plugin.pci import address as addr
 from passthrough_plugin.pci import device_spec
 from passthrough_plugin.pci import report as report_mod
@@ -62,6 +63,7 @@ class Agent:
         self.hotplug_specs = hotplug_pool.specs(conf)
         self.watch = hotplug_watch.DeviceWatch.from_conf(conf)
         self.desired_vfs = sriov.parse_desired(conf.sriov.vf_count)
+        self.vf_settings = vf_settings.parse(conf.sriov.vf_settings)
         self.desired_bound = [
             addr.normalize(a, '[agent] bind_devices')
             for a in conf.agent.bind_devices]
@@ -145,6 +147,13 @@ class Agent:
                 pf = sriov.resolve_pf(self.fs, key, '[sriov] vf_count')
                 sriov.configure_vfs(self.fs, pf, count,
                                     self.conf.sriov.vf_timeout, held=held)
+            except exception.PassthroughException as exc:
+                problems.append(exc.message)
+        # New VFs start with the driver's defaults: settings come after
+        # the counts, each PF on its own.
+        for item in self.vf_settings:
+            try:
+                vf_settings.apply(self.fs, [item])
             except exception.PassthroughException as exc:
                 problems.append(exc.message)
         for address in self.desired_bound:

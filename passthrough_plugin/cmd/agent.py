@@ -22,6 +22,7 @@ from passthrough_plugin.agent import service
 from passthrough_plugin.agent import sriov
 from passthrough_plugin.agent import sysfs as sysfs_mod
 from passthrough_plugin.agent import uevents
+from passthrough_plugin.agent import vf_settings
 from passthrough_plugin.cmd import agent_hotplug
 from passthrough_plugin.cmd import agent_topology
 from passthrough_plugin.cmd import common
@@ -81,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help='also devices [pci] device_spec does not list; '
                    'JSON becomes {"report": ..., "all_devices": [...]}')
     p = add('configure-vfs', 'set VF counts (PF COUNT, or [sriov] '
-            'vf_count)')
+            'vf_count) and VF settings ([sriov] vf_settings)')
     p.add_argument('pf', nargs='?', metavar='PF',
                    help='PF address or interface name')
     p.add_argument('count', nargs='?', type=int, metavar='COUNT')
@@ -187,15 +188,26 @@ def cmd_configure_vfs(agent: service.Agent,
         raise UsageError('COUNT %d must be 0 or more' % args.count)
     desired = ([(args.pf, args.count)] if args.pf is not None
                else agent.desired_vfs)
-    if not desired:
+    if not desired and not agent.vf_settings:
         raise UsageError('nothing to do: give PF COUNT or set [sriov] '
-                         'vf_count')
-    result = sriov.apply_desired(
+                         'vf_count or [sriov] vf_settings')
+    result: dict[str, Any] = sriov.apply_desired(
         agent.fs, desired, agent.conf.sriov.vf_timeout, force=args.force,
         held={} if args.force else agent.held_devices())
-    common.emit(args, result, table(
-        [(pf, len(vfs), ' '.join(vfs) or None)
-         for pf, vfs in result.items()], ('PF', 'VFS', 'ADDRESSES')))
+    text = table([(pf, len(vfs), ' '.join(vfs) or None)
+                  for pf, vfs in result.items()], ('PF', 'VFS', 'ADDRESSES'))
+    if agent.vf_settings:
+        # With PF COUNT: that PF's settings only, on its new VFs.
+        settings = vf_settings.apply(
+            agent.fs, agent.vf_settings,
+            only=next(iter(result)) if args.pf is not None else None)
+        if settings:
+            result['vf_settings'] = settings
+            text += '\n\n' + table(
+                [(pf, vf, vf_settings.describe(fields))
+                 for pf, vfs in settings.items()
+                 for vf, fields in vfs.items()], ('PF', 'VF', 'SETTINGS'))
+    common.emit(args, result, text)
     return EXIT_OK
 
 

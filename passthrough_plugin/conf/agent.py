@@ -116,6 +116,33 @@ Related options:
 
 * ``[sriov] vf_timeout``
 """),
+    cfg.MultiStrOpt(
+        'vf_settings',
+        default=[],
+        help="""
+Settings of a PF's VFs, one JSON object per PF, applied through netlink
+(the PF's network interface) by ``passthrough-agent configure-vfs`` and
+again by ``passthrough-agent run`` at start, after the VF counts. ``pf`` is
+the PF's PCI address or interface name; ``all`` applies to every VF of it,
+``vfs`` to one VF by index (and wins over ``all``). Keys:
+
+* ``mac``: a unicast MAC (``vfs`` only, one per VF), e.g.
+  ``52:54:00:12:34:56``
+* ``vlan``: 0 (none) to 4094; ``qos``: its 802.1p priority, 0 to 7
+* ``trust``, ``spoofchk``: true or false
+* ``link_state``: ``auto``, ``enable`` or ``disable``
+* ``min_tx_rate``, ``max_tx_rate``: Mbit/s, 0 for no limit
+
+A setting the PF's driver does not offer (e.g. igb has no ``link_state``
+and no ``min_tx_rate``) fails with the kernel's answer. Example::
+
+    vf_settings = {"pf": "enp59s0f0", "all": {"spoofchk": true},
+                   "vfs": {"0": {"mac": "52:54:00:12:34:56", "vlan": 100}}}
+
+(one line in the file). Related options:
+
+* ``[sriov] vf_count``
+"""),
     cfg.FloatOpt(
         'vf_timeout',
         default=30.0,
@@ -139,6 +166,18 @@ the sudoers line.
 """)
 
 
+net_admin_group = cfg.OptGroup(
+    'passthrough_agent_net_admin',
+    title='The agent\'s privileged network helper',
+    help="""
+oslo.privsep options of the agent's second privileged context, which only
+sets VF settings (``[sriov] vf_settings``) through rtnetlink with
+CAP_NET_ADMIN and no other capability. Started like
+``[passthrough_agent_privileged]``: forked when the agent runs as root,
+else through ``helper_command``.
+""")
+
+
 def register_opts(conf: cfg.ConfigOpts) -> None:
     groups.register(conf, agent_group, agent_opts)
     groups.register(conf, sriov_group, sriov_opts)
@@ -148,4 +187,5 @@ def list_opts() -> dict[cfg.OptGroup, list[cfg.Opt]]:
     # oslo.privsep registers the privileged group itself (on cfg.CONF);
     # listed here so the sample config documents it.
     return {agent_group: agent_opts, sriov_group: sriov_opts,
-            privileged_group: list(priv_context.OPTS)}
+            privileged_group: list(priv_context.OPTS),
+            net_admin_group: list(priv_context.OPTS)}
