@@ -193,3 +193,57 @@ class DocumentedTest(base.DifferentialTestCase):
             self.assertNotIn(None, nova['devices'], where)
             self.assertRaises(exception.InvalidDeviceSpec,
                               device_spec.DeviceSpecList.from_config, blank)
+
+    def test_null_tag_joins_another_specs_pool(self) -> None:
+        """nova's pool lookup: a null tag equals a missing key.
+
+        Spec A tags one VF ``live_migratable``; spec B gives the PF's
+        other VFs ``"physical_network": null``. When A's VF is pooled
+        first, nova puts B's VFs in A's pool (as many keys, and the keys
+        of B's devices all equal there) and hands them out as live
+        migratable; the core pools by the exact key and does not. When B's
+        VFs are pooled first, nova keeps them apart too: both agree.
+        """
+        rng = self.rng()
+        merged = apart = 0
+        for case in range(CASES):
+            host = sriov_host(rng, ifname=False)
+            pf = host.pf  # type: ignore[attr-defined]
+            vfs = [d for d in host.devices if d['parent_addr'] == pf]
+            if len(vfs) < 2:
+                continue
+            first = rng.random() < 0.5
+            tagged = vfs[0] if first else vfs[-1]
+            specs = [json.dumps({'address': tagged['address'],
+                                 'live_migratable': 'true'}),
+                     json.dumps({'address': pf,
+                                 'physical_network': None})]
+            aliases = [json.dumps({
+                'name': 'lm', 'vendor_id': tagged['vendor_id'],
+                'product_id': tagged['product_id'],
+                'device_type': 'type-VF', 'live_migratable': 'true'})]
+            asked = 'lm:%d' % rng.randint(2, len(vfs))
+            where = self.where(case, (host.devices, specs, asked))
+            answer = self.oracle.ask({
+                'cmd': 'scenario', 'pfs': host.pfs, 'specs': specs,
+                'aliases': aliases, 'devices': host.devices,
+                'sockets': list(host.sockets), 'start': [],
+                'ops': [{'claim': {'asked': asked, 'uuid': 'i',
+                                   'policy': None, 'cells': None}}]})
+            claim = answer['steps'][0]['claim']
+            # one device is live migratable: the core refuses
+            self.assertFalse(self._ours_fits(host, specs, aliases, asked),
+                             where)
+            if first:
+                # nova's pools merged; it hands out B's VFs (the device
+                # that joined last goes first) as live migratable
+                self.assertTrue(answer['merged'], where)
+                self.assertIsNotNone(claim, where)
+                self.assertTrue(set(claim[0]) - {tagged['address']}, where)
+                merged += 1
+            else:
+                self.assertFalse(answer['merged'], where)
+                self.assertIsNone(claim, where)
+                apart += 1
+        self.assertGreater(merged, CASES // 8)
+        self.assertGreater(apart, CASES // 8)
