@@ -133,7 +133,8 @@ class DomainEvents:
         """Stop delivering; wake every waiter."""
         deregister = getattr(self._connection, 'domainEventDeregisterAny',
                              None)
-        for callback_id in self._callbacks:
+        callbacks, self._callbacks = self._callbacks, []
+        for callback_id in callbacks:
             if deregister is not None and isinstance(callback_id, int):
                 try:
                     deregister(callback_id)
