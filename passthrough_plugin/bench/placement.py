@@ -113,8 +113,8 @@ def run() -> None:
     """Raw capacity, the plugin's claims/s on the same server, the ratio."""
     fixture_mod = importlib.import_module('tests.functional.fixtures.'
                                           'placement')
-    from passthrough_plugin.store import placement as placement_store
-    from passthrough_plugin.store.placement_client import PlacementClient
+    from passthrough_plugin.store.placement import store as placement_store
+    from passthrough_plugin.store.placement.client import PlacementClient
 
     requests = int(os.environ.get('PASSTHROUGH_BENCH_PLACEMENT_REQUESTS',
                                   REQUESTS))

@@ -28,7 +28,7 @@ from typing import Any
 
 from passthrough_plugin import exception
 from passthrough_plugin.pci import report as report_mod
-from passthrough_plugin.store import placement_mapping as mapping
+from passthrough_plugin.store.placement import mapping
 
 # consumer -> provider uuid -> resource class -> amount
 Holdings = dict[str, dict[str, dict[str, int]]]

@@ -57,8 +57,8 @@ class RunTimeout(Exception):
 
 def _engine(url: str, subset: int = 1) -> Any:
     from passthrough_plugin.scheduler import engine as engine_mod
-    from passthrough_plugin.store import placement as placement_store
-    from passthrough_plugin.store.placement_client import PlacementClient
+    from passthrough_plugin.store.placement import store as placement_store
+    from passthrough_plugin.store.placement.client import PlacementClient
 
     conf = cfg.ConfigOpts()
     scheduler_conf.register_opts(conf)
@@ -153,8 +153,8 @@ def raw_worker(url: str, requests: int, seed: int, resource_class: str, *,
                ) -> dict[str, Any]:
     """Placement alone, no plugin: per consumer one PUT of one
     ``resource_class`` unit (providers taken in turn) and one DELETE."""
-    from passthrough_plugin.store import placement_mapping as mapping
-    from passthrough_plugin.store.placement_client import PlacementClient
+    from passthrough_plugin.store.placement import mapping
+    from passthrough_plugin.store.placement.client import PlacementClient
 
     client = PlacementClient.from_endpoint(url, timeout=120)
     providers = [rp.uuid for rp in client.list_providers(

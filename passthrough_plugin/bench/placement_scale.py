@@ -30,8 +30,8 @@ THREADS = 8
 
 
 def _store(url: str) -> Any:
-    from passthrough_plugin.store import placement as placement_store
-    from passthrough_plugin.store.placement_client import PlacementClient
+    from passthrough_plugin.store.placement import store as placement_store
+    from passthrough_plugin.store.placement.client import PlacementClient
 
     conf = cfg.ConfigOpts()
     scheduler_conf.register_opts(conf)

@@ -1,7 +1,7 @@
 """Scheduling on a pool-level store (Placement): candidates, refine, claim.
 
 An allocation-candidates answer (kept by the store between claims, see
-:mod:`passthrough_plugin.store.placement_view`) prefilters the hosts; the
+:mod:`passthrough_plugin.store.placement.view`) prefilters the hosts; the
 core refines each candidate with :meth:`Summary.from_pools` (NUMA
 policies, headroom, anti-affinity, PF/VF exclusion) and ranks them with
 the weigher's figures; a claim writes exactly the pools

@@ -14,7 +14,7 @@ from oslo_config import cfg
 
 from passthrough_plugin import exception
 from passthrough_plugin.conf import placement as placement_conf
-from passthrough_plugin.store import placement_client as pc
+from passthrough_plugin.store.placement import client as pc
 from tests.functional.fixtures import placement
 
 VF = 'CUSTOM_PCI_8086_10CA'

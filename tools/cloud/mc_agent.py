@@ -12,7 +12,7 @@ import mc_procs
 from mc_settings import COMPUTE_HOST, Settings
 
 HOSTDEVS = Path(__file__).resolve().parent / 'mc_hostdevs.py'
-# Marks the agent's providers (passthrough_plugin/store/placement_mapping).
+# Marks the agent's providers (passthrough_plugin/store/placement/mapping.py).
 DEVICE_TRAIT = 'CUSTOM_PASSTHROUGH_DEVICE'
 
 

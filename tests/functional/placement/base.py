@@ -13,9 +13,9 @@ from passthrough_plugin.conf import store as store_conf
 from passthrough_plugin.pci import alias as alias_mod
 from passthrough_plugin.pci import synthetic
 from passthrough_plugin.scheduler import engine as engine_mod
-from passthrough_plugin.store import placement as placement_store
-from passthrough_plugin.store import placement_mapping as mapping
-from passthrough_plugin.store.placement_client import PlacementClient
+from passthrough_plugin.store.placement import store as placement_store
+from passthrough_plugin.store.placement import mapping
+from passthrough_plugin.store.placement.client import PlacementClient
 from tests.functional.fixtures import placement as placement_fixture
 
 VF_RC = 'CUSTOM_PCI_8086_154C'

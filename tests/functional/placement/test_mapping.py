@@ -17,10 +17,10 @@ from passthrough_plugin.pci import request as request_mod
 from passthrough_plugin.pci import pool_counts as core_summary
 from passthrough_plugin.pci import synthetic
 from passthrough_plugin.store import loader
-from passthrough_plugin.store import placement as placement_store
-from passthrough_plugin.store import placement_claims as claims
-from passthrough_plugin.store import placement_mapping as mapping
-from passthrough_plugin.store import placement_query as query
+from passthrough_plugin.store.placement import store as placement_store
+from passthrough_plugin.store.placement import claims
+from passthrough_plugin.store.placement import mapping
+from passthrough_plugin.store.placement import query
 from tests.functional.placement import base
 
 ALIASES = alias_mod.parse_aliases(base.ALIASES + [

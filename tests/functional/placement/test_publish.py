@@ -14,8 +14,8 @@ from passthrough_plugin.agent import sysfs as sysfs_mod
 from passthrough_plugin.pci import device_spec
 from passthrough_plugin.pci import report as report_mod
 from passthrough_plugin.pci import request as request_mod
-from passthrough_plugin.store import placement_mapping as mapping
-from passthrough_plugin.store import placement_sync as sync
+from passthrough_plugin.store.placement import mapping
+from passthrough_plugin.store.placement import sync
 from tests.functional.placement import base
 
 PF0, PF1 = '0000:10:00.0', '0000:20:00.0'

@@ -15,7 +15,7 @@ from passthrough_plugin.agent import sysfs as sysfs_mod
 from passthrough_plugin.cmd import scheduler as scheduler_cmd
 from passthrough_plugin.pci import explain
 from passthrough_plugin.store import loader
-from passthrough_plugin.store import placement_mapping as mapping
+from passthrough_plugin.store.placement import mapping
 from tests.functional.placement import base
 
 VF2 = {'pci_passthrough:alias': 'vf:2'}

@@ -11,7 +11,7 @@ from passthrough_plugin.pci import alias as alias_mod
 from passthrough_plugin.pci import report as report_mod
 from passthrough_plugin.pci import request as request_mod
 from passthrough_plugin.pci import pool_counts as core_summary
-from passthrough_plugin.store import placement_mapping as mapping
+from passthrough_plugin.store.placement import mapping
 
 GPU_ALIAS = {'name': 'gpu', 'vendor_id': '10de', 'product_id': '20b5',
              'device_type': 'type-PCI'}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import testtools
 
-from passthrough_plugin.store import placement_view as view_mod
+from passthrough_plugin.store.placement import view as view_mod
 
 RC = 'CUSTOM_PCI_8086_154C'
 KEY_A = (('resources_R0N0', RC + ':1'),)

@@ -11,8 +11,8 @@ from oslo_log import log as logging
 
 from passthrough_plugin import exception
 from passthrough_plugin.store import base
-from passthrough_plugin.store import placement_mapping as mapping
-from passthrough_plugin.store.placement_client import PlacementClient
+from passthrough_plugin.store.placement import mapping
+from passthrough_plugin.store.placement.client import PlacementClient
 
 LOG = logging.getLogger(__name__)
 Views = dict[str, mapping.ProviderView]

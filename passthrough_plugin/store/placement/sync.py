@@ -10,9 +10,9 @@ from oslo_log import log as logging
 from passthrough_plugin import exception
 from passthrough_plugin.pci import report as report_mod
 from passthrough_plugin.store import base
-from passthrough_plugin.store import placement_mapping as mapping
-from passthrough_plugin.store.placement_client import PlacementClient
-from passthrough_plugin.store.placement_types import ResourceProvider
+from passthrough_plugin.store.placement import mapping
+from passthrough_plugin.store.placement.client import PlacementClient
+from passthrough_plugin.store.placement.types import ResourceProvider
 
 LOG = logging.getLogger(__name__)
 # On a provider whose device vanished while allocated: kept, reserved.
@@ -174,7 +174,7 @@ def host_facts(client: PlacementClient, host: str) -> base.HostFacts:
 
     :raises: HostReportNotFound, PlacementUnavailable
     """
-    from passthrough_plugin.store import placement_claims as claims
+    from passthrough_plugin.store.placement import claims
 
     root = _root(client, host, create=False)
     ours = _ours(client, root) if root is not None else {}

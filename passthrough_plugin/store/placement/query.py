@@ -13,8 +13,8 @@ from __future__ import annotations
 from passthrough_plugin import exception
 from passthrough_plugin.pci import names
 from passthrough_plugin.pci import request as request_mod
-from passthrough_plugin.store import placement_mapping as mapping
-from passthrough_plugin.store.placement_types import RequestGroup
+from passthrough_plugin.store.placement import mapping
+from passthrough_plugin.store.placement.types import RequestGroup
 
 # Above this many devices one request stays one group: n groups of one
 # make Placement enumerate providers^n combinations.

@@ -2,8 +2,9 @@
 
 Placement holds what it can hold: per host, one provider per type-PCI
 device and per PF under the compute node provider, inventories and traits
-(see :mod:`placement_mapping`). Claims are allocations written with
-consumer generations, so schedulers on many machines never double-book.
+(see :mod:`passthrough_plugin.store.placement.mapping`). Claims are
+allocations written with consumer generations, so schedulers on many
+machines never double-book.
 """
 
 from __future__ import annotations
@@ -21,13 +22,13 @@ from passthrough_plugin.conf import placement_store as store_conf
 from passthrough_plugin.pci import report as report_mod
 from passthrough_plugin.pci import request as request_mod
 from passthrough_plugin.store import base
-from passthrough_plugin.store import placement_claims as claims
-from passthrough_plugin.store import placement_mapping as mapping
-from passthrough_plugin.store import placement_query as query
-from passthrough_plugin.store import placement_sync as sync
-from passthrough_plugin.store import placement_view as view_mod
-from passthrough_plugin.store.placement_client import PlacementClient
-from passthrough_plugin.store.placement_types import candidate_params
+from passthrough_plugin.store.placement import claims
+from passthrough_plugin.store.placement import mapping
+from passthrough_plugin.store.placement import query
+from passthrough_plugin.store.placement import sync
+from passthrough_plugin.store.placement import view as view_mod
+from passthrough_plugin.store.placement.client import PlacementClient
+from passthrough_plugin.store.placement.types import candidate_params
 
 LOG = logging.getLogger(__name__)
 MAX_BACKOFF = 30.0

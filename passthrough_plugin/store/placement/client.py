@@ -15,7 +15,7 @@ from oslo_log import log as logging
 
 from passthrough_plugin import exception
 from passthrough_plugin.conf import placement as placement_conf
-from passthrough_plugin.store.placement_types import (
+from passthrough_plugin.store.placement.types import (
     AllocationCandidates, Allocations, Json, RequestGroup, ResourceProvider,
     candidate_params)
 
