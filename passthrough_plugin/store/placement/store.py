@@ -57,6 +57,14 @@ class PlacementReportStore(base.PoolLevelStore):
         self._own: collections.OrderedDict[
             str, dict[str, dict[str, int]]] = collections.OrderedDict()
 
+    @classmethod
+    def for_conf(cls, conf: cfg.ConfigOpts) -> base.ReportStore:
+        """This store, or with ``[placement_store] inventory = nova`` the
+        host reports beside nova's PCI inventory (no provider of ours)."""
+        from passthrough_plugin.store import nova_inventory
+
+        return nova_inventory.select(conf, cls)
+
     @property
     def client(self) -> PlacementClient:
         if self._client is None:
