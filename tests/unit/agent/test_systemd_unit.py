@@ -9,6 +9,7 @@ import tempfile
 
 import testtools
 
+from passthrough_plugin.agent import netadmin
 from passthrough_plugin.agent import privsep
 
 ETC = pathlib.Path(__file__).resolve().parents[3] / 'etc' / 'systemd'
@@ -30,7 +31,8 @@ class UnitTest(testtools.TestCase):
         unit = _service()
         self.assertEqual(['passthrough'], unit['User'])
         self.assertEqual(['strict'], unit['ProtectSystem'])
-        self.assertEqual({'CAP_SETUID', 'CAP_SETGID', 'CAP_AUDIT_WRITE'},
+        self.assertEqual({'CAP_SETUID', 'CAP_SETGID', 'CAP_AUDIT_WRITE',
+                          'CAP_NET_ADMIN'},
                          set(unit['CapabilityBoundingSet'][0].split()))
         self.assertEqual([''], unit['AmbientCapabilities'])
         # The helper (same mount namespace) must be able to write /sys.
@@ -50,6 +52,10 @@ class UnitTest(testtools.TestCase):
         self.assertEqual(
             [], list(privsep.sysfs_admin.conf.capabilities))
 
+    def test_vf_settings_helper_keeps_net_admin_only(self) -> None:
+        self.assertEqual([12],  # CAP_NET_ADMIN
+                         list(netadmin.net_admin.conf.capabilities))
+
 
 class SudoersTest(testtools.TestCase):
     """The sudoers regular expression admits the command oslo.privsep
@@ -58,9 +64,13 @@ class SudoersTest(testtools.TestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        line = [ln for ln in (ETC / 'passthrough-agent.sudoers')
-                .read_text().splitlines() if ln.startswith('passthrough ')]
-        self.assertEqual(1, len(line))
+        lines = [ln for ln in (ETC / 'passthrough-agent.sudoers')
+                 .read_text().splitlines() if ln.startswith('passthrough ')]
+        # One line per privileged context: sysfs_admin, net_admin.
+        self.assertEqual(2, len(lines))
+        self.patterns = [ln.partition('NOPASSWD: ')[2].partition(' ')[2]
+                         for ln in lines]
+        line = [ln for ln in lines if 'sysfs_admin' in ln]
         command, _sep, self.pattern = line[0].partition(
             'NOPASSWD: ')[2].partition(' ')
         self.assertEqual('/usr/bin/privsep-helper', command)
@@ -92,3 +102,13 @@ class SudoersTest(testtools.TestCase):
         other = self.args('/tmp/tmpab/privsep.sock').replace(
             CONF, '/tmp/evil.conf')
         self.assertIsNone(re.match(self.pattern, other))
+
+    def test_each_line_admits_its_own_context_only(self) -> None:
+        sock = '/tmp/tmpab/privsep.sock'
+        for context, pattern in zip(
+                (privsep.sysfs_admin, netadmin.net_admin), self.patterns,
+                strict=True):
+            args = self.args(sock).replace(privsep.sysfs_admin.pypath,
+                                           context.pypath)
+            self.assertTrue(re.match(pattern, args), context.pypath)
+        self.assertIsNone(re.match(self.patterns[1], self.args(sock)))
