@@ -31,6 +31,18 @@ PassthroughGroup = [
              "must refuse (e.g. an IOMMU group or VF anti-affinity it "
              "cannot meet); the test finds the filter's reason for it in "
              "scheduler_log. Unset: that test skips."),
+    cfg.StrOpt(
+        'flavor_ref_pf',
+        help="A flavor asking one whole PF (pci_passthrough:alias only) that "
+             "every compute host has exactly one of: two servers of it must "
+             "land on two hosts, each holding its own host's PF provider. "
+             "Unset: that test skips."),
+    cfg.StrOpt(
+        'flavor_ref_anti_affinity',
+        help="A flavor asking two VFs with passthrough:vf_anti_affinity = "
+             "true (pci_passthrough:alias and passthrough:* keys only); the "
+             "server must hold them on two distinct PF providers. Unset: "
+             "that test skips."),
     cfg.ListOpt(
         'aliases',
         default=[],
@@ -54,6 +66,32 @@ PassthroughGroup = [
              "publishes their devices to Placement ([report_store] driver "
              "= placement, or a second agent configured so); the tests of "
              "its providers skip when False."),
+    cfg.StrOpt(
+        'inventory',
+        default='own',
+        choices=['own', 'nova'],
+        help="The agents' [placement_store] inventory: 'own' (they write "
+             "<host>:passthrough:<address> providers; no nova PCI in "
+             "Placement) or 'nova' (nova reports PCI in Placement, the "
+             "agents write no provider: the tests then check that none of "
+             "theirs exists and that servers hold nova's providers)."),
+    cfg.StrOpt(
+        'map_command',
+        help="A command run where tempest runs, with two more arguments, a "
+             "compute host and a server uuid, that prints `passthrough-agent "
+             "map --format json` of that server on that host (e.g. a "
+             "wrapper running 'ssh root@HOST passthrough-agent map "
+             "--instance UUID --format json'). The scenario tests check "
+             "that it names the host devices of the providers holding the "
+             "server's allocations. Unset: those checks skip."),
+    cfg.StrOpt(
+        'report_command',
+        help="A command run where tempest runs, with one more argument, a "
+             "compute host, that prints the host's report as the report "
+             "store holds it (HostReport JSON, e.g. 'openstack pci host "
+             "show HOST -f json'). The tests read each VF's parent PF from "
+             "it, and with inventory = nova wait on it to see the agent "
+             "publish a device change. Unset: those tests skip."),
     cfg.BoolOpt(
         'plugin_scheduler_enabled',
         default=False,

@@ -1,4 +1,4 @@
-"""passthrough-agent for mc-compute: its fake sysfs, its daemons, its wait."""
+"""passthrough-agent per compute host: fake sysfs, daemons, their reports."""
 
 from __future__ import annotations
 
@@ -9,15 +9,16 @@ from pathlib import Path
 import mc_api
 import mc_configs
 import mc_procs
-from mc_settings import COMPUTE_HOST, Settings
+from mc_settings import COMPUTE_HOSTS, Settings
 
 HOSTDEVS = Path(__file__).resolve().parent / 'mc_hostdevs.py'
-# Marks the agent's providers (passthrough_plugin/store/placement/mapping.py).
+# Marks the agent's own providers (inventory = own): none may exist here.
 DEVICE_TRAIT = 'CUSTOM_PASSTHROUGH_DEVICE'
 
 
 def hostdevs_command(s: Settings) -> str:
-    """The hook the tempest test runs with ``remove`` or ``restore``."""
+    """The hooks of the tempest tests: ``remove`` / ``restore``, ``map
+    HOST UUID``, ``report HOST``."""
     return f"{s.bin('python')} {HOSTDEVS} --base {s.base}"
 
 
@@ -26,58 +27,53 @@ def build_trees(s: Settings, env: Mapping[str, str]) -> None:
     assert s.fake_pci_ids  # noqa: S101 - set whenever s.plugin is
     mc_procs.run([s.bin('python'), str(HOSTDEVS), 'build', '--base',
                   str(s.base), '--ids', s.fake_pci_ids],
-                 'building the fake sysfs of ' + COMPUTE_HOST, env=env,
-                 log_file=s.logs / 'setup.log')
+                 'building the fake sysfs of ' + ', '.join(COMPUTE_HOSTS),
+                 env=env, log_file=s.logs / 'setup.log')
+
+
+def service_name(host: str) -> str:
+    return f'extra-agent_{host}'
 
 
 def start(s: Settings, api: mc_api.Api, env: Mapping[str, str]) -> None:
-    """Start one agent per store after nova made the compute node provider.
+    """Start one agent per compute host; wait for every host's report.
 
-    Before it, the placement agent would create the compute node provider
-    itself, and nova-compute's own (another uuid, the same name) would then
-    be refused.
+    The agents run the placement driver in nova-inventory mode: they
+    write no provider (nova's are the inventory) and keep their reports
+    in the file store nova-scheduler reads.
     """
     build_trees(s, env)
     s.reports_dir.mkdir(parents=True, exist_ok=True)
-    for store in mc_configs.AGENT_STORES:
-        mc_procs.spawn(f'extra-agent_{store}', [
+    for host in COMPUTE_HOSTS:
+        mc_procs.spawn(service_name(host), [
             s.bin('passthrough-agent'), 'run', '--config-file',
-            str(mc_configs.agent_conf_path(s, store))], s.run, s.logs,
+            str(mc_configs.agent_conf_path(s, host))], s.run, s.logs,
             env=env)
-    report = s.reports_dir / f'{COMPUTE_HOST}.json'
-    devices: list[dict[str, object]] = []
+    for host in COMPUTE_HOSTS:
+        report = s.reports_dir / f'{host}.json'
 
-    def published() -> bool:
-        try:
-            devices[:] = json.loads(report.read_text())['devices']
-        except (OSError, ValueError, KeyError):
-            return False
-        return bool(devices)
+        def published(report: Path = report) -> bool:
+            try:
+                return bool(json.loads(report.read_text())['devices'])
+            except (OSError, ValueError, KeyError):
+                return False
 
-    mc_procs.wait_for('agent report (file store)', published, s.timeout,
-                      name='extra-agent_file', run_dir=s.run,
-                      log_file=s.logs / 'extra-agent_file.out', interval=0.5)
-    want = len(expected_providers(devices))
-    mc_procs.wait_for(
-        f'{want} agent providers in Placement',
-        lambda: len(device_providers(api)) >= want, s.timeout,
-        name='extra-agent_placement', run_dir=s.run,
-        log_file=s.logs / 'extra-agent_placement.out', interval=0.5)
-
-
-def expected_providers(devices: list[dict[str, object]]) -> set[object]:
-    """One provider per PF with listed VFs and per PF/PCI device listed
-    (doc/placement.rst), so hooks that change device_spec still wait right.
-    """
-    return {d['parent_address'] if d['dev_type'] == 'type-VF'
-            else d['address'] for d in devices}
+        mc_procs.wait_for(f'agent report of {host} (file store)', published,
+                          s.timeout, name=service_name(host), run_dir=s.run,
+                          log_file=s.logs / f'{service_name(host)}.out',
+                          interval=0.5)
+    ours = device_providers(api)
+    if ours:
+        raise mc_procs.CloudError(
+            'the agents run with [placement_store] inventory = nova but '
+            'Placement holds providers of theirs: {}'.format(
+                ', '.join(str(rp['name']) for rp in ours)))
 
 
 def device_providers(api: mc_api.Api) -> list[dict[str, object]]:
-    """The agent's providers; none while its trait does not exist yet.
+    """The agent's own providers; none while its trait does not exist.
 
-    The agent creates the trait on its first publish; until then
-    Placement answers the query with 400 "No such trait".
+    Placement answers 400 "No such trait" until some agent created it.
     """
     url = (api.s.url('placement')
            + f'/resource_providers?required={DEVICE_TRAIT}')
@@ -89,4 +85,3 @@ def device_providers(api: mc_api.Api) -> list[dict[str, object]]:
         raise mc_procs.CloudError(
             f'GET {url} answered {status}: {str(body)[:500]}')
     return list(body['resource_providers'])
-

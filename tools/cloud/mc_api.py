@@ -152,9 +152,11 @@ class Api:
                         headers={'OpenStack-API-Version': 'placement 1.14'})
         return list(rps['resource_providers'])
 
-    def compute_up(self) -> bool:
+    def computes_up(self) -> int:
+        """How many nova-compute services are up."""
         nova = self.s.url('nova-api')
         status, body = self.request(
             'GET', nova + '/os-services?binary=nova-compute', retries=1)
-        return status == 200 and any(
-            svc['state'] == 'up' for svc in body['services'])
+        if status != 200:
+            return 0
+        return sum(svc['state'] == 'up' for svc in body['services'])

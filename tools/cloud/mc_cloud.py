@@ -19,11 +19,12 @@ import mc_snapshot
 import mc_tempest
 from mc_procs import CloudError, log
 from mc_settings import (
-    COMPUTE_HOST, DEFAULT_PORTS, PASSWORD, REGION, Settings)
+    COMPUTE_HOSTS, COMPUTE_SERVICES, DEFAULT_PORTS, PASSWORD, REGION,
+    Settings)
 
 # Stop order: API users first, the broker and database last.
-SERVICES = ['nova-compute', 'nova-scheduler', 'nova-conductor', 'nova-api',
-            'glance', 'placement', 'neutron-stub', 'keystone']
+SERVICES = [*COMPUTE_SERVICES.values(), 'nova-scheduler', 'nova-conductor',
+            'nova-api', 'glance', 'placement', 'neutron-stub', 'keystone']
 # gunicorn apps: name -> (workers, threads)
 GUNICORN = {'keystone': (1, 1), 'placement': (2, 1), 'glance': (1, 4),
             'nova-api': (1, 4)}
@@ -225,10 +226,11 @@ def start(s: Settings) -> None:
     _gunicorn(s, 'nova-api')
     nova_conf = str(s.etc / 'nova' / 'nova.conf')
 
-    def nova(svc: str) -> None:
-        name = 'nova-' + svc
-        mc_procs.spawn(name, [s.bin(name), '--config-file', nova_conf,
-                              '--log-file', str(s.logs / (name + '.log'))],
+    def nova(svc: str, name: str = '', *more: str) -> None:
+        name = name or 'nova-' + svc
+        mc_procs.spawn(name, [s.bin('nova-' + svc), '--config-file',
+                              nova_conf, *more, '--log-file',
+                              str(s.logs / (name + '.log'))],
                        s.run, s.logs, env=env)
 
     nova('conductor')
@@ -236,7 +238,9 @@ def start(s: Settings) -> None:
     # nova-compute creates its providers at startup and otherwise retries
     # only a periodic task later: let it find Placement answering.
     _wait_http(s, 'placement')
-    nova('compute')
+    for host, name in COMPUTE_SERVICES.items():
+        nova('compute', name, '--config-file',
+             str(mc_configs.compute_conf_path(s, host)))
     for name in ('glance', 'nova-api'):
         _wait_http(s, name)
     for name, command in s.services.items():
@@ -265,30 +269,27 @@ FLAVORS = [
 
 def plugin_flavors(s: Settings) -> list[tuple[str, str, int,
                                                dict[str, str]]]:
-    """The flavors of the plugin-enabled cloud.
-
-    nova's allocation candidates include a nested provider only when the
-    flavor asks its resource class: the granular group ``resources1``
-    makes nova's own allocation of the server take one device from the
-    agent's provider under mc-compute.
+    """The flavors of the plugin-enabled cloud: ``pci_passthrough:alias``
+    and ``passthrough:*`` keys only. nova reports PCI in Placement and
+    turns the alias into request groups itself; no ``resourcesN:`` twin.
+    Each compute host has 1 whole PF and 4 VFs (2 on each of 2 PFs).
     """
-    vf, pf = s.resource_class('vf'), s.resource_class('pf')
     return [
         ('42', 'm1.nano', 128, {}),
         ('43', 'm1.micro', 192, {}),
-        ('pt-vf1', 'pt.vf1', 128, {'pci_passthrough:alias': 'fake-vf:1',
-                                   'resources1:' + vf: '1'}),
-        ('pt-pf1', 'pt.pf1', 128, {'pci_passthrough:alias': 'fake-pf:1',
-                                   'resources1:' + pf: '1'}),
-        # 2 VFs: the plugin's filter says why not (no Placement group, or
-        # Placement would answer first and no filter would run).
-        ('pt-vf3', 'pt.vf3', 128, {'pci_passthrough:alias': 'fake-vf:3'}),
+        ('pt-vf1', 'pt.vf1', 128, {'pci_passthrough:alias': 'fake-vf:1'}),
+        ('pt-pf1', 'pt.pf1', 128, {'pci_passthrough:alias': 'fake-pf:1'}),
+        # 5 VFs: no host has them (NoValidHost from Placement).
+        ('pt-vf5', 'pt.vf5', 128, {'pci_passthrough:alias': 'fake-vf:5'}),
         # Placement and nova's PciPassthroughFilter fit it (1 VF); the
-        # plugin wants room for 2 more VFs to hot-plug and refuses.
-        ('pt-vf1-hp2', 'pt.vf1.hp2', 128, {
+        # plugin wants room for 4 more VFs to hot-plug and refuses.
+        ('pt-vf1-hp4', 'pt.vf1.hp4', 128, {
             'pci_passthrough:alias': 'fake-vf:1',
-            'passthrough:hotplug_headroom': 'fake-vf:2',
-            'resources1:' + vf: '1'}),
+            'passthrough:hotplug_headroom': 'fake-vf:4'}),
+        # 2 VFs from 2 distinct PFs: the plugin keeps only such candidates.
+        ('pt-vf2-aa', 'pt.vf2.aa', 128, {
+            'pci_passthrough:alias': 'fake-vf:2',
+            'passthrough:vf_anti_affinity': 'true'}),
     ]
 
 
@@ -303,22 +304,26 @@ def _seed_flavors(s: Settings, api: mc_api.Api) -> None:
 
 
 def _wait_compute(s: Settings, api: mc_api.Api) -> None:
-    """Compute up, its PCI providers in placement, the host in cell1."""
-    lf = s.logs / 'nova-compute.log'
-    mc_procs.wait_for('nova-compute service', api.compute_up, s.timeout,
-                      name='nova-compute', run_dir=s.run, log_file=lf,
-                      interval=1)
+    """Every compute up, its PCI providers in placement, the hosts in
+    cell1."""
+    first = next(iter(COMPUTE_SERVICES.values()))
+    lf = s.logs / f'{first}.log'
+    want_up = len(COMPUTE_HOSTS)
+    mc_procs.wait_for(f'{want_up} nova-compute services up',
+                      lambda: api.computes_up() >= want_up, s.timeout,
+                      name=first, run_dir=s.run, log_file=lf, interval=1)
 
     in_placement = mc_configs.pci_in_placement(s)
-    # The compute node's provider, and with [pci] report_in_placement its
-    # PCI children too (nova writes the whole tree in one update).
-    want = 2 if in_placement else 1
+    # Each compute node's provider, and with [pci] report_in_placement its
+    # PCI children too (nova writes the whole tree in one update): PF 01,
+    # PF 02 and PF 03 (the VFs' parents).
+    want = want_up * (4 if in_placement else 1)
 
     def providers() -> bool:
         return len(api.resource_providers()) >= want
 
     mc_procs.wait_for('resource providers (%d+)' % want, providers,
-                      s.timeout, name='nova-compute', run_dir=s.run,
+                      s.timeout, name=first, run_dir=s.run,
                       log_file=lf, interval=1)
     # nova-scheduler maps new hosts every 2 s ([scheduler]
     # discover_hosts_in_cells_interval); asking MariaDB is instant, while a
@@ -328,8 +333,9 @@ def _wait_compute(s: Settings, api: mc_api.Api) -> None:
     last = [0.0]  # the first miss runs discover_hosts at once
 
     def mapped() -> bool:
-        if COMPUTE_HOST in mc_infra.mysql_query(
-                s, 'SELECT host FROM nova_api.host_mappings'):
+        found = mc_infra.mysql_query(
+            s, 'SELECT host FROM nova_api.host_mappings')
+        if all(host in found.split() for host in COMPUTE_HOSTS):
             return True
         if time.monotonic() - last[0] > 4:
             mc_procs.run(nm, 'discover_hosts', retries=3,
@@ -337,8 +343,8 @@ def _wait_compute(s: Settings, api: mc_api.Api) -> None:
             last[0] = time.monotonic()
         return False
 
-    mc_procs.wait_for(f'host mapping of {COMPUTE_HOST}', mapped,
-                      s.timeout, interval=0.5)
+    mc_procs.wait_for('host mappings of ' + ', '.join(COMPUTE_HOSTS),
+                      mapped, s.timeout, interval=0.5)
 
 
 # -- stop / status ------------------------------------------------------------

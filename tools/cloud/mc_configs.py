@@ -7,7 +7,8 @@ import string
 from pathlib import Path
 
 from mc_procs import CloudError
-from mc_settings import COMPUTE_HOST, PASSWORD, REGION, Settings
+from mc_settings import (
+    COMPUTE_HOST, COMPUTE_HOSTS, PASSWORD, REGION, Settings)
 
 TEMPLATES = Path(__file__).resolve().parent / 'templates'
 # nova loads compute drivers only from the nova.virt package: with
@@ -62,6 +63,7 @@ def template_values(s: Settings) -> dict[str, str]:
         'compute_driver': (HEX_DRIVER if s.fake_pci_ids
                            else 'fake.FakeDriverWithPciResources'),
         'hosts': str(s.hosts_dir), 'reports': str(s.reports_dir),
+        'ledger': s.ledger_url,
     }
     v['pci_vendor'], v['pci_pf'], v['pci_vf'] = s.pci_ids
     for user in ('placement', 'glance', 'nova'):
@@ -172,6 +174,7 @@ def write_all(s: Settings) -> None:
     for num, extra in enumerate(s.nova_conf_extra, 1):
         nova = merge_ini(nova, extra, f'--nova-conf-extra #{num}')
     (s.etc / 'nova' / 'nova.conf').write_text(nova)
+    write_compute_confs(s)
     if s.plugin:
         write_agent_confs(s, nova)
     for src, dst in (('etc/glance/glance-api-paste.ini', 'glance'),
@@ -191,18 +194,33 @@ def write_all(s: Settings) -> None:
                             'dir': str(s.etc / sub), 'module': module})
 
 
-AGENT_STORES = ('file', 'placement')
+def compute_conf_path(s: Settings, host: str) -> Path:
+    """nova-compute of ``host`` reads nova.conf, then this file."""
+    return s.etc / 'nova' / f'compute-{host}.conf'
 
 
-def agent_conf_path(s: Settings, store: str) -> Path:
-    return s.etc / 'passthrough' / f'agent-{store}.conf'
+def write_compute_confs(s: Settings) -> None:
+    """What differs between the compute hosts: name and state dirs."""
+    for host in COMPUTE_HOSTS:
+        state = s.data / f'nova-{host}'
+        (state / 'instances').mkdir(parents=True, exist_ok=True)
+        compute_conf_path(s, host).write_text(
+            f'# nova-compute of {host}, laid over nova.conf by minicloud.py.\n'
+            f'[DEFAULT]\nhost = {host}\nstate_path = {state}\n'
+            f'instances_path = {state}/instances\n')
+
+
+def agent_conf_path(s: Settings, host: str) -> Path:
+    return s.etc / 'passthrough' / f'agent-{host}.conf'
 
 
 def write_agent_confs(s: Settings, nova_conf: str) -> None:
-    """One passthrough-agent config per report store, with nova's specs.
+    """One passthrough-agent config per compute host, with nova's specs.
 
     The agent whitelists exactly what nova-compute does: the ``[pci]
     device_spec`` lines of the nova.conf just written (hooks included).
+    It runs the placement driver in nova-inventory mode, as nova-scheduler
+    does: no provider of its own, its report in the shared file store.
     """
     specs = [v for k, v in parse_ini(nova_conf).get('pci', [])
              if k == 'device_spec']
@@ -210,10 +228,9 @@ def write_agent_confs(s: Settings, nova_conf: str) -> None:
         raise CloudError('nova.conf has no [pci] device_spec: the agent '
                          'would report no device')
     (s.etc / 'passthrough').mkdir(parents=True, exist_ok=True)
-    for store in AGENT_STORES:
-        auth = (_auth_section(s, 'placement', 'nova')
-                if store == 'placement' else '')
-        agent_conf_path(s, store).write_text(render(
-            'passthrough-agent.conf', s, store=store,
+    for host in COMPUTE_HOSTS:
+        agent_conf_path(s, host).write_text(render(
+            'passthrough-agent.conf', s, host=host,
+            host_tree=str(s.host_tree(host)),
             device_spec='\n'.join(f'device_spec = {v}' for v in specs),
-            placement_auth=auth))
+            placement_auth=_auth_section(s, 'placement', 'nova')))

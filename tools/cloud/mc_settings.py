@@ -26,7 +26,13 @@ REPO_DEFAULT = Path(__file__).resolve().parents[2]
 # Every account of the throw-away loopback cloud; not a secret.
 PASSWORD = 'secret'  # noqa: S105
 REGION = 'RegionOne'
-COMPUTE_HOST = 'mc-compute'
+# Two compute hosts, each its own nova-compute (the service name of its
+# pid file and log) with nova's fake PCI driver, its own fake sysfs tree
+# and its own passthrough-agent.
+COMPUTE_SERVICES = {'mc-compute': 'nova-compute',
+                    'mc-compute2': 'nova-compute2'}
+COMPUTE_HOSTS = tuple(COMPUTE_SERVICES)
+COMPUTE_HOST = COMPUTE_HOSTS[0]
 
 # What the harness venv gets; pip resolves keystone/glance/tempest to the
 # releases that go with these pins.
@@ -81,11 +87,11 @@ class Settings:
     # VENDOR:PF_PRODUCT:VF_PRODUCT: run mc_fakevirt.HexPciFakeDriver, the
     # same fake devices with hex ids; None: nova's stock fake ids.
     fake_pci_ids: str | None = None
-    # The plugin-enabled cloud (the default): hex ids, nova's classic PCI
-    # path, PciPoolFilter/PciPoolWeigher in nova-scheduler, and
-    # passthrough-agent for the compute host publishing to the file store
-    # and to Placement (see mc_agent.py). False: nova alone, with
-    # [pci] report_in_placement.
+    # The plugin-enabled cloud (the default): hex ids, nova reporting PCI
+    # in Placement, PciPoolFilter/PciPoolWeigher in nova-scheduler, and a
+    # passthrough-agent per compute host in nova-inventory mode (no
+    # providers of its own; its reports in the file store, see
+    # mc_agent.py). False: nova alone, with [pci] report_in_placement.
     plugin: bool = True
 
     @property
@@ -119,8 +125,23 @@ class Settings:
 
     @property
     def hosts_dir(self) -> Path:
-        """The compute host's fake sysfs trees (mc_hostdevs.py)."""
+        """The compute hosts' fake sysfs trees (mc_hostdevs.py), one
+        directory per host."""
         return self.data / 'hosts'
+
+    def host_tree(self, host: str) -> Path:
+        return self.hosts_dir / host
+
+    @property
+    def domains_dir(self) -> Path:
+        """Per host, one libvirt-style domain XML per running server
+        (written by mc_fakevirt: what libvirt would show)."""
+        return self.data / 'domains'
+
+    @property
+    def ledger_url(self) -> str:
+        """The agents' ledger ([lifecycle] connection)."""
+        return f'sqlite:///{self.data}/ledger.sqlite'
 
     @property
     def reports_dir(self) -> Path:

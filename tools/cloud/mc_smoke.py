@@ -79,8 +79,7 @@ def smoke(s: Settings) -> None:
             server.get('OS-EXT-SRV-ATTR:host'))
         allocs = _allocations(api, sid)
         log('placement allocations of %s: %s', sid, allocs)
-        # nova's own VF provider, or the agent's PF provider (the flavor's
-        # granular group), must hold the VF.
+        # nova's own VF provider (hex ids with the plugin) holds the VF.
         want = (s.resource_class('vf') if s.plugin else 'CUSTOM_FAKE_VF'
                 if mc_configs.pci_in_placement(s) else None)
         if want and allocs.get(want) != 1:
@@ -93,16 +92,17 @@ def smoke(s: Settings) -> None:
     if _allocations(api, sid):
         raise CloudError(f'allocations of deleted server {sid} remain')
     t2 = time.monotonic()
-    sid = boot(api, mc_tempest.PCI_FLAVOR_OVER, 'smoke-over', image)
+    over = mc_tempest.PCI_FLAVOR_OVER[s.plugin]
+    sid = boot(api, over, 'smoke-over', image)
     try:
         server = _wait_status(api, sid, {'ACTIVE', 'ERROR'}, s.timeout)
         fault = server.get('fault', {}).get('message', '')
         if server['status'] != 'ERROR' or 'No valid host' not in fault:
             raise CloudError('over-asking flavor {}: expected ERROR with No '
                              'valid host, got {} {!r}'.format(
-                                 mc_tempest.PCI_FLAVOR_OVER,
+                                 over,
                                  server['status'], fault))
         log('server %s (flavor %s) ERROR after %.1fs: %s', sid,
-            mc_tempest.PCI_FLAVOR_OVER, time.monotonic() - t2, fault)
+            over, time.monotonic() - t2, fault)
     finally:
         delete(api, sid, s.timeout)

@@ -10,14 +10,19 @@ from mc_procs import CloudError
 from mc_settings import PASSWORD, REGION, Settings
 
 PCI_FLAVOR = 'pt-vf1'
-PCI_FLAVOR_OVER = 'pt-vf3'
-PCI_FLAVOR_REJECT = 'pt-vf1-hp2'
+PCI_FLAVOR_PF = 'pt-pf1'
+# nova alone (stock fake driver): 2 VFs in all; with the plugin: 4 a host.
+PCI_FLAVOR_OVER = {False: 'pt-vf3', True: 'pt-vf5'}
+PCI_FLAVOR_REJECT = 'pt-vf1-hp4'
+PCI_FLAVOR_ANTI_AFFINITY = 'pt-vf2-aa'
 # What the plugin's tests may expect in Placement, by report_in_placement.
 PLACEMENT_EXPECTATIONS = {
     True: {'resource_classes': 'CUSTOM_FAKE_VF,CUSTOM_FAKE_PF',
            'traits': 'CUSTOM_FAKE_PCI'},
     False: {'resource_classes': '', 'traits': ''},
 }
+# nova's own PCI providers carry this trait.
+NOVA_PCI_TRAIT = 'COMPUTE_MANAGED_PCI_DEVICE'
 
 
 def passthrough_values(s: Settings) -> dict[str, str]:
@@ -25,19 +30,29 @@ def passthrough_values(s: Settings) -> dict[str, str]:
     nova = mc_configs.parse_ini((s.etc / 'nova' / 'nova.conf').read_text())
     enabled = ','.join(v for k, v in nova.get('filter_scheduler', [])
                        if k == 'enabled_filters')
-    values = {'pci_flavor': PCI_FLAVOR, 'pci_flavor_over': PCI_FLAVOR_OVER,
-              'pci_flavor_reject': '', 'agent_enabled': 'False',
-              'device_change_command': '',
+    values = {'pci_flavor': PCI_FLAVOR,
+              'pci_flavor_over': PCI_FLAVOR_OVER[s.plugin],
+              'pci_flavor_reject': '', 'pci_flavor_pf': '',
+              'pci_flavor_anti_affinity': '', 'agent_enabled': 'False',
+              'inventory': 'own', 'device_change_command': '',
+              'map_command': '', 'report_command': '',
               'plugin_scheduler': str('PciPoolFilter' in enabled)}
     values.update(PLACEMENT_EXPECTATIONS[mc_configs.pci_in_placement(s)])
     if s.plugin:
+        hooks = mc_agent.hostdevs_command(s)
         values.update({
+            # nova's own providers: the agents write none.
             'resource_classes': '{},{}'.format(
                 s.resource_class('vf'), s.resource_class('pf')),
-            'traits': mc_agent.DEVICE_TRAIT,
+            'traits': NOVA_PCI_TRAIT,
             'agent_enabled': 'True',
-            'device_change_command': mc_agent.hostdevs_command(s),
-            'pci_flavor_reject': PCI_FLAVOR_REJECT})
+            'inventory': 'nova',
+            'device_change_command': hooks,
+            'map_command': hooks + ' map',
+            'report_command': hooks + ' report',
+            'pci_flavor_reject': PCI_FLAVOR_REJECT,
+            'pci_flavor_pf': PCI_FLAVOR_PF,
+            'pci_flavor_anti_affinity': PCI_FLAVOR_ANTI_AFFINITY})
     return values
 
 

@@ -11,7 +11,6 @@ import testtools
 CLOUD = Path(__file__).resolve().parents[3] / 'tools' / 'cloud'
 sys.path.insert(0, str(CLOUD))
 
-import mc_agent  # noqa: E402
 import mc_cloud  # noqa: E402
 import mc_configs  # noqa: E402
 import mc_procs  # noqa: E402
@@ -95,14 +94,20 @@ class RenderTest(testtools.TestCase):
                      'my.cnf'):
             self.assertNotIn('${', mc_configs.render(name, s))
         self.assertNotIn('${', mc_configs.render(
-            'tempest.conf', s, image_id='i', pci_flavor='f',
-            pci_flavor_over='o', pci_flavor_reject='r',
-            plugin_scheduler='False', resource_classes='', traits='',
-            agent_enabled='False', device_change_command=''))
+            'tempest.conf', s, image_id='i', **mc_tempest_values()))
         self.assertNotIn('${', mc_configs.render('nova-plugin.conf', s))
         self.assertNotIn('${', mc_configs.render(
-            'passthrough-agent.conf', s, store='file', device_spec='',
-            placement_auth=''))
+            'passthrough-agent.conf', s, host='h', host_tree='/t',
+            device_spec='', placement_auth=''))
+
+
+def mc_tempest_values() -> dict[str, str]:
+    """Every ``[passthrough]`` value tempest.conf takes, as blanks."""
+    keys = ('pci_flavor', 'pci_flavor_over', 'pci_flavor_reject',
+            'pci_flavor_pf', 'pci_flavor_anti_affinity', 'plugin_scheduler',
+            'resource_classes', 'traits', 'agent_enabled', 'inventory',
+            'device_change_command', 'map_command', 'report_command')
+    return {k: 'x' for k in keys}
 
 
 class PluginProfileTest(testtools.TestCase):
@@ -123,35 +128,69 @@ class PluginProfileTest(testtools.TestCase):
         self.nova = mc_configs.parse_ini(
             (self.s.etc / 'nova' / 'nova.conf').read_text())
 
-    def test_plugin_in_nova_scheduler_before_nova_pci_filter(self) -> None:
+    def test_plugin_candidate_filter_after_nova_pci_filter(self) -> None:
         fs = self.nova['filter_scheduler']
         enabled = dict(fs)['enabled_filters'].split(',')
-        self.assertLess(enabled.index('PciPoolFilter'),
-                        enabled.index('PciPassthroughFilter'))
+        self.assertEqual('PciPoolFilter', enabled[-1])
+        self.assertIn('PciPassthroughFilter', enabled)
         self.assertIn(('available_filters',
                        'passthrough_plugin.scheduler.filters.all_filters'),
                       fs)
         self.assertIn(('weight_classes',
                        'passthrough_plugin.scheduler.weighers.all_weighers'),
                       fs)
-        self.assertEqual('False',
+        # nova reports PCI in Placement and claims there.
+        self.assertEqual('True',
                          dict(self.nova['pci'])['report_in_placement'])
+        self.assertEqual('True', dict(fs)['pci_in_placement'])
+        # The scheduler reads the agents' reports in nova-inventory mode.
+        self.assertEqual('placement',
+                         dict(self.nova['report_store'])['driver'])
+        self.assertEqual('nova',
+                         dict(self.nova['placement_store'])['inventory'])
         self.assertEqual(str(self.s.reports_dir),
                          dict(self.nova['file_store'])['path'])
 
-    def test_agents_whitelist_what_nova_does(self) -> None:
+    def test_no_device_spec_tags_a_physical_network(self) -> None:
+        # nova keeps physical_network-tagged devices out of Placement.
+        for key, value in self.nova['pci']:
+            if key == 'device_spec':
+                self.assertNotIn('physical_network', value)
+
+    def test_two_computes_each_with_its_own_name_and_state(self) -> None:
+        self.assertEqual(('mc-compute', 'mc-compute2'),
+                         mc_settings.COMPUTE_HOSTS)
+        seen = set()
+        for host, service in mc_settings.COMPUTE_SERVICES.items():
+            self.assertIn(service, mc_cloud.SERVICES)
+            conf = mc_configs.parse_ini(mc_configs.compute_conf_path(
+                self.s, host).read_text())
+            default = dict(conf['DEFAULT'])
+            self.assertEqual(host, default['host'])
+            seen.add(default['state_path'])
+        self.assertEqual(2, len(seen))
+
+    def test_agents_whitelist_what_nova_does_in_nova_inventory_mode(
+            self) -> None:
         specs = [v for k, v in self.nova['pci'] if k == 'device_spec']
         self.assertEqual(2, len(specs))
-        for store in mc_configs.AGENT_STORES:
+        roots = set()
+        for host in mc_settings.COMPUTE_HOSTS:
             agent = mc_configs.parse_ini(mc_configs.agent_conf_path(
-                self.s, store).read_text())
+                self.s, host).read_text())
             self.assertEqual(specs, [v for k, v in agent['pci']
                                      if k == 'device_spec'])
-            self.assertEqual(store, dict(agent['report_store'])['driver'])
-            self.assertEqual('mc-compute', dict(agent['agent'])['host'])
-        placement = mc_configs.parse_ini(mc_configs.agent_conf_path(
-            self.s, 'placement').read_text())
-        self.assertEqual('password', dict(placement['placement'])['auth_type'])
+            self.assertEqual('placement',
+                             dict(agent['report_store'])['driver'])
+            self.assertEqual('nova',
+                             dict(agent['placement_store'])['inventory'])
+            self.assertEqual(str(self.s.reports_dir),
+                             dict(agent['file_store'])['path'])
+            self.assertEqual(host, dict(agent['agent'])['host'])
+            roots.add(dict(agent['agent'])['sysfs_root'])
+            self.assertEqual('password',
+                             dict(agent['placement'])['auth_type'])
+        self.assertEqual(2, len(roots))
 
     def test_resource_classes_follow_the_ids(self) -> None:
         self.assertEqual('CUSTOM_PCI_8086_1515', self.s.resource_class('vf'))
@@ -164,37 +203,32 @@ class PluginProfileTest(testtools.TestCase):
         values = mc_tempest.passthrough_values(self.s)
         self.assertEqual('True', values['agent_enabled'])
         self.assertEqual('True', values['plugin_scheduler'])
+        self.assertEqual('nova', values['inventory'])
+        self.assertEqual('COMPUTE_MANAGED_PCI_DEVICE', values['traits'])
         self.assertEqual('CUSTOM_PCI_8086_1515,CUSTOM_PCI_8086_1528',
                          values['resource_classes'])
-        self.assertIn('mc_hostdevs.py --base ' + str(self.s.base),
-                      values['device_change_command'])
-        self.assertEqual(mc_tempest.PCI_FLAVOR_REJECT,
-                         values['pci_flavor_reject'])
+        for key in ('device_change_command', 'map_command',
+                    'report_command'):
+            self.assertIn('mc_hostdevs.py --base ' + str(self.s.base),
+                          values[key])
+        self.assertTrue(values['map_command'].endswith(' map'))
+        self.assertTrue(values['report_command'].endswith(' report'))
+        flavors = {fid for fid, _, _, _ in mc_cloud.flavors(self.s)}
+        for key in ('pci_flavor', 'pci_flavor_over', 'pci_flavor_reject',
+                    'pci_flavor_pf', 'pci_flavor_anti_affinity'):
+            self.assertIn(values[key], flavors, key)
+        text = mc_configs.render('tempest.conf', self.s, image_id='i',
+                                 **values)
+        self.assertIn('min_compute_nodes = 2', text)
 
-    def test_flavors_hold_the_agents_devices_where_placement_may(
-            self) -> None:
+    def test_flavors_carry_alias_and_plugin_keys_only(self) -> None:
         specs = {fid: extra for fid, _, _, extra in
                  mc_cloud.flavors(self.s)}
-        for fid in (mc_tempest.PCI_FLAVOR, mc_tempest.PCI_FLAVOR_REJECT):
+        for fid, extra in specs.items():
             self.assertEqual(
-                '1', specs[fid]['resources1:CUSTOM_PCI_8086_1515'])
-        # Placement must not answer the over-asking flavor before the
-        # plugin's filter can say why.
-        self.assertFalse([k for k in specs[mc_tempest.PCI_FLAVOR_OVER]
-                          if k.startswith('resources')])
-
-
-class ExpectedProvidersTest(testtools.TestCase):
-
-    def test_one_provider_per_pf_with_vfs_and_per_whole_device(self) -> None:
-        devices: list[dict[str, object]] = [
-            {'address': '0000:01:00.0', 'dev_type': 'type-PF',
-             'parent_address': None},
-            {'address': '0000:02:00.1', 'dev_type': 'type-VF',
-             'parent_address': '0000:02:00.0'},
-            {'address': '0000:02:00.2', 'dev_type': 'type-VF',
-             'parent_address': '0000:02:00.0'},
-            {'address': '0000:05:00.0', 'dev_type': 'type-PCI',
-             'parent_address': None}]
-        self.assertEqual({'0000:01:00.0', '0000:02:00.0', '0000:05:00.0'},
-                         mc_agent.expected_providers(devices))
+                [], [k for k in extra if not k.startswith(
+                    ('pci_passthrough:alias', 'passthrough:'))], fid)
+        self.assertEqual(
+            {'pci_passthrough:alias': 'fake-vf:2',
+             'passthrough:vf_anti_affinity': 'true'},
+            specs[mc_tempest.PCI_FLAVOR_ANTI_AFFINITY])
