@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
 
+from cliff import columns
 from osc_lib import exceptions as osc_exc
 from oslo_config import cfg
 
@@ -17,16 +18,35 @@ Columns = Sequence[tuple[str, str]]  # (key, heading), as lifecycle.formatting
 
 
 def settings(app: Any) -> settings_mod.PluginSettings:
-    """The plugin's settings of this OSC run (``make_client``'s answer)."""
-    found = app.client_manager.passthrough
-    assert isinstance(found, settings_mod.PluginSettings)
-    return found
+    """The plugin's settings of this OSC run.
+
+    Read from the parsed global options rather than through
+    ``client_manager.passthrough``: osc-lib caches a plugin's client on
+    the ClientManager class, so a second run in the same process (OSC's
+    interactive mode, tests) would get the first run's file.
+    """
+    path = getattr(app.options, 'passthrough_config_file', None)
+    return settings_mod.PluginSettings(path or settings_mod.default_path())
 
 
 def conf(app: Any) -> cfg.ConfigOpts:
     """The plugin configuration. :raises: CommandError (a bad file)."""
     with errors():
         return settings(app).conf
+
+
+def connection(app: Any) -> Any:
+    """The OSC client manager's openstacksdk connection, authenticated.
+
+    Commands that work offline (``auth_required = False``) call this only
+    when they do need the cloud, e.g. to look a server up by name; the
+    credentials are then checked as for any OSC command.
+    """
+    manager = app.client_manager
+    if not manager._auth_required:  # noqa: SLF001 - OSC's own switch
+        manager._auth_required = True  # noqa: SLF001
+        manager.setup_auth()
+    return manager.sdk_connection
 
 
 @contextlib.contextmanager
@@ -40,9 +60,23 @@ def errors() -> Iterator[None]:
         raise osc_exc.CommandError(str(exc)) from None
 
 
+class Blank(columns.FormattableColumn[None]):
+    """An unknown value: empty in a table, ``null`` in JSON and YAML."""
+
+    def human_readable(self) -> str:
+        return ''
+
+    def machine_readable(self) -> None:
+        return None
+
+
+def cell(value: Any) -> Any:
+    """A value as cliff formats it: ISO times, blank for None."""
+    return Blank(None) if value is None else formatting.jsonable(value)
+
+
 def lister(rows: Sequence[dict[str, Any]], columns: Columns,
            ) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
     """(headings, rows) for a cliff Lister from dict rows."""
     return (tuple(h for _k, h in columns),
-            [tuple(formatting.jsonable(row.get(k)) for k, _h in columns)
-             for row in rows])
+            [tuple(cell(row.get(k)) for k, _h in columns) for row in rows])
