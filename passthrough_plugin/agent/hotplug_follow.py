@@ -20,6 +20,10 @@ started, resumed, stopped) the agent looks at that one instance:
   shows the device held here no more (the instance moved, or was deleted):
   the device is removed from the stopped definition, its drivers restored
   and its claim released.
+
+Between events the same thread serves the hotplug requests that
+``openstack pci server attach|detach`` queued for this host in the ledger
+(``lifecycle.hotplug_requests``), looking every ``request_poll`` seconds.
 """
 
 from __future__ import annotations
@@ -35,12 +39,14 @@ from passthrough_plugin import exception
 from passthrough_plugin.agent import libvirt_events
 from passthrough_plugin.agent import libvirt_guest
 from passthrough_plugin.agent import live_hotplug
+from passthrough_plugin.lifecycle import hotplug_requests
 from passthrough_plugin.lifecycle import records
 from passthrough_plugin.pci import request as request_mod
 
 LOG = logging.getLogger(__name__)
 Row = tuple[str, str, str]  # (instance, address or alias, what happened)
 LIST_ALL = 1 | 2  # VIR_CONNECT_LIST_DOMAINS_ACTIVE | _INACTIVE
+REQUEST_POLL = 2.0  # seconds between looks for queued hotplug requests
 
 
 def _text(exc: BaseException) -> str:
@@ -51,8 +57,12 @@ def _text(exc: BaseException) -> str:
 class Follower:
     """Handles one host's domain events for its hot-plugged devices."""
 
-    def __init__(self, hotplugger: live_hotplug.LiveHotplug) -> None:
+    def __init__(self, hotplugger: live_hotplug.LiveHotplug,
+                 request_poll: float = REQUEST_POLL) -> None:
         self.hp = hotplugger
+        self.request_poll = request_poll
+        self._seen = 0  # the last request event looked at
+        self.served: list[tuple[str, bool, str]] = []
         self.host = hotplugger.host
         # Re-attaches that failed: recorded once, not at every event.
         self._failed: set[tuple[str, str]] = set()
@@ -68,9 +78,12 @@ class Follower:
 
         def loop() -> None:
             while True:
-                item = events.next_lifecycle()
+                item = events.next_lifecycle(self.request_poll)
                 if item is None:
-                    return
+                    if events.closed:
+                        return
+                    self.serve_requests()
+                    continue
                 instance, event, _detail = item
                 self._handle_logged(instance, libvirt_events.NAMES.get(
                     event, str(event)))
@@ -110,6 +123,68 @@ class Follower:
             self.rows.extend(rows)
             self._cond.notify_all()
         return rows
+
+    # -- requests queued by ``openstack pci server attach|detach`` -------
+    def serve_requests(self) -> list[tuple[str, bool, str]]:
+        """Perform the queued requests for this host; record each outcome.
+
+        :returns: (request id, ok, message) per request served.
+        """
+        hp = self.hp
+        try:
+            found = hotplug_requests.pending(hp.ledger, self.host, self._seen)
+        except exception.PassthroughException as exc:
+            LOG.error('cannot read the queued hotplug requests: %s',
+                      exc.message)
+            return []
+        served = []
+        for request in found:
+            self._seen = max(self._seen, request.event_id)
+            ok, message, devices = self._perform(request)
+            try:
+                hotplug_requests.finish(hp.ledger, request, ok, message,
+                                        devices)
+            except exception.PassthroughException as exc:
+                LOG.error('cannot record the outcome of hotplug request %s: '
+                          '%s', request.id, exc.message)
+            served.append((request.id, ok, message))
+        with self._cond:
+            self.served.extend(served)
+            self._cond.notify_all()
+        return served
+
+    def _perform(self, request: hotplug_requests.Request
+                 ) -> tuple[bool, str, list[str]]:
+        hp, params, instance = self.hp, request.params, request.instance
+        LOG.info('hotplug request %s: %s for instance %s %s', request.id,
+                 request.action, instance, params)
+        try:
+            if request.action == 'attach':
+                alias = str(params.get('alias'))
+                held = hp.attach(instance, alias,
+                                 int(params.get('count') or 1),
+                                 list(params.get('guest_addresses') or ()),
+                                 params.get('project'))
+                devices = [h['address'] for h in held]
+                return True, 'instance %s holds %d hot-plugged %s device(s):'\
+                    ' %s' % (instance, len(devices), alias,
+                             ', '.join('%s -> guest %s' % (
+                                 h['address'], h['guest_address'] or '-')
+                                 for h in held)), devices
+            if request.action == 'detach':
+                devices = hp.detach(instance,
+                                    list(params.get('addresses') or ()),
+                                    params.get('alias'))
+                return True, ('detached from %s: %s' % (
+                    instance, ', '.join(devices)) if devices else
+                    'nothing to detach from %s' % instance), devices
+            raise exception.InvalidLedgerInput(
+                field='action', value=request.action,
+                reason='expected attach or detach')
+        except (exception.PassthroughException, ValueError) as exc:
+            LOG.error('hotplug request %s (%s for instance %s) failed: %s',
+                      request.id, request.action, instance, _text(exc))
+            return False, _text(exc), []
 
     def catch_up(self) -> list[Row]:
         """Look at every instance once: events missed while not running."""

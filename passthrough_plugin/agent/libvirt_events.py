@@ -129,6 +129,10 @@ class DomainEvents:
                         return False
                     self._cond.wait(left)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         """Stop delivering; wake every waiter."""
         deregister = getattr(self._connection, 'domainEventDeregisterAny',
