@@ -331,8 +331,8 @@ class LiveHotplug:
         try:
             guest = libvirt_guest.Guest(self.connection, instance)
         except exception.AgentError:
-            LOG.warning('instance %s has no domain any more; nothing to '
-                        'detach in libvirt', instance)
+            LOG.info('instance %s has no domain here any more; nothing to '
+                     'detach in libvirt', instance)
             return
         for address in reversed(list(addresses)):
             guest.detach(address)

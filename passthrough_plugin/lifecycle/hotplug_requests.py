@@ -47,6 +47,8 @@ def submit(ledger: ledger_mod.Ledger, instance: str, action: str,
             field='action', value=action,
             reason='expected one of %s' % ', '.join(ACTIONS))
     request_id = uuid.uuid4().hex
+    # Only what was asked: the history shows this detail as it is.
+    params = {k: v for k, v in params.items() if v not in (None, [], ())}
     detail = dict(params, request=request_id, action=action)
     with ledger.begin() as txn:
         row = txn.instance(instance)
