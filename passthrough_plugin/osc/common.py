@@ -70,9 +70,23 @@ class Blank(columns.FormattableColumn[None]):
         return None
 
 
+class YesNo(columns.FormattableColumn[bool]):
+    """A boolean: yes/no in a table, true/false in JSON and YAML."""
+
+    def human_readable(self) -> str:
+        return 'yes' if self._value else 'no'
+
+    def machine_readable(self) -> bool:
+        return bool(self._value)
+
+
 def cell(value: Any) -> Any:
-    """A value as cliff formats it: ISO times, blank for None."""
-    return Blank(None) if value is None else formatting.jsonable(value)
+    """A value as cliff formats it: ISO times, blank for None, yes/no."""
+    if value is None:
+        return Blank(None)
+    if isinstance(value, bool):
+        return YesNo(value)
+    return formatting.jsonable(value)
 
 
 def lister(rows: Sequence[dict[str, Any]], columns: Columns,

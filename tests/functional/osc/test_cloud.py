@@ -1,0 +1,155 @@
+"""The OSC commands against a tools/cloud cloud: nova's flavors and servers.
+
+The plugin is configured with the cloud's own nova.conf (its [pci] alias,
+[report_store] and [file_store] are the ones nova-scheduler's filter
+reads), so ``openstack pci explain`` answers with the reports the cloud's
+passthrough-agent published for nova's compute hosts.
+"""
+
+from __future__ import annotations
+
+import datetime
+import uuid
+from typing import Any
+
+import fixtures
+import openstack
+
+from passthrough_plugin.lifecycle import ledger as ledger_mod
+from passthrough_plugin.osc import settings
+from passthrough_plugin.scheduler import engine as engine_mod
+from tests.functional.osc import base
+from tests.functional.osc import cloud
+
+BOOT_TIMEOUT = 600
+
+
+class CloudTestCase(base.OscTestCase):
+
+    def setUp(self) -> None:
+        super().setUp()
+        try:
+            self.base = cloud.ensure()
+        except cloud.CloudError as exc:
+            self.fail(str(exc))
+        for key, value in cloud.openrc().items():
+            self.useFixture(fixtures.EnvironmentVariable(key, value))
+        self.nova_conf = str(self.base / 'etc' / 'nova' / 'nova.conf')
+        self.conn = openstack.connect(cloud='envvars')
+        self.addCleanup(self.conn.close)
+        self.hosts = sorted({s.host for s in self.conn.compute.services(
+            binary='nova-compute')})
+        self.assertNotEqual([], self.hosts)
+
+    def pci(self, *argv: str, code: int = 0) -> base.Result:
+        return self.osc('--passthrough-config-file', self.nova_conf, 'pci',
+                        *argv, code=code)
+
+    def flavor(self, specs: dict[str, str]) -> Any:
+        """A flavor of this test in nova, deleted afterwards."""
+        made = self.conn.compute.create_flavor(
+            name='osc-%s' % uuid.uuid4().hex[:8], ram=128, vcpus=1, disk=0)
+        self.addCleanup(self.conn.compute.delete_flavor, made,
+                        ignore_missing=True)
+        self.conn.compute.create_flavor_extra_specs(made, specs)
+        return made
+
+
+class ExplainFlavorTest(CloudTestCase):
+
+    def setUp(self) -> None:
+        super().setUp()
+        aliases = engine_mod.Engine(settings.load(self.nova_conf)).aliases
+        self.vf = sorted(name for name, alias in aliases.items()
+                         if alias.dev_type == 'type-VF')[0]
+
+    def test_a_flavor_that_fits_by_name_and_by_id(self) -> None:
+        flavor = self.flavor({'pci_passthrough:alias': '%s:1' % self.vf})
+        table = self.pci('explain', '--flavor', flavor.name).out
+        lines = table.splitlines()
+        self.assertEqual('| Host ', lines[1][:len('| Host ')])
+        self.assertEqual(
+            self.hosts, sorted(line.split('|')[1].strip()
+                               for line in lines[3:-1]), table)
+        for line in lines[3:-1]:
+            cells = [c.strip() for c in line.strip('|').split('|')]
+            self.assertEqual(['yes', '', ''], [cells[1]] + cells[3:5],
+                             table)
+
+        rows = self.pci('explain', '--flavor', flavor.id, '-f',
+                        'json').json()
+        self.assertEqual(self.hosts, sorted(r['Host'] for r in rows))
+        for row in rows:
+            self.assertIs(True, row['Fits'], row)
+            self.assertIsNone(row['Reason'], row)
+            # One VF taken from what the host has free.
+            self.assertEqual(row['Free'] - 1, row['Free after'], row)
+
+    def test_a_flavor_no_host_fits(self) -> None:
+        flavor = self.flavor({'pci_passthrough:alias': '%s:99' % self.vf})
+        rows = self.pci('explain', '--flavor', flavor.name, '-f',
+                        'json').json()
+        self.assertEqual(self.hosts, sorted(r['Host'] for r in rows))
+        for row in rows:
+            self.assertEqual((False, 'insufficient'),
+                             (row['Fits'], row['Reason']), row)
+            self.assertIn('%s needs 99 x %s' % (row['Host'], self.vf),
+                          row['Detail'])
+        only = self.pci('explain', '--flavor', flavor.name, '--host',
+                        self.hosts[0], '-f', 'value', '-c', 'Host', '-c',
+                        'Reason').out
+        self.assertEqual('%s insufficient\n' % self.hosts[0], only)
+
+    def test_unknown_flavor_and_bad_extra_spec_are_one_line(self) -> None:
+        missing = self.pci('explain', '--flavor', 'no-such-flavor', code=1)
+        self.assertEqual(1, len(missing.err.splitlines()), missing.err)
+        self.assertIn("'no-such-flavor'", missing.err)
+        self.assertIn('flavor', missing.err)
+        bad = self.flavor({'pci_passthrough:alias': 'no-such-alias:1'})
+        refused = self.pci('explain', '--flavor', bad.name, code=1)
+        self.assertEqual(1, len(refused.err.splitlines()), refused.err)
+        self.assertIn('no-such-alias', refused.err)
+
+
+class ServerMapTest(CloudTestCase):
+    """A server named in nova, its devices from a ledger."""
+
+    def test_map_a_server_by_name(self) -> None:
+        image = next(iter(self.conn.image.images()))
+        flavor = self.flavor({})
+        name = 'osc-map-%s' % uuid.uuid4().hex[:8]
+        server = self.conn.compute.create_server(
+            name=name, flavor_id=flavor.id, image_id=image.id,
+            networks='none')
+        self.addCleanup(self.conn.compute.delete_server, server,
+                        ignore_missing=True)
+        server = self.conn.compute.wait_for_server(server,
+                                                   wait=BOOT_TIMEOUT)
+        host = server.compute_host
+        self.assertIn(host, self.hosts)
+
+        url = 'sqlite:///%s/ledger.sqlite' % self.tmp
+        at = datetime.datetime(2026, 11, 2, 8, 0, tzinfo=datetime.UTC)
+        ledger = ledger_mod.Ledger(url)
+        try:
+            with ledger.begin() as txn:
+                txn.add_instance(server.id, server.project_id, host, {}, at)
+                txn.start(txn.instance(server.id), host, '0000:02:00.1',
+                          resource_class='CUSTOM_PCI_8086_1515',
+                          source='flavor', at=at,
+                          guest_address='0000:00:05.0')
+        finally:
+            ledger.close()
+
+        rows = self.pci('server', 'map', '--server', name, '--ledger', url,
+                        '-f', 'json').json()
+        self.assertEqual(
+            [{'Host': host, 'Host address': '0000:02:00.1',
+              'Guest address': '0000:00:05.0', 'Server': server.id,
+              'Source': 'flavor', 'Since': '2026-11-02T08:00:00Z',
+              'Resource class': 'CUSTOM_PCI_8086_1515',
+              'State': 'attached'}], rows)
+        missing = self.pci('server', 'map', '--server', 'no-such-server',
+                           '--ledger', url, code=1)
+        self.assertEqual(1, len(missing.err.splitlines()), missing.err)
+        self.assertIn("'no-such-server'", missing.err)
