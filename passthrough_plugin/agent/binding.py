@@ -96,8 +96,12 @@ class GroupBinding:
         return sorted(members), scan
 
     # -- bind / unbind -------------------------------------------------------
-    def bind(self, addresses: Sequence[str]) -> list[str]:
+    def bind(self, addresses: Sequence[str],
+             progress: Callable[[int, int], None] | None = None
+             ) -> list[str]:
         """Bind the devices and their groups; roll back on any failure.
+
+        ``progress(bound, total)`` is called as each device is bound.
 
         :returns: every address now on the binder's driver.
         :raises: DeviceNotFound, BindError and its subclasses
@@ -131,6 +135,8 @@ class GroupBinding:
                 for record in records:
                     done.append(record)
                     self.binder.bind(record, self._saver(record))
+                    if progress is not None:
+                        progress(len(done), len(records))
             except Exception as exc:
                 # Anything at all (a kernel error, a full disk under the
                 # journal): put every device back before reporting it.

@@ -14,6 +14,8 @@ from passthrough_plugin.pci import address as addr
 LOG = logging.getLogger(__name__)
 # Drivers a VF is on when it is given (or about to be given) to a guest.
 PASSTHROUGH_DRIVERS = frozenset(('vfio-pci', 'pci-stub'))
+# Told (done, total) as long work advances (cmd.common.Progress draws it).
+Progress = Callable[[int, int], None]
 
 
 def resolve_pf(fs: sysfs_mod.Sysfs, key: str, field: str = 'PF') -> str:
@@ -60,8 +62,11 @@ def configure_vfs(fs: sysfs_mod.Sysfs, pf: str, count: int,
                   timeout: float = 30.0, *,
                   force: bool = False, held: Mapping[str, str] | None = None,
                   sleep: Callable[[float], None] = time.sleep,
-                  clock: Callable[[], float] = time.monotonic) -> list[str]:
+                  clock: Callable[[], float] = time.monotonic,
+                  progress: Progress | None = None) -> list[str]:
     """Give ``pf`` exactly ``count`` VFs; return their addresses.
+
+    ``progress(found, count)`` is called while the VFs appear.
 
     Changing the count removes every existing VF (the kernel goes through
     0), so unless ``force`` a PF whose VFs are bound to a passthrough
@@ -105,6 +110,8 @@ def configure_vfs(fs: sysfs_mod.Sysfs, pf: str, count: int,
     deadline = clock() + timeout
     while True:
         vfs = vf_addresses(fs, pf)
+        if progress is not None:
+            progress(len(vfs), count)
         if len(vfs) == count and all(fs.has_device(v) for v in vfs):
             return vfs
         if clock() >= deadline:
@@ -134,7 +141,8 @@ def parse_desired(values: Sequence[str]) -> list[tuple[str, int]]:
 
 def apply_desired(fs: sysfs_mod.Sysfs, desired: Sequence[tuple[str, int]],
                   timeout: float = 30.0, *, force: bool = False,
-                  held: Mapping[str, str] | None = None
+                  held: Mapping[str, str] | None = None,
+                  progress: Progress | None = None
                   ) -> dict[str, list[str]]:
     """Set every configured VF count; return the VFs per PF.
 
@@ -144,5 +152,5 @@ def apply_desired(fs: sysfs_mod.Sysfs, desired: Sequence[tuple[str, int]],
     for key, count in desired:
         pf = resolve_pf(fs, key, field='[sriov] vf_count')
         result[pf] = configure_vfs(fs, pf, count, timeout, force=force,
-                                   held=held)
+                                   held=held, progress=progress)
     return result

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import logging as std_logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -38,8 +37,6 @@ from passthrough_plugin.pci import address as addr
 LOG = logging.getLogger(__name__)
 PROG = 'passthrough-agent'
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
-# INFO from these would mix with a one-shot command's output.
-QUIET_LOGGERS = ('passthrough_plugin', 'oslo.privsep', 'oslo_privsep')
 
 
 class UsageError(Exception):
@@ -64,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     shared.add_argument('--state-path', metavar='PATH', default=None,
                         help='the intent journal (default: [agent] '
                         'state_path)')
-    shared.add_argument('--debug', action='store_true')
+    common.add_debug_option(shared)
     printing = _Parser(add_help=False)
     printing.add_argument('--format', choices=('table', 'json'),
                           default='table')
@@ -191,9 +188,12 @@ def cmd_configure_vfs(agent: service.Agent,
     if not desired and not agent.vf_settings:
         raise UsageError('nothing to do: give PF COUNT or set [sriov] '
                          'vf_count or [sriov] vf_settings')
-    result: dict[str, Any] = sriov.apply_desired(
-        agent.fs, desired, agent.conf.sriov.vf_timeout, force=args.force,
-        held={} if args.force else agent.held_devices())
+    with common.Progress('waiting for the VFs') as progress:
+        result: dict[str, Any] = sriov.apply_desired(
+            agent.fs, desired, agent.conf.sriov.vf_timeout,
+            force=args.force,
+            held={} if args.force else agent.held_devices(),
+            progress=progress)
     text = table([(pf, len(vfs), ' '.join(vfs) or None)
                   for pf, vfs in result.items()], ('PF', 'VFS', 'ADDRESSES'))
     if agent.vf_settings:
@@ -214,7 +214,8 @@ def cmd_configure_vfs(agent: service.Agent,
 def cmd_bind(agent: service.Agent, args: argparse.Namespace) -> int:
     gb = agent.group_binding(force=getattr(args, 'force', False))
     if args.command == 'bind':
-        done = gb.bind(args.addresses)
+        with common.Progress('binding') as progress:
+            done = gb.bind(args.addresses, progress=progress)
     else:
         done = gb.unbind(args.addresses)
     rows = [(a, agent.fs.driver(a), agent.fs.iommu_group(a)) for a in done]
@@ -303,17 +304,11 @@ def _setup(args: argparse.Namespace, conf: cfg.ConfigOpts) -> None:
     # agent's device_spec matching.
     scheduler_conf.register_opts(conf)
     logging.register_options(conf)
-    # stdout carries the command's output (JSON too): logs go to stderr.
-    conf.set_default('use_stderr', True)
     conf([], project='passthrough-plugin', prog=PROG,
          default_config_files=args.config_file or None)
-    if args.debug:
-        conf.set_override('debug', True)
-    logging.setup(conf, PROG)
-    if not args.debug and args.command != 'run':
-        # One-shot commands print their result; keep INFO logs out of it.
-        for name in QUIET_LOGGERS:
-            std_logging.getLogger(name).setLevel(std_logging.WARNING)
+    # One-shot commands print their result: warnings only (--debug: all).
+    common.setup_logging(PROG, args.debug, conf,
+                         service=args.command == 'run')
 
 
 @common.console(PROG)
@@ -325,13 +320,7 @@ def main(argv: Sequence[str] | None = None,
     ``kernel`` is for tests: the emulator behind a fake sysfs tree.
     """
     conf = conf if conf is not None else cfg.CONF
-    levels = {n: std_logging.getLogger(n).level for n in QUIET_LOGGERS}
-    try:
-        return _main(argv, conf, kernel)
-    finally:
-        # main() also runs in-process (tests, the kernel-test driver).
-        for name, level in levels.items():
-            std_logging.getLogger(name).setLevel(level)
+    return _main(argv, conf, kernel)
 
 
 def _main(argv: Sequence[str] | None, conf: cfg.ConfigOpts,

@@ -78,6 +78,7 @@ def build_parser() -> OneLineParser:
         '--ledger', metavar='URL',
         help='SQLAlchemy URL of the ledger, overriding [lifecycle] '
         'connection')
+    common.add_debug_option(parser)
     commands = parser.add_subparsers(dest='command', required=True,
                                      parser_class=OneLineParser)
     rep = commands.add_parser(
@@ -102,6 +103,8 @@ def build_parser() -> OneLineParser:
     his.add_argument('--instance', required=True, metavar='UUID')
     his.add_argument('--format', choices=formatting.FORMATS,
                      default='table', help='output format (default: table)')
+    for sub in (rep, his):
+        common.add_debug_option(sub, sub=True)
     return parser
 
 
@@ -175,8 +178,10 @@ def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> str:
     start, end = period(args.start, args.end)
     ledger = ledger_mod.Ledger(ledger_url(args, conf))
     try:
-        return render(billing.report(ledger, start, end, args.project),
-                      args.format)
+        with common.Progress('summing device intervals') as progress:
+            found = billing.report(ledger, start, end, args.project,
+                                   progress)
+        return render(found, args.format)
     finally:
         ledger.close()
 
@@ -185,6 +190,7 @@ def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> str:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    common.setup_logging(PROG, args.debug)
     try:
         conf = load_conf(args.config_file)
         print(run(args, conf))

@@ -142,7 +142,9 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
     parser.add_argument('--workdir', metavar='DIR',
                         help='where the host trees and reports go '
                         '(default: a new temporary directory)')
+    common.add_debug_option(parser)
     args = parser.parse_args(argv)
+    common.setup_logging(PROG, args.debug)
     try:
         return run(args.config_file, args.workdir, out)
     except exception.Invalid as exc:

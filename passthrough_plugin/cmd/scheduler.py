@@ -61,6 +61,7 @@ def parser() -> argparse.ArgumentParser:
     top.add_argument('--store-path', metavar='DIR',
                      help='override [file_store] path')
     top.add_argument('--format', choices=('table', 'json'), default='table')
+    common.add_debug_option(top)
     sub = top.add_subparsers(dest='command', required=True)
 
     def requesting(cmd: argparse.ArgumentParser) -> None:
@@ -94,6 +95,7 @@ def parser() -> argparse.ArgumentParser:
         # --format is accepted after the command too.
         cmd.add_argument('--format', choices=('table', 'json'),
                          default=argparse.SUPPRESS)
+        common.add_debug_option(cmd, sub=True)
     return top
 
 
@@ -111,6 +113,7 @@ def load_conf(args: argparse.Namespace) -> cfg.ConfigOpts:
                          'INI file' % ' '.join(args.config_file)) from None
     if args.store_path:
         conf.set_override('path', args.store_path, group='file_store')
+    common.setup_logging(PROG, args.debug, conf)
     return conf
 
 
@@ -161,9 +164,11 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                     getattr(exc, 'strerror', None) or exc)) from None
             reports.append(report_mod.HostReport.from_json(
                 text, source=limits.printable(path)))
-        for report in reports:
-            generation = engine.store.publish(report)
-            out.write('%s: generation %d\n' % (report.host, generation))
+        with common.Progress('publishing') as progress:
+            for n, report in enumerate(reports, 1):
+                generation = engine.store.publish(report)
+                out.write('%s: generation %d\n' % (report.host, generation))
+                progress(n, len(reports))
         return EXIT_OK
     if args.command == 'release':
         released = engine.release(args.host, args.consumer)

@@ -51,7 +51,8 @@ def _gpu(tree: sysfs_tree.FakeSysfs, bus: int, node: int,
                         iommu_group=group)
 
 
-def _common(tree: sysfs_tree.FakeSysfs, nodes: int, iommu: bool = True) -> None:
+def _common(tree: sysfs_tree.FakeSysfs, nodes: int,
+            iommu: bool = True) -> None:
     _cpus(tree, nodes)
     if iommu:
         tree.enable_iommu()

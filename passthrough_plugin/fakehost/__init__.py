@@ -1,1 +1,1 @@
-"""Fake hosts for tests, the benchmark and the demo: a sysfs tree builder and a kernel emulator."""
+"""Fake hosts for tests, the benchmark and the demo: sysfs trees, a kernel."""

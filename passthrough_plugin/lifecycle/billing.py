@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import decimal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from passthrough_plugin import exception
@@ -87,11 +87,19 @@ def clipped(interval: records.Interval, start: datetime.datetime,
 
 def aggregate(intervals: Iterable[records.Interval],
               start: datetime.datetime,
-              end: datetime.datetime) -> tuple[Line, ...]:
-    """Sum clipped intervals per (project, instance, class, source)."""
+              end: datetime.datetime,
+              progress: Callable[[int, int], None] | None = None
+              ) -> tuple[Line, ...]:
+    """Sum clipped intervals per (project, instance, class, source).
+
+    ``progress(summed, total)`` is told every 1000 intervals and at the end.
+    """
     spans: dict[tuple[str, str, str, str], datetime.timedelta] = {}
     counts: dict[tuple[str, str, str, str], int] = {}
-    for interval in intervals:
+    rows = list(intervals)
+    for n, interval in enumerate(rows, 1):
+        if progress is not None and (n % 1000 == 0 or n == len(rows)):
+            progress(n, len(rows))
         used = clipped(interval, start, end)
         if not used:
             continue
@@ -111,8 +119,11 @@ def aggregate(intervals: Iterable[records.Interval],
 
 
 def report(ledger: ledger_mod.Ledger, start: datetime.datetime,
-           end: datetime.datetime, project: str | None = None) -> Report:
+           end: datetime.datetime, project: str | None = None,
+           progress: Callable[[int, int], None] | None = None) -> Report:
     """Device use in [start, end); open intervals count until now.
+
+    ``progress(summed, total)``: see :func:`aggregate`.
 
     :raises: InvalidLedgerInput when start is not before end.
     """
@@ -123,4 +134,5 @@ def report(ledger: ledger_mod.Ledger, start: datetime.datetime,
             reason='must be before --to %s' % records.iso(end))
     stop = min(end, ledger.now())
     intervals = ledger.overlapping(start, end, project)
-    return Report(start, end, aggregate(intervals, start, max(stop, start)))
+    return Report(start, end, aggregate(intervals, start, max(stop, start),
+                                        progress))

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
-import logging as std_logging
 import os
 from collections.abc import Callable, Iterator, Mapping
 
@@ -51,16 +50,10 @@ def upgrade(engine: sa.Engine) -> None:
     """Bring the schema to the newest revision (alembic ``upgrade head``)."""
     config = alembic_config.Config()
     config.set_main_option('script_location', MIGRATIONS)
-    # alembic's INFO lines would land in a one-shot command's stderr.
-    quiet = std_logging.getLogger('alembic')
-    level = quiet.level
-    quiet.setLevel(max(std_logging.WARNING, level))
-    try:
-        with engine.begin() as connection:
-            config.attributes['connection'] = connection
-            alembic_command.upgrade(config, 'head')
-    finally:
-        quiet.setLevel(level)
+    # Its INFO lines: cmd.common.setup_logging keeps them for --debug.
+    with engine.begin() as connection:
+        config.attributes['connection'] = connection
+        alembic_command.upgrade(config, 'head')
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
