@@ -1,6 +1,6 @@
 """What the scheduler keeps per host, and decisions memoised across hosts.
 
-Each host keeps the core's compact :class:`pci.summary.Summary` (pool
+Each host keeps the core's compact :class:`pci.pool_counts.Summary` (pool
 counts and PF links, not devices). Its decisions depend only on that
 summary's *state*: the pools' signatures, NUMA nodes, free counts and PF
 links, without addresses. Hosts in the same state (one hardware model,
