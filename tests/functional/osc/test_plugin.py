@@ -1,0 +1,44 @@
+"""The installed entry points load, and OSC lists and explains the commands."""
+
+from __future__ import annotations
+
+import importlib.metadata
+
+from cliff import command as cliff_command
+
+from passthrough_plugin.osc import plugin
+from tests.functional.osc import base
+
+GROUP = 'openstack.passthrough.v1'
+
+
+class EntryPointsTest(base.OscTestCase):
+
+    def test_the_installed_entry_points_load(self) -> None:
+        extensions = {ep.name: ep for ep in importlib.metadata.entry_points(
+            group='openstack.cli.extension')}
+        self.assertIs(plugin, extensions['passthrough'].load())
+        commands = {ep.name: ep.load() for ep in
+                    importlib.metadata.entry_points(group=GROUP)}
+        for name in ('pci_host_list', 'pci_host_show', 'pci_explain',
+                     'pci_server_map', 'pci_billing_report'):
+            self.assertIn(name, commands)
+        for name, found in commands.items():
+            self.assertTrue(issubclass(found, cliff_command.Command), name)
+        # OSC derives the group from these.
+        self.assertEqual((GROUP, '1'), (
+            'openstack.%s.v%s' % (plugin.API_NAME, plugin.DEFAULT_API_VERSION),
+            plugin.DEFAULT_API_VERSION))
+
+    def test_openstack_lists_and_explains_them(self) -> None:
+        listed = self.osc('command', 'list', '--group', GROUP, '-f',
+                          'json').json()
+        names = {c for group in listed for c in group['Commands']}
+        self.assertTrue({'pci host list', 'pci host show', 'pci explain',
+                         'pci server map', 'pci billing report'} <= names,
+                        names)
+        shown = self.osc('help', 'pci', 'explain').out
+        self.assertIn('--flavor <flavor>', shown)
+        self.assertIn('-f {csv,json,table,value,yaml}', shown)
+        top = self.osc('--help').out
+        self.assertIn('--passthrough-config-file <path>', top)
