@@ -1,5 +1,4 @@
-"""The package's import graph: a DAG, layers per DESIGN.md, each module
-importable on its own."""
+"""The package's imports: a DAG, pci/ layered, every module importable."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Quiet by default: the console scripts log nothing on an ordinary call,
-everything with --debug (alembic's INFO lines too)."""
+"""Console scripts log nothing on an ordinary call, everything on --debug."""
 
 from __future__ import annotations
 

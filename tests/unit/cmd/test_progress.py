@@ -1,5 +1,4 @@
-"""Progress on a terminal, nothing on a pipe: cmd.common.Progress and the
-long commands that use it (VFs, binding, publishing, billing)."""
+"""Progress lines on a terminal, nothing on a pipe (cmd.common.Progress)."""
 
 from __future__ import annotations
 
