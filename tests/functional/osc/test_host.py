@@ -110,3 +110,47 @@ class HostCommandsTest(base.OscTestCase):
                           'Host')
         self.assertEqual('compute-1\ncompute-2\ncompute-3\ncompute-4\n',
                          listed.out)
+
+
+class FileStoreHostTest(base.OscTestCase):
+    """The embedded default: a file store, devices with their states."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.config = self.write_config(
+            '[file_store]\npath = %s/reports\n' % self.tmp)
+        store = loader.load_store(settings.load(self.config))
+        self.reports = {r.host: r for r in examples.hosts()}
+        for report in self.reports.values():
+            store.publish(report)
+
+    def test_list_and_show_devices(self) -> None:
+        rows = self.osc('--passthrough-config-file', self.config, 'pci',
+                        'host', 'list', '-f', 'json').json()
+        expected = []
+        for host, report in sorted(self.reports.items()):
+            statuses = [d.status for d in report.devices]
+            expected.append((host, len(statuses),
+                             statuses.count('available'),
+                             statuses.count('claimed')
+                             + statuses.count('allocated')))
+        self.assertEqual(expected, [(r['Host'], r['Devices'], r['Free'],
+                                     r['In use']) for r in rows])
+        self.assertEqual(
+            [4 * [True]], [[isinstance(r['Reported at'], str) for r in rows]])
+
+        shown = self.osc('--passthrough-config-file', self.config, 'pci',
+                         'host', 'show', 'compute-4', '-f', 'json').json()
+        self.assertEqual('file', shown['store'])
+        self.assertEqual([], shown['pool_list'])
+        self.assertEqual(sorted(d.address for d in
+                                self.reports['compute-4'].devices),
+                         sorted(d['address'] for d in shown['device_list']))
+        # Every device of compute-4 shares its IOMMU group with an
+        # unlisted device: the groups are named with it.
+        self.assertEqual({str(g): '0000:00:1f.3' for g in range(10, 19)},
+                         shown['unassignable_iommu_groups'])
+        table = self.osc('--passthrough-config-file', self.config, 'pci',
+                         'host', 'show', 'compute-4', '-c',
+                         'unassignable_iommu_groups').out
+        self.assertIn("10='0000:00:1f.3'", table)
