@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import unicodedata
 from typing import Any
 
 import jsonschema
@@ -39,6 +40,52 @@ SCHEMA: dict[str, Any] = {
     'required': ['name'],
 }
 _VALIDATOR = jsonschema.Draft7Validator(SCHEMA)
+# nova 34's alias schema: its id pattern (jsonschema applies it with
+# re.search: \\d takes any Unicode digit and $ a final newline too) and
+# any string as resource_class.
+_NOVA_ID = {'type': 'string', 'pattern': '^([\\da-fA-F]{4})$'}
+_NOVA_VALIDATOR = jsonschema.Draft7Validator(dict(SCHEMA, properties=dict(
+    SCHEMA['properties'], vendor_id=_NOVA_ID, product_id=_NOVA_ID,
+    resource_class={'type': 'string'})))
+# nova reads resource_class only with [filter_scheduler] pci_in_placement.
+NOVA_IGNORES_RC = (' (nova would have accepted it: without [filter_scheduler] '
+                   'pci_in_placement it ignores resource_class)')
+
+
+def nova_accepts(entry: Any) -> bool:
+    """Whether nova 34 (PCI not in Placement) accepts this one entry."""
+    if not isinstance(entry, dict) or any(
+            True for _e in _NOVA_VALIDATOR.iter_errors(entry)):
+        return False
+    live = entry.get('live_migratable')
+    return ('vendor_id' in entry and 'product_id' in entry
+            and (live is None or device_spec.parse_bool(live) is not None))
+
+
+def _describe(error: jsonschema.ValidationError, entry: Any) -> str:
+    where = '.'.join(str(p) for p in error.absolute_path) or 'the entry'
+    if error.validator == 'additionalProperties':
+        allowed = ', '.join(sorted(SCHEMA['properties']))
+        return '%s; allowed keys: %s' % (error.message, allowed)
+    if error.validator == 'enum':
+        allowed: list[Any] = list(error.validator_value)  # type: ignore
+        return '%s %r is not one of %s' % (
+            where, error.instance, ', '.join(map(str, allowed)))
+    nova = nova_accepts(entry)
+    if error.validator == 'pattern':
+        return '%s %r must be exactly 4 hex digits%s' % (
+            where, error.instance,
+            _nova_id_note(str(error.instance)) if nova else '')
+    note = NOVA_IGNORES_RC if nova and where == 'resource_class' else ''
+    return '%s: %s%s' % (where, error.message, note)
+
+
+def _nova_id_note(value: str) -> str:
+    """What nova makes of an id this module refuses: it matches nothing."""
+    fixed = ''.join(str(unicodedata.digit(c, 0)) if c.isdigit() else c
+                    for c in value.rstrip('\n'))
+    return (' (nova would have accepted it and matched no device with it; '
+            'write %r)' % fixed)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -77,20 +124,6 @@ class Alias:
     numa_policy: str
     dev_type: str | None
     specs: tuple[AliasSpec, ...]
-
-
-def _describe(error: jsonschema.ValidationError) -> str:
-    where = '.'.join(str(p) for p in error.absolute_path) or 'the entry'
-    if error.validator == 'additionalProperties':
-        allowed = ', '.join(sorted(SCHEMA['properties']))
-        return '%s; allowed keys: %s' % (error.message, allowed)
-    if error.validator == 'enum':
-        allowed: list[Any] = list(error.validator_value)  # type: ignore
-        return '%s %r is not one of %s' % (
-            where, error.instance, ', '.join(map(str, allowed)))
-    if error.validator == 'pattern':
-        return '%s %r must be exactly 4 hex digits' % (where, error.instance)
-    return '%s: %s' % (where, error.message)
 
 
 def _spec_from_entry(entry: dict[str, Any], item: str) -> AliasSpec:
@@ -138,17 +171,20 @@ def parse_aliases(values: list[str],
                                  key=lambda e: list(e.path))), None)
         if error is not None:
             raise exception.InvalidAlias(item=item,
-                                         reason=_describe(error))
+                                         reason=_describe(error, entry))
         if entry.get('resource_class'):
             classes.append((item, entry['resource_class']))
             problem = names.class_problem(classes)
             if problem is not None:
-                raise exception.InvalidAlias(item=problem[0],
-                                             reason=problem[1])
+                raise exception.InvalidAlias(
+                    item=problem[0], reason=problem[1] + (
+                        NOVA_IGNORES_RC if nova_accepts(entry) else ''))
         name = entry['name'].strip()
         if not name:
             raise exception.InvalidAlias(
-                item=item, reason='name must not be blank')
+                item=item, reason='name %r is blank%s; give the alias a name'
+                % (entry['name'], ' (nova would have accepted it as an alias '
+                   'named \'\')' if nova_accepts(entry) else ''))
         policy = entry.get('numa_policy') or DEFAULT_NUMA_POLICY
         dev_type = entry.get('device_type')
         spec = _spec_from_entry(entry, item)

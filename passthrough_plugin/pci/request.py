@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 
 from passthrough_plugin import exception
@@ -19,6 +21,11 @@ PLUGIN_KEYS = (ANTI_AFFINITY_KEY, HEADROOM_KEY)
 # nova's own namespace: it knows this one key only.
 NOVA_PREFIX = 'pci_passthrough:'
 NOVA_KEYS = (ALIAS_KEY,)
+
+# nova-api's check of pci_passthrough:alias (microversion 2.86 and later).
+NOVA_API_ALIAS = re.compile(r'[^:]+:\d+(?:\s*,\s*[^:]+:\d+)*')
+NOVA_API_REFUSES = 'nova-api refuses it too (microversion 2.86 and later)'
+MAX_COUNT = 999999
 
 SOURCE_FLAVOR = 'flavor'
 SOURCE_HOTPLUG = 'hotplug'
@@ -96,8 +103,8 @@ class RequestSet:
         if policy is not None and policy not in alias_mod.NUMA_POLICIES:
             raise exception.InvalidExtraSpec(
                 key=NUMA_POLICY_KEY, value=policy,
-                reason='must be one of %s' % ', '.join(
-                    alias_mod.NUMA_POLICIES))
+                reason='must be one of %s; %s' % (', '.join(
+                    alias_mod.NUMA_POLICIES), NOVA_API_REFUSES))
         anti = False
         if ANTI_AFFINITY_KEY in extra_specs:
             parsed = device_spec.parse_bool(extra_specs[ANTI_AFFINITY_KEY])
@@ -148,12 +155,40 @@ def short(value: object) -> object:
 def parse_counts(key: str, value: str) -> list[tuple[str, int]]:
     """Parse nova's ``name:count[, name:count]`` syntax.
 
+    ``pci_passthrough:alias`` is checked as nova-api checks it first; where
+    nova would accept a value refused here, the error says what nova would
+    have made of it.
+
     :raises: InvalidExtraSpec
     """
+    nova = key == ALIAS_KEY
     if not isinstance(value, str) or not value.strip():
         raise exception.InvalidExtraSpec(
             key=key, value=short(value),
-            reason='expected name:count[,name:count]')
+            reason='expected name:count[,name:count]' + (
+                '; ' + NOVA_API_REFUSES if nova else ''))
+    api_ok = not nova or NOVA_API_ALIAS.fullmatch(value) is not None
+    try:
+        result = _parse(key, value, nova and api_ok)
+    except exception.InvalidExtraSpec as exc:
+        if api_ok:
+            raise
+        raise exception.InvalidExtraSpec(
+            key=key, value=short(value), reason='%s; %s' % (
+                exc.kwargs['reason'], NOVA_API_REFUSES)) from None
+    if not api_ok:
+        # Blanks around a count: nova-compute would read them, nova-api
+        # (which the flavor went through) refuses them.
+        fixed = ','.join('%s:%d' % r for r in result)
+        raise exception.InvalidExtraSpec(
+            key=key, value=short(value),
+            reason='no blanks around a count; %s%s' % (
+                NOVA_API_REFUSES, '. Write %s' % fixed
+                if NOVA_API_ALIAS.fullmatch(fixed) else ''))
+    return result
+
+
+def _parse(key: str, value: str, nova: bool) -> list[tuple[str, int]]:
     result = []
     for part in value.split(','):
         name, sep, count = part.partition(':')
@@ -163,14 +198,39 @@ def parse_counts(key: str, value: str) -> list[tuple[str, int]]:
                 key=key, value=short(value),
                 reason='%r is not name:count; expected '
                 'name:count[,name:count]' % part.strip())
-        if (not (count.isascii() and count.isdigit()) or len(count) > 6
-                or int(count) < 1):
-            raise exception.InvalidExtraSpec(
-                key=key, value=short(value),
-                reason='count %r of %r must be a whole '
-                'number of at least 1 (and at most 999999)' % (count, name))
-        result.append((name, int(count)))
+        result.append((name, _count(key, value, name, count, nova)))
     return result
+
+
+def _count(key: str, value: str, name: str, count: str, nova: bool) -> int:
+    """One count: ASCII digits, 1 to MAX_COUNT.
+
+    :raises: InvalidExtraSpec, saying what nova would have read (``nova``:
+        the value passed nova-api's check).
+    """
+    reason = 'count %r of %r must be a whole number of at least 1 (and at ' \
+        'most %d)' % (count, name, MAX_COUNT)
+    digits = bool(count) and all(
+        unicodedata.decimal(c, None) is not None for c in count)
+    # int() of thousands of digits is refused by Python itself.
+    significant = count.lstrip('0' + ''.join(
+        c for c in set(count) if unicodedata.decimal(c, None) == 0))
+    number = (int(count) if len(significant) <= 7 else MAX_COUNT + 1) \
+        if digits else -1
+    fits = 1 <= number <= MAX_COUNT
+    if digits and count.isascii() and fits:
+        return number
+    if nova and not count.isascii():
+        reason += ' (nova would have accepted it as %d%s)' % (
+            number, '; write %s:%d' % (name, number) if fits else '')
+    elif nova and number == 0:
+        reason += (' (nova would have accepted it and asked for no %s '
+                   'device; leave %s:%s out)' % (name, name, count))
+    elif nova and number > MAX_COUNT:
+        reason += (' (nova would have accepted it and then found no host '
+                   'with that many devices)')
+    raise exception.InvalidExtraSpec(key=key, value=short(value),
+                                     reason=reason)
 
 
 def _request(aliases: Mapping[str, alias_mod.Alias], name: str, count: int,

@@ -122,6 +122,40 @@ class Nova:
                               'numa_policy': r.numa_policy}
                              for r in reqs]}
 
+    def flavor(self, case: dict[str, Any]) -> dict[str, Any]:
+        """nova's reading of [pci] alias, then of a flavor's extra specs:
+        nova-api's validators (microversion 2.86 and later), then what
+        nova-compute makes of them (NUMA policy, alias requests)."""
+        from nova.api.validation.extra_specs import validators
+        from nova.virt import hardware
+        if not validators.VALIDATORS:
+            validators.load_validators()
+        self.conf.set_override('alias', case['aliases'], group='pci')
+        self.request.get_alias_from_config.cache_clear()
+        try:
+            self.request.get_alias_from_config()
+        except Exception as exc:
+            return {'alias_error': '%s: %s' % (type(exc).__name__, exc)}
+        extra = case['extra']
+        api = {}
+        for key, value in extra.items():
+            try:
+                validators.validate(key, value)
+            except Exception as exc:
+                api[key] = '%s: %s' % (type(exc).__name__, exc)
+        try:
+            policy = hardware.get_pci_numa_policy_constraint(
+                self.objects.Flavor(extra_specs=extra),
+                self.objects.ImageMeta.from_dict({}))
+            reqs = self.request._translate_alias_to_requests(
+                extra['pci_passthrough:alias'], policy)
+        except Exception as exc:
+            return {'api': api,
+                    'error': '%s: %s' % (type(exc).__name__, exc)}
+        return {'api': api,
+                'requests': [{'count': r.count, 'spec': r.spec,
+                              'numa_policy': r.numa_policy} for r in reqs]}
+
     # -- a compute's history ------------------------------------------------
 
     def _tracker(self, wl: Any, numa: Any, devs: list[Any]) -> Any:

@@ -127,7 +127,9 @@ class SchemaTest(testtools.TestCase):
          ["vendor_id: 8086 is not of type 'string'"]),
         ('no name', dict(IDS), ["'name' is a required property"]),
         ('empty name', dict(IDS, name=''), ['name:']),
-        ('blank name', dict(IDS, name='   '), ['name must not be blank']),
+        ('blank name', dict(IDS, name='   '),
+         ["name '   ' is blank (nova would have accepted it as an "
+          "alias named '')"]),
         ('name not a string', dict(IDS, name=5),
          ["name: 5 is not of type 'string'"]),
         ('capability_type', dict(IDS, name='a', capability_type='usb'),

@@ -41,7 +41,8 @@ class AliasCountTest(testtools.TestCase):
     VALID = [
         ('vf:1', [('vf', 1, 'legacy')]),
         ('vf:2,gpu:1', [('vf', 2, 'legacy'), ('gpu', 1, 'legacy')]),
-        (' vf : 2 , gpu:1 ', [('vf', 2, 'legacy'), ('gpu', 1, 'legacy')]),
+        (' vf :2 , gpu:1', [('vf', 2, 'legacy'), ('gpu', 1, 'legacy')]),
+        ('vf:0000002', [('vf', 2, 'legacy')]),
         ('pf:1', [('pf', 1, 'required')]),
         ('vf:1, vf:3', [('vf', 1, 'legacy'), ('vf', 3, 'legacy')]),
         ('gpu:01', [('gpu', 1, 'legacy')]),
@@ -67,7 +68,16 @@ class AliasCountTest(testtools.TestCase):
 
     BAD = [
         ('vf:0', "count '0' of 'vf' must be a whole number of at least 1"),
-        ('vf:-1', "count '-1' of 'vf' must be a whole number of at least 1"),
+        ('vf:-1', "count '-1' of 'vf' must be a whole number of at least "
+         "1 (and at most 999999); nova-api refuses it too"),
+        (' vf : 2 , gpu:1 ', 'nova-api refuses it too (microversion 2.86 '
+         'and later). Write vf:2,gpu:1'),
+        ('vf:1 ', 'no blanks around a count; nova-api refuses it too'),
+        ('vf:0', 'nova would have accepted it and asked for no vf device; '
+         'leave vf:0 out'),
+        ('vf:1000000', 'nova would have accepted it and then found no host '
+         'with that many devices'),
+        ('vf:\u0663', "nova would have accepted it as 3; write vf:3"),
         ('vf:x', "count 'x' of 'vf' must be a whole number of at least 1"),
         ('vf:1.5', "count '1.5' of 'vf'"),
         ('vf:', "count '' of 'vf'"),
