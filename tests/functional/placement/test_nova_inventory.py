@@ -7,7 +7,11 @@ import uuid
 
 import fixtures
 
+from passthrough_plugin import conf as conf_pkg
 from passthrough_plugin import exception
+from passthrough_plugin.agent import service
+from passthrough_plugin.agent import sysfs as sysfs_mod
+from passthrough_plugin.fakehost import sysfs_tree
 from passthrough_plugin.store import base as store_base
 from passthrough_plugin.store import loader
 from passthrough_plugin.store import nova_inventory
@@ -112,16 +116,18 @@ class NovaInventoryTest(base.PlacementTestCase):
 
     def test_unreachable_placement_stores_the_report_and_looks_later(
             self) -> None:
-        self.conf.set_override('inventory', 'nova', group='placement_store')
-        from passthrough_plugin.store.placement.client import PlacementClient
-        dead = PlacementClient.from_endpoint('http://127.0.0.1:9',
-                                             timeout=2)
-        store = nova_inventory.NovaInventoryStore(self.conf, client=dead)
+        root = self.nova_compute('cn1', pci=False)
+        self.store.publish(base.scarce_host('cn1', vfs=3))  # own: leftovers
+        store = self.nova_store()
+        self.server.stop()
         report = base.scarce_host('cn1', vfs=3)
         store.publish(report)
         self.assertEqual(['cn1'], store.hosts())
         self.assertIn('cannot look at Placement', self.log.output)
-        self.assertNotIn('cn1', store._looked)  # noqa: SLF001
+        self.server.start()
+        # The next publish looks: the leftovers go.
+        store.publish(report)
+        self.assertEqual({'cn1'}, self.names(root))
 
     def test_own_mode_refuses_a_host_nova_reports(self) -> None:
         self.nova_compute('cn1')
@@ -130,3 +136,44 @@ class NovaInventoryTest(base.PlacementTestCase):
                                 base.scarce_host('cn1', vfs=3))
         self.assertIn('[placement_store] inventory = nova', exc.message)
         self.assertIn('cn1_0000:10:00.0', exc.message)
+
+    def test_agent_publishes_its_facts_and_no_provider(self) -> None:
+        """The agent's scan of a host: its report (IOMMU groups, drivers,
+        parents) reaches the store, Placement keeps only what nova-compute
+        wrote."""
+        tree = sysfs_tree.FakeSysfs(self.useFixture(fixtures.TempDir()).path)
+        tree.add_numa_node(0, (0,), socket=0)
+        tree.enable_iommu()
+        tree.add_driver('igb', (('8086', '10c9'),))
+        tree.add_driver('igbvf', (('8086', '10ca'),))
+        pf = '0000:01:00.0'
+        tree.add_device(pf, vendor='8086', product='10c9', driver='igb',
+                        numa_node=0, vfs=sysfs_tree.VfPlan(
+                            '10ca', 'igbvf',
+                            ['0000:01:10.%d' % n for n in range(4)]))
+        tree.create_vfs(pf, 2)
+        conf_pkg.register_all(self.conf)
+        self.conf.set_override('host', 'cn1', group='agent')
+        self.conf.set_override('device_spec', [
+            '{"vendor_id": "8086", "product_id": "10ca"}'], group='pci')
+        root = self.nova_compute('cn1')
+        before = self.names(root)
+        store = self.nova_store()
+        agent = service.Agent(
+            self.conf, sysfs_mod.Sysfs(str(tree.sys), str(tree.proc)),
+            store_factory=lambda conf: store)
+        self.assertTrue(agent.tick())
+        self.assertEqual(before, self.names(root))
+        self.assertEqual([], sync.with_trait(self.client, mapping.DEVICE))
+        got = {d.address: d for d in store.get('cn1').devices}
+        self.assertEqual({'0000:01:10.0', '0000:01:10.1'}, set(got))
+        for device in got.values():
+            self.assertEqual(pf, device.parent_address)
+            self.assertIsNotNone(device.iommu_group)
+            self.assertEqual('igbvf', device.driver)
+        # More VFs: the report follows, Placement still gets nothing.
+        tree.remove_vfs(pf)
+        tree.create_vfs(pf, 4)
+        self.assertTrue(agent.tick())
+        self.assertEqual(4, len(store.get('cn1').devices))
+        self.assertEqual(before, self.names(root))
