@@ -118,9 +118,10 @@ def node_line(node: topology.Node) -> str:
                                        else ' (no NUMA affinity)')
     if node.kind == 'bus':
         return '%s (PCI root bus)' % node.name
+    # Viability of the group as a unit; each member has its own verdict.
     why = node.attrs.get('why') or []
-    return node.name + (': not assignable: ' + '; '.join(why) if why
-                        else ': assignable as a whole')
+    return node.name + (': not viable: ' + '; '.join(why) if why
+                        else ' (viable)')
 
 
 def render_text(topo: topology.Topology) -> str:

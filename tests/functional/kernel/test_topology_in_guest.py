@@ -365,7 +365,7 @@ class TopologyInGuestTest(testtools.TestCase):
                                         'remapping on;'), text)
         igb = self.results['igb']
         self.assertIn('%s PF 8086:10c9' % igb, text)
-        self.assertIn('IOMMU group %s: not assignable: no member is listed '
+        self.assertIn('IOMMU group %s: not viable: no member is listed '
                       'in [pci] device_spec' % self.results['e1000_group'],
                       text)
         dot = self.step('topology-dot')['out']

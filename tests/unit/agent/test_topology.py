@@ -204,7 +204,7 @@ class TopologyTest(CmdTestBase):
         start = lines.index('NUMA node 0 (socket 0)')
         self.assertEqual([
             '└─ pci0000:00 (PCI root bus)',
-            '   └─ IOMMU group 2: assignable as a whole',
+            '   └─ IOMMU group 2 (viable)',
             '      └─ %s PF 8086:10c9 Intel Corporation 82576 Gigabit '
             'Network Connection | driver igb | enp1s0 | VFs 1/8 | not '
             'assignable: it is an SR-IOV PF with 1 VFs enabled; set its VF '
