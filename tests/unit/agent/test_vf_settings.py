@@ -5,11 +5,16 @@ from __future__ import annotations
 import json
 
 import testtools
+from hypothesis import HealthCheck
+from hypothesis import given
+from hypothesis import settings
+from hypothesis import strategies as st
 
 from passthrough_plugin import exception
 from passthrough_plugin.agent import netadmin
 from passthrough_plugin.agent import netlink
 from passthrough_plugin.agent import vf_settings
+from passthrough_plugin.pci import pci_ids
 from tests.unit.agent.fixtures import IGB_PF
 from tests.unit.agent.test_cmd import CmdTestBase
 
@@ -152,3 +157,43 @@ class ConfigureVfsErrorsTest(CmdTestBase):
         rc, _out, err = self.run_cmd('configure-vfs', IGB_PF, '2')
         self.assertEqual(1, rc, err)
         self.assertIn('names VF 5, but it has 2 VFs (0 to 1)', err)
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(-10, 5000) |
+    st.sampled_from(['52:54:00:12:34:56', 'auto', 'enp1s0', 'x', '0']),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
+        st.sampled_from(['pf', 'all', 'vfs', '0', '1', 'mac', 'vlan', 'qos',
+                         'trust', 'spoofchk', 'link_state', 'min_tx_rate',
+                         'max_tx_rate', 'colour']), inner, max_size=5),
+    max_leaves=12)
+RELAXED = settings(deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+class PropertyTest(testtools.TestCase):
+
+    @RELAXED
+    @given(st.lists(JSON.map(json.dumps) | st.text(max_size=40), max_size=3))
+    def test_any_value_parses_or_is_one_line_naming_the_option(
+            self, values: list[str]) -> None:
+        try:
+            parsed = vf_settings.parse(values)
+        except exception.InvalidConfig as exc:
+            self.assertTrue(exc.message.startswith(
+                'Invalid configuration [sriov] vf_settings='), exc.message)
+            self.assertNotIn('\n', exc.message)
+        else:
+            self.assertEqual(len(values), len(parsed))
+            for item in parsed:
+                for vf in list(item.vfs) + [0]:
+                    for field, value in item.for_vf(vf).items():
+                        # What is parsed, the privileged side accepts.
+                        netadmin.check('enp1s0', vf, field, value)
+
+    @RELAXED
+    @given(st.text(alphabet='0123456789abcdefC \t\n#x', max_size=300))
+    def test_pci_ids_parses_any_text(self, text: str) -> None:
+        ids = pci_ids.PciIds.parse(text)
+        for (vendor, _product), name in ids.devices.items():
+            self.assertEqual(4, len(vendor))
+            self.assertTrue(name)
