@@ -3,21 +3,33 @@
 Every host carries what nova-scheduler gives a filter with PCI in
 Placement: a ``PciDeviceStats`` whose pools name their provider
 (``rp_uuid``, ``address``) and the host's allocation candidates for the
-request (2 VFs: one request group per VF, every pair of PF providers, as
+request (one request group per device, every combination of providers, as
 Placement returns them with ``group_policy=none``). Side by side, on the
 same host states, through nova's ``HostFilterHandler`` and
 ``HostWeightHandler``: the plugin's ``PciPoolFilter`` + ``PciPoolWeigher``,
 nova's ``PciPassthroughFilter`` + ``PCIWeigher``, and a no-op filter and
 weigher (the handlers' own share). Each round starts from fresh candidate
 lists, as each nova request does.
+
+Two shapes: SR-IOV hosts (4 PFs x 64 VFs, 2 VFs on distinct PFs) and GPU
+hosts (8 GPUs, each sharing its IOMMU group with its audio function, one
+GPU). Per shape: CPU time of each pair (best of several runs: the machine
+may be shared; ratios are taken within one run), scheduler memory per host
+beside nova's, and the cost of rebuilding one host's facts when its report
+changes.
 """
 
 from __future__ import annotations
 
+import functools
+import gc
 import itertools
 import os
+import random
+import time
 import tracemalloc
 import types
+from collections.abc import Callable
 from typing import Any
 
 from oslo_config import cfg
@@ -26,20 +38,98 @@ from passthrough_plugin import conf as conf_pkg
 from passthrough_plugin.bench import scheduler as scheduler_bench
 from passthrough_plugin.pci import alias as alias_mod
 from passthrough_plugin.pci import pools as pools_mod
+from passthrough_plugin.pci import report as report_mod
+from passthrough_plugin.pci import synthetic
 from passthrough_plugin.scheduler import candidates
+from passthrough_plugin.scheduler import decision_memo
 from passthrough_plugin.scheduler import engine as engine_mod
 from passthrough_plugin.scheduler import filter as filter_mod
 from passthrough_plugin.scheduler import nova_adapter
-from passthrough_plugin.scheduler import plugin
 from passthrough_plugin.scheduler import weigher as weigher_mod
 
 HOSTS = int(os.environ.get('BENCH_HOSTS', '10000'))
+# GPU hosts are timed on fewer hosts (the SR-IOV shape is the target).
+GPU_HOSTS = max(HOSTS // 5, 1)
+MEMORY_HOSTS = 500
 REQUEST_ID = '7b1d3c5e-0f2a-4e6b-9c8d-1a2b3c4d5e6f'
-EXTRA_SPECS = {'pci_passthrough:alias': 'vf:2',
-               'passthrough:vf_anti_affinity': 'true'}
+GPU_ALIAS = ('{"name": "gpu", "vendor_id": "10de", "product_id": "20b5", '
+             '"device_type": "type-PCI"}')
+ALIASES = scheduler_bench.ALIASES + [GPU_ALIAS]
+GPUS = 8
 
 
-def _states(store: scheduler_bench.MemoryStore) -> list[Any]:
+class Shape:
+    """One bench shape: its hosts and its request."""
+
+    def __init__(self, name: str, hosts: int, extra_specs: dict[str, str],
+                 report: Callable[[str, random.Random], report_mod.HostReport]
+                 ) -> None:
+        self.name = name
+        self.hosts = hosts
+        self.extra_specs = extra_specs
+        self.report = report
+
+
+def sriov_report(host: str, rng: random.Random) -> report_mod.HostReport:
+    return synthetic.sriov_host(
+        host, scheduler_bench.PFS, scheduler_bench.VFS, 2,
+        used_vfs=synthetic.random_usage(rng, scheduler_bench.PFS,
+                                        scheduler_bench.VFS))
+
+
+def gpu_report(host: str, rng: random.Random, gpus: int = GPUS
+               ) -> report_mod.HostReport:
+    """``gpus`` GPUs, each in one IOMMU group with its HDMI audio function
+    (both listed: assigning the GPU takes the audio too); some in use."""
+    devices = []
+    for g in range(gpus):
+        bus = 0x20 + g
+        node = g * 2 // gpus
+        group = 40 + g
+        gpu = report_mod.Device(
+            '0000:%02x:00.0' % bus, '10de', '20b5', 'type-PCI',
+            class_code='030200', numa_node=node, iommu_group=group,
+            driver='vfio-pci')
+        if rng.random() < 0.4:
+            gpu.status, gpu.owner, gpu.source = ('allocated',
+                                                 'existing-instance',
+                                                 'flavor')
+        devices.append(gpu)
+        devices.append(report_mod.Device(
+            '0000:%02x:00.1' % bus, '10de', '1aef', 'type-PCI',
+            class_code='040300', numa_node=node, iommu_group=group,
+            driver='vfio-pci'))
+    return report_mod.HostReport(
+        host, 1, devices, [report_mod.NumaCell(n, n) for n in range(2)],
+        report_mod.IommuState(True, True, {}))
+
+
+SHAPES = (
+    Shape('SR-IOV', HOSTS, {'pci_passthrough:alias': 'vf:2',
+                            'passthrough:vf_anti_affinity': 'true'},
+          sriov_report),
+    Shape('GPU', GPU_HOSTS, {'pci_passthrough:alias': 'gpu:1'}, gpu_report),
+)
+
+
+class ShapeStore(scheduler_bench.MemoryStore):
+    """The shape's reports, built once from a seed; read-only."""
+
+    def __init__(self, conf: cfg.ConfigOpts, shape: Shape, hosts: int,
+                 seed: int) -> None:
+        super().__init__(conf, 0, seed)
+        rng = random.Random(seed)
+        self.reports = {h: shape.report(h, rng) for h in (
+            'compute-%05d' % n for n in range(hosts))}
+        self.usage = dict.fromkeys(self.reports, [0])
+
+    def get(self, host: str) -> report_mod.HostReport:
+        return self.reports[host]
+
+
+def _states(store: ShapeStore, count: int) -> list[Any]:
+    """nova HostStates: PCI pools with providers, allocation candidates
+    for ``count`` devices."""
     from passthrough_plugin.bench import nova_pools
 
     objects = nova_pools._objects()
@@ -47,8 +137,8 @@ def _states(store: scheduler_bench.MemoryStore) -> list[Any]:
     from nova.pci import whitelist
 
     states = []
-    groups = ['%s-%d' % (REQUEST_ID, i) for i in range(2)]
-    for host in sorted(store.usage):
+    groups = ['%s-%d' % (REQUEST_ID, i) for i in range(count)]
+    for host in sorted(store.reports):
         pools = pools_mod.HostPools.from_report(store.get(host))
         # With PCI in Placement nova takes a PF or its VFs, not both:
         # the VFs here.
@@ -61,17 +151,19 @@ def _states(store: scheduler_bench.MemoryStore) -> list[Any]:
             stats=objects.PciDevicePoolList(objects=[
                 objects.PciDevicePool.from_dict(d) for d in dicts]),
             dev_filter=whitelist.Whitelist([]))
-        rps = sorted({d['rp_uuid'] for d in dicts})
+        # Placement offers the providers of the requested product only.
+        rps = sorted({d['rp_uuid'] for d in dicts
+                      if d['product_id'] in ('154c', '20b5')})
         found = [{'allocations': {}, 'mappings': {
-            g: [rp] for g, rp in zip(groups, pair, strict=True)}}
-            for pair in itertools.product(rps, repeat=2)]
+            g: [rp] for g, rp in zip(groups, combo, strict=True)}}
+            for combo in itertools.product(rps, repeat=count)]
         states.append(types.SimpleNamespace(
             host=host, nodename=host, uuid=host, pci_stats=stats,
             aggregates=[], allocation_candidates=found, fresh=found))
     return states
 
 
-def _spec(request_set: Any) -> Any:
+def _spec(request_set: Any, extra_specs: dict[str, str]) -> Any:
     from passthrough_plugin.bench import nova_pools
 
     objects = nova_pools._objects()
@@ -79,38 +171,55 @@ def _spec(request_set: Any) -> Any:
     for request in pci:
         request.request_id = REQUEST_ID
     return objects.RequestSpec(
-        flavor=objects.Flavor(extra_specs=dict(EXTRA_SPECS)),
+        flavor=objects.Flavor(extra_specs=dict(extra_specs)),
         instance_uuid='3e1c9a57-2b4d-4f60-8a71-5c9d0e2f4b83',
         pci_requests=objects.InstancePCIRequests(requests=pci),
         scheduler_hints={}, numa_topology=None)
 
 
-def run() -> None:
-    try:
-        from nova.scheduler import filters as nova_filters
-        from nova.scheduler import weights as nova_weights
-        from nova.scheduler.filters import pci_passthrough_filter
-        from nova.scheduler.weights import pci as nova_pci
-    except ImportError as exc:
-        print('   nova: not available (%s); run under tox -e bench' % exc)
-        return
+def _conf() -> cfg.ConfigOpts:
     conf = cfg.ConfigOpts()
     conf_pkg.register_all(conf)
     conf.register_opts([cfg.BoolOpt('pci_in_placement', default=True)],
                        group='filter_scheduler')
     conf([], project='passthrough-plugin')
-    conf.set_override('alias', scheduler_bench.ALIASES, 'pci')
-    store = scheduler_bench.MemoryStore(conf, HOSTS, seed=42)
-    aliases = alias_mod.parse_aliases(scheduler_bench.ALIASES)
-    engine = engine_mod.Engine(conf, store, aliases)
-    engine.refresh()
-    print('%d hosts x (%d PFs x %d VFs), random usage; request %s; '
-          'load average %.1f (%d CPUs)' % (
-              HOSTS, scheduler_bench.PFS, scheduler_bench.VFS, EXTRA_SPECS,
-              os.getloadavg()[0], os.cpu_count() or 1))
-    states = _states(store)
-    print('   %d candidates per host' % len(states[0].fresh))
+    conf.set_override('alias', ALIASES, 'pci')
+    return conf
 
+
+def run() -> None:
+    try:
+        from nova.scheduler import filters as nova_filters  # noqa: F401
+    except ImportError as exc:
+        print('   nova: not available (%s); run under tox -e bench' % exc)
+        return
+    print('load average %.1f (%d CPUs): wall times count other processes '
+          'too; CPU times are this process\'s, best of several runs' % (
+              os.getloadavg()[0], os.cpu_count() or 1))
+    ratios = []
+    for shape in SHAPES:
+        ratios.append((shape.name, _run_shape(shape)))
+    _rebuild()
+    for name, (cpu_ratio, beyond) in ratios:
+        print('   %s: nova / plugin %.1fx CPU, %.1fx beyond the handlers\' '
+              'own share' % (name, cpu_ratio, beyond))
+
+
+def _run_shape(shape: Shape) -> tuple[float, float]:
+    from nova.scheduler import filters as nova_filters
+    from nova.scheduler import weights as nova_weights
+    from nova.scheduler.filters import pci_passthrough_filter
+    from nova.scheduler.weights import pci as nova_pci
+
+    conf = _conf()
+    store = ShapeStore(conf, shape, shape.hosts, seed=42)
+    engine = engine_mod.Engine(conf, store, alias_mod.parse_aliases(ALIASES))
+    engine.refresh()
+    request = engine.request(shape.extra_specs)
+    count = sum(r.count for r in request.requests.requests)
+    states = _states(store, count)
+    print('-- %s: %d hosts, request %s, %d candidates per host' % (
+        shape.name, shape.hosts, shape.extra_specs, len(states[0].fresh)))
     ours_filter = nova_adapter.novaize(filter_mod.PciPoolFilter,
                                       'filter')(conf)
     ours_weigher = nova_adapter.novaize(weigher_mod.PciPoolWeigher,
@@ -123,12 +232,13 @@ def run() -> None:
     filter_handler = nova_filters.HostFilterHandler()
     weight_handler = nova_weights.HostWeightHandler()
 
-    def schedule(filt: Any, weigher: Any) -> Any:
+    def schedule(filt: Any, weigher: Any) -> Callable[[], list[str]]:
         def once() -> list[str]:
             for state in states:
                 state.allocation_candidates = list(state.fresh)
             # A fresh RequestSpec per request, as nova brings one.
-            asked = _spec(engine.request(EXTRA_SPECS).requests)
+            asked = _spec(engine.request(shape.extra_specs).requests,
+                          shape.extra_specs)
             passed = filter_handler.get_filtered_objects([filt], states,
                                                          asked)
             weighed = weight_handler.get_weighed_objects([weigher], passed,
@@ -136,53 +246,58 @@ def run() -> None:
             return [w.obj.host for w in weighed]
         return once
 
+    hosts = shape.hosts
     ours = schedule(ours_filter, ours_weigher)
     first, first_cpu, _ = scheduler_bench._best(ours, 1)
-    seconds, cpu, ranked = scheduler_bench._best(ours, 3)
+    seconds, cpu, ranked = scheduler_bench._best(ours, 5)
     scheduler_bench._line('PciPoolFilter + Weigher, 1st (facts)', first,
-                          HOSTS, first_cpu)
-    scheduler_bench._line('PciPoolFilter + PciPoolWeigher', seconds, HOSTS,
+                          hosts, first_cpu)
+    scheduler_bench._line('PciPoolFilter + PciPoolWeigher', seconds, hosts,
                           cpu)
     kept = sum(len(s.allocation_candidates) for s in states)
     print('   %d hosts pass, %d candidates kept' % (len(ranked), kept))
     noop, noop_cpu, _ = scheduler_bench._best(
-        schedule(noop_filter, noop_weigher), 3)
-    scheduler_bench._line('no-op filter + weigher (handlers)', noop, HOSTS,
+        schedule(noop_filter, noop_weigher), 5)
+    scheduler_bench._line('no-op filter + weigher (handlers)', noop, hosts,
                           noop_cpu)
     nova, nova_cpu, theirs = scheduler_bench._best(
         schedule(pci_passthrough_filter.PciPassthroughFilter(),
                  nova_pci.PCIWeigher()), 2)
     scheduler_bench._line('nova PciPassthroughFilter + PCIWeigher', nova,
-                          HOSTS, nova_cpu)
+                          hosts, nova_cpu)
     print('   nova passes %d hosts' % len(theirs))
-    print('   memory per host: plugin facts %.0f bytes, nova PciDeviceStats '
-          '%.0f bytes (tracemalloc, %d hosts)' % (
-              *_memory(engine, states[:500]), min(500, HOSTS)))
-    ours_share = max(seconds - noop, 1e-9)
-    print('   ratio nova / plugin: %.1fx wall, %.1fx CPU, %.1fx beyond the '
-          'handlers\' own share' % (
-              nova / seconds, nova_cpu / cpu,
-              max(nova - noop, 0.0) / ours_share))
+    facts, summary, theirs_bytes = _memory(engine, states[:MEMORY_HOSTS])
+    print('   memory per host: plugin %.0f bytes (candidate facts %.0f + '
+          'host summary %.0f), nova PciDeviceStats %.0f bytes (tracemalloc, '
+          '%d hosts)' % (facts + summary, facts, summary, theirs_bytes,
+                         min(MEMORY_HOSTS, hosts)))
+    beyond = max(nova_cpu - noop_cpu, 0.0) / max(cpu - noop_cpu, 1e-9)
+    return nova_cpu / cpu, beyond
 
 
 def _memory(engine: engine_mod.Engine, states: list[Any]
-            ) -> tuple[float, float]:
-    """Retained bytes per host: our candidate facts vs nova's stats."""
+            ) -> tuple[float, float, float]:
+    """Retained bytes per host: our candidate facts and host summary,
+    nova's PciDeviceStats."""
     from passthrough_plugin.bench import nova_pools
 
     objects = nova_pools._objects()
     from nova.pci import stats as nova_stats
     from nova.pci import whitelist
 
+    reports = [engine.store.get(s.host) for s in states]
+    gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
-    facts = []
-    for state in states:
-        pools = plugin.host_pools(engine, state.host)
-        assert pools is not None
-        facts.append(candidates.HostFacts(pools))
-        del pools
+    facts = [candidates.HostFacts(pools_mod.HostPools.from_report(r))
+             for r in reports]
+    gc.collect()
     ours = tracemalloc.get_traced_memory()[0] - before
+    before = tracemalloc.get_traced_memory()[0]
+    memo = decision_memo.Memo()
+    summaries = [decision_memo.summarise(r, memo)[0] for r in reports]
+    gc.collect()
+    summary = tracemalloc.get_traced_memory()[0] - before
     before = tracemalloc.get_traced_memory()[0]
     kept = []
     for state in states:
@@ -191,6 +306,42 @@ def _memory(engine: engine_mod.Engine, states: list[Any]
             None, stats=objects.PciDevicePoolList(objects=[
                 objects.PciDevicePool.from_dict(d) for d in dicts]),
             dev_filter=whitelist.Whitelist([])))
+    gc.collect()
     theirs = tracemalloc.get_traced_memory()[0] - before
     tracemalloc.stop()
-    return ours / len(states), theirs / len(states)
+    del facts, summaries, kept
+    n = len(states)
+    return ours / n, summary / n, theirs / n
+
+
+def _rebuild() -> None:
+    """One host's report changed: the filter's facts for it are rebuilt
+    (its pools from the report, then the compact facts)."""
+    rng = random.Random(7)
+    print('-- rebuild of one changed host (best of 20, CPU)')
+    cases = (
+        ('SR-IOV 256 devices', synthetic.sriov_host(
+            'h', 4, 63, 2, used_vfs=synthetic.random_usage(rng, 4, 63))),
+        ('SR-IOV 1,024 devices', synthetic.sriov_host(
+            'h', 16, 63, 2, used_vfs=synthetic.random_usage(rng, 16, 63))),
+        ('GPU %d devices' % (2 * GPUS), gpu_report('h', rng)),
+        ('GPU 256 devices', gpu_report('h', rng, 128)),
+    )
+    for label, report in cases:
+        pools_s = _cpu(functools.partial(pools_mod.HostPools.from_report,
+                                         report))
+        pools = pools_mod.HostPools.from_report(report)
+        facts_s = _cpu(functools.partial(candidates.HostFacts, pools))
+        print('   %-22s %7.3f ms  (pools from the report %.3f ms + '
+              'candidate facts %.3f ms)' % (
+                  label, (pools_s + facts_s) * 1e3, pools_s * 1e3,
+                  facts_s * 1e3))
+
+
+def _cpu(func: Callable[[], Any], repeat: int = 20) -> float:
+    best = float('inf')
+    for _ in range(repeat):
+        start = time.process_time()
+        func()
+        best = min(best, time.process_time() - start)
+    return best

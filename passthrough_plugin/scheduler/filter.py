@@ -9,6 +9,7 @@ from oslo_log import log as logging
 
 from passthrough_plugin import exception
 from passthrough_plugin.pci import explain
+from passthrough_plugin.pci import request as request_mod
 from passthrough_plugin.scheduler import candidates
 from passthrough_plugin.scheduler import engine as engine_mod
 from passthrough_plugin.scheduler import nova_adapter
@@ -57,6 +58,8 @@ class PciPoolFilter(plugin.PluginBase):
     _groups_key: object = None
     _groups_token = 0
     _groups: list[candidates.Group] | None = None
+    _extras: list[request_mod.DeviceRequest] = []
+    _request_mode = PLACEMENT
     _resize = False
     _exact_budget: list[int] = [0]
 
@@ -152,17 +155,21 @@ class PciPoolFilter(plugin.PluginBase):
         engine = self.engine
         if not request.wants_devices:
             return self._engine_decides(host, request)
-        if self._mode() == CLASSIC:
-            if request.requests.vf_anti_affinity:
-                return summary_mod.Decision(
-                    False, NEEDS_PLACEMENT, ANTI_AFFINITY_NEEDS % host, host)
-            return self._engine_decides(host, request)
         key = nova_adapter.decision_key(spec_obj)
         if key != self._groups_key or request.token != self._groups_token:
             # The same for every host of the request: worked out once.
             self._groups_key, self._groups_token = key, request.token
+            self._request_mode = self._mode()
             self._groups = nova_adapter.device_groups(spec_obj,
                                                       request.requests)
+            self._extras = [r for r in request.requests.requests
+                            if r.source != 'flavor'] + \
+                list(request.requests.headroom)
+        if self._request_mode == CLASSIC:
+            if request.requests.vf_anti_affinity:
+                return summary_mod.Decision(
+                    False, NEEDS_PLACEMENT, ANTI_AFFINITY_NEEDS % host, host)
+            return self._engine_decides(host, request)
         groups = self._groups
         mappings = nova_adapter.candidate_mappings(host_state)
         if not groups or not mappings or not any(
@@ -176,15 +183,18 @@ class PciPoolFilter(plugin.PluginBase):
             LOG.debug('%s: the requested devices are not in Placement; '
                       'decided per host', host)
             return self._engine_decides(host, request)
-        extras = [r for r in request.requests.requests
-                  if r.source != 'flavor'] + list(request.requests.headroom)
+        extras = self._extras
         view = self._view(host, host_state, bool(extras))
         if view is None:
             # No usable report: the engine's answer (missing_report).
             return self._engine_decides(host, request)
-        if request.requests.vf_anti_affinity and self._is_move_claim(spec_obj):
-            breaks = candidates.move_claim_breaks(
-                host, groups, list(view.providers.values()))
+        pick = None
+        if self._is_move_claim(spec_obj, key):
+            # nova-compute's move claim picks the devices itself: refuse
+            # the host where that pick breaks a rule.
+            pick = candidates.move_claim_pick(groups,
+                                              list(view.providers.values()))
+            breaks = candidates.move_claim_verdict(view, groups, pick, extras)
             if breaks is not None:
                 return summary_mod.Decision(False, breaks.reason,
                                             breaks.detail, host)
@@ -192,6 +202,11 @@ class PciPoolFilter(plugin.PluginBase):
             view, groups, mappings,
             engine.conf.passthrough_scheduler.weigh_strategy, extras,
             request.numa_cell_count)
+        if choice.ok and pick is not None:
+            # Placement then records the devices nova's claim takes.
+            choice = candidates.follow_pick(view, groups, mappings, choice,
+                                            pick, extras,
+                                            request.numa_cell_count)
         if choice.ok:
             found = host_state.allocation_candidates
             host_state.allocation_candidates = [found[i]
@@ -200,9 +215,10 @@ class PciPoolFilter(plugin.PluginBase):
                       host, len(choice.order), choice.total)
         return candidates.decision(view, choice)
 
-    def _is_move_claim(self, spec_obj: Any) -> bool:
-        """Asked once per request, not per host."""
-        key = nova_adapter.decision_key(spec_obj)
+    def _is_move_claim(self, spec_obj: Any, key: object) -> bool:
+        """A resize, cold migration or evacuation (nova-compute's move
+        claim picks the devices); asked once per request (``key``, its
+        decision key), not per host."""
         if key != self._resize_key:
             self._resize_key = key
             self._resize = nova_adapter.is_move_claim(spec_obj)

@@ -14,7 +14,11 @@ strategy makes nova's claim the plugin's choice.
 
 from __future__ import annotations
 
+from passthrough_plugin.scheduler.candidates.moves import follow_pick
 from passthrough_plugin.scheduler.candidates.moves import move_claim_breaks
+from passthrough_plugin.scheduler.candidates.moves import move_claim_pick
+from passthrough_plugin.scheduler.candidates.moves import \
+    move_claim_verdict
 from passthrough_plugin.scheduler.candidates.order import Choice
 from passthrough_plugin.scheduler.candidates.order import choose
 from passthrough_plugin.scheduler.candidates.order import decision
@@ -26,4 +30,5 @@ from passthrough_plugin.scheduler.candidates.view import HostView
 from passthrough_plugin.scheduler.candidates.view import Provider
 
 __all__ = ['Choice', 'Group', 'HostFacts', 'HostView', 'Provider',
-           'Verdict', 'choose', 'decision', 'judge', 'move_claim_breaks']
+           'Verdict', 'choose', 'decision', 'follow_pick', 'judge',
+           'move_claim_breaks', 'move_claim_pick', 'move_claim_verdict']

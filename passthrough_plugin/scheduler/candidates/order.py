@@ -10,6 +10,7 @@ from passthrough_plugin.scheduler import decision_memo as summary_mod
 from passthrough_plugin.scheduler.candidates import rules
 from passthrough_plugin.scheduler.candidates.view import Group
 from passthrough_plugin.scheduler.candidates.view import HostView
+from passthrough_plugin.scheduler.candidates.view import Provider
 
 
 class Choice:
@@ -34,15 +35,22 @@ def choose(view: HostView, groups: Sequence[Group],
            mappings: Sequence[Mapping[str, Sequence[str]]],
            strategy: str,
            extras: Sequence[request_mod.DeviceRequest] = (),
-           numa_cell_count: int | None = None) -> Choice:
+           numa_cell_count: int | None = None, fast: bool = True) -> Choice:
     """Judge every candidate; keep the good ones, best first (ties keep
-    Placement's order)."""
+    Placement's order). ``fast=False`` judges every candidate in full
+    (the fast path's reference in tests)."""
+    keyed, requests = rules.keyed(groups)
+    if fast and len(requests) == 1 and view.pools is None and \
+            not extras and not numa_cell_count:
+        found = _choose_fast(view, [g for g, _n in keyed], requests[0],
+                             mappings, strategy)
+        if found is not None:
+            return found
     good: list[tuple[tuple[int, int, int], int, rules.Verdict]] = []
     first_bad: rules.Verdict | None = None
     cache: dict[rules.Key, rules.Verdict] = {}
     # Candidates that differ only in which group of a request took which
     # provider are judged once.
-    keyed, requests = rules.keyed(groups)
     single = len(requests) == 1
     group_ids = [g for g, _n in keyed]
     for index, mapping in enumerate(mappings):
@@ -65,15 +73,93 @@ def choose(view: HostView, groups: Sequence[Group],
             first_bad = verdict
     good.sort(key=lambda item: (item[0], item[1]))
     if not good:
-        detail = first_bad.detail if first_bad is not None else \
-            '%s: no allocation candidate' % view.host
-        if len(mappings) > 1:
-            detail = '%s (and every other of its %d allocation candidates ' \
-                'breaks a rule)' % (detail, len(mappings))
-        return Choice([], None, first_bad.reason if first_bad else
-                      explain.INSUFFICIENT, detail, len(mappings))
+        return _none_left(view, first_bad, len(mappings))
     return Choice([i for _k, i, _v in good], good[0][2], None, '',
                   len(mappings))
+
+
+def _none_left(view: HostView, first_bad: rules.Verdict | None,
+               total: int) -> Choice:
+    detail = first_bad.detail if first_bad is not None else \
+        '%s: no allocation candidate' % view.host
+    if total > 1:
+        detail = '%s (and every other of its %d allocation candidates ' \
+            'breaks a rule)' % (detail, total)
+    return Choice([], None, first_bad.reason if first_bad else
+                  explain.INSUFFICIENT, detail, total)
+
+
+def _choose_fast(view: HostView, group_ids: Sequence[str],
+                 request: request_mod.DeviceRequest,
+                 mappings: Sequence[Mapping[str, Sequence[str]]],
+                 strategy: str) -> Choice | None:
+    """``choose`` for one request on a host whose free devices each stand
+    alone in their IOMMU group, with nothing that must fit afterwards: the
+    rules are per provider counts (``view.cap``), so a candidate is a few
+    additions. Only the winner (and, when none is left, the first loser)
+    is judged in full, for its figures and its reason. None when a
+    candidate names no provider for a group (the full path says why)."""
+    cap, in_use, providers = view.cap, view.in_use, view.providers
+    anti = request.anti_affinity
+    spread = strategy == 'spread'
+    scores: dict[tuple[str, ...], tuple[int, int] | None] = {}
+    good: list[tuple[tuple[int, int], int, tuple[str, ...]]] = []
+    first_bad: tuple[str, ...] | None = None
+    for index, mapping in enumerate(mappings):
+        try:
+            rps = tuple(sorted([mapping[g][0] for g in group_ids]))
+        except (KeyError, IndexError):
+            return None
+        if rps in scores:
+            score = scores[rps]
+        else:
+            score = scores[rps] = _score(rps, cap, in_use, providers, anti,
+                                         spread)
+        if score is not None:
+            good.append((score, index, rps))
+        elif first_bad is None:
+            first_bad = rps
+    requests = [request]
+    if not good:
+        return _none_left(view, None if first_bad is None else
+                          rules.judge_key(view, tuple((0, rp)
+                                                      for rp in first_bad),
+                                          requests, (), None),
+                          len(mappings))
+    good.sort(key=lambda item: (item[0], item[1]))
+    # The winner's figures, as the full judgement gives them (nothing
+    # lost: every free device stands alone in its group).
+    score, _index, rps = good[0]
+    sign = -1 if spread else 1
+    best = rules.Verdict(True, broken=sign * score[0], left=sign * score[1],
+                         taken=len(rps))
+    return Choice([i for _s, i, _k in good], best, None, '', len(mappings))
+
+
+def _score(rps: tuple[str, ...], cap: Mapping[str, int],
+           in_use: Mapping[str, int], providers: Mapping[str, Provider],
+           anti: bool, spread: bool) -> tuple[int, int] | None:
+    """The candidate's sort key (as Verdict.key), None if it breaks a
+    rule."""
+    broken = left = 0
+    n = len(rps)
+    i = 0
+    while i < n:
+        rp = rps[i]
+        j = i + 1
+        while j < n and rps[j] == rp:
+            j += 1
+        count = j - i
+        i = j
+        if count > cap.get(rp, -1):
+            return None
+        if rp in in_use:  # a VF provider
+            if anti and count > 1:
+                return None
+            if not in_use[rp]:
+                broken += 1
+            left += providers[rp].free - count
+    return (-broken, -left) if spread else (broken, left)
 
 
 def decision(view: HostView, choice: Choice) -> summary_mod.Decision:

@@ -16,6 +16,8 @@ from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import request as request_mod
 
 TYPE_VF = pools_mod.TYPE_VF
+# nova hands a PF out only to requests that name type-PF.
+TYPE_PF = 'type-PF'
 # The hint operators get when nova can see devices it must not assign.
 DEVICE_SPEC_HINT = ('list only assignable devices in nova\'s [pci] '
                     'device_spec (passthrough-agent nova-device-spec)')
@@ -47,8 +49,10 @@ class Provider:
         return any((s.vendor_id is None or s.vendor_id == self.vendor_id)
                    and (s.product_id is None or
                         s.product_id == self.product_id)
-                   and (s.dev_type is None or s.dev_type == self.dev_type)
+                   and (s.dev_type == self.dev_type or s.dev_type is None
+                        and self.dev_type != TYPE_PF)
                    for s in request.specs)
+
 
 class HostFacts:
     """The agent's facts of one host at one generation, compact.
@@ -86,7 +90,7 @@ class HostView:
     """What one host's candidates are judged on, worked out once."""
 
     __slots__ = ('host', 'facts', 'pools', 'providers', 'viable', 'in_use',
-                 'free_before', 'offered', 'fits')
+                 'free_before', 'offered', 'fits', 'cap')
 
     def __init__(self, host: str, facts: HostFacts,
                  providers: Mapping[str, Provider],
@@ -103,17 +107,28 @@ class HostView:
         # with).
         self.viable: dict[str, int] = {}
         self.in_use: dict[str, int] = {}
+        # Per provider: the devices it can give under the rules that need
+        # no device-level walk, or -1 when it breaks one (the full
+        # judgement says which): the fast path of order.choose.
+        self.cap: dict[str, int] = {}
         free = 0
+        vf_viable, dev_state = facts.vf_viable, facts.dev_state
         for rp, provider in providers.items():
+            count = provider.free
             if provider.dev_type == TYPE_VF:
-                viable = facts.vf_viable.get(provider.address, 0)
+                viable = vf_viable.get(provider.address, 0)
                 self.viable[rp] = viable
                 self.in_use[rp] = facts.vf_busy.get(provider.address, 0) + \
-                    max(viable - provider.free, 0)
-                free += min(viable, provider.free)
-            elif provider.free and provider.address in facts.dev_state and \
-                    facts.dev_state[provider.address] is None:
-                free += 1
+                    max(viable - count, 0)
+                free += min(viable, count)
+                self.cap[rp] = count if count <= viable else -1
+            elif provider.address in dev_state and \
+                    dev_state[provider.address] is None:
+                if count:
+                    free += 1
+                self.cap[rp] = count
+            else:
+                self.cap[rp] = -1
         self.free_before = free
         # VF provider -> the most VFs it was found able to give.
         self.fits: dict[str, int] = {}

@@ -124,14 +124,14 @@ class _CandidateTestBase(base._PluginTestBase):
 
     def start_pci_compute(self, host: str, *, num_pfs: int = 0,
                           num_vfs: int = 0, num_pci: int = 0,
-                          report: bool = True, tainted: str | None = None
-                          ) -> report_mod.HostReport:
+                          report: bool = True, tainted: str | None = None,
+                          **compute: Any) -> report_mod.HostReport:
         """A compute and its agent's report; ``tainted``: the address of
         a device whose IOMMU group holds a device that cannot be
-        assigned."""
+        assigned; ``compute``: more arguments of nova's start_compute."""
         pci_info = fakelibvirt.HostPCIDevicesInfo(
             num_pci=num_pci, num_pfs=num_pfs, num_vfs=num_vfs)
-        self.start_compute(hostname=host, pci_info=pci_info)
+        self.start_compute(hostname=host, pci_info=pci_info, **compute)
         host_report = base.report_for(host, pci_info, self.DEVICE_SPEC)
         if tainted is not None:
             group = next(d.iommu_group for d in host_report.devices
@@ -149,11 +149,12 @@ class _CandidateTestBase(base._PluginTestBase):
             memory_mb=memory_mb, vcpu=1, disk=1, ephemeral=0,
             extra_spec=extra_spec))
 
-    def create(self, flavor: str, expected_state: str = 'ACTIVE'
-               ) -> dict[str, Any]:
-        """Boot one server and wait (bounded) for ``expected_state``."""
+    def create(self, flavor: str, expected_state: str = 'ACTIVE',
+               az: str | None = None) -> dict[str, Any]:
+        """Boot one server and wait (bounded) for ``expected_state``;
+        ``az='nova:<host>'`` places it on that host."""
         server = self.api.post_server({'server': self._build_server(
-            flavor_id=flavor, networks='none')})
+            flavor_id=flavor, networks='none', az=az)})
         return self._wait_for_state_change(server, expected_state,
                                            max_retries=WAIT)
 

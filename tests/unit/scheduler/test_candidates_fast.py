@@ -1,0 +1,82 @@
+"""The fast path of candidates.choose gives what the full judgement gives."""
+
+from __future__ import annotations
+
+import itertools
+import random
+
+import testtools
+
+from passthrough_plugin.pci import pools as pools_mod
+from passthrough_plugin.pci import request as request_mod
+from passthrough_plugin.scheduler import candidates
+from tests.unit.scheduler import fakes
+from tests.unit.scheduler import test_candidates as base
+
+
+def random_case(rng: random.Random) -> tuple[candidates.HostView,
+                                             list[candidates.Group],
+                                             list[dict[str, list[str]]]]:
+    """A host of 3 PFs x 4 VFs and 2 GPUs with random usage, tainted
+    devices and nova counts; every candidate of 1-3 devices over its
+    providers and one unknown provider."""
+    report = fakes.sriov_host('h', pfs=3, vfs=4, gpus=2,
+                              used_vfs=rng.randint(0, 4))
+    foreign = {}
+    for dev in report.devices:
+        if rng.random() < 0.15 and dev.iommu_group is not None:
+            foreign[dev.iommu_group] = ('0000:00:1f.3',)
+    report.iommu.foreign_members = foreign
+    pools = pools_mod.HostPools.from_report(report)
+    providers: dict[str, candidates.Provider] = {}
+    for dev in report.devices:
+        if dev.dev_type == 'type-PF':
+            rp = 'rp-' + dev.address
+            providers[rp] = candidates.Provider(
+                rp, dev.address, 'type-VF', rng.randint(0, 4), 0)
+        elif dev.dev_type == 'type-PCI':
+            rp = 'rp-' + dev.address
+            providers[rp] = candidates.Provider(
+                rp, dev.address, 'type-PCI', rng.randint(0, 1), 0)
+    view = candidates.HostView('h', candidates.HostFacts(pools), providers)
+    alias = rng.choice(['vf', 'gpu'])
+    specs = {'pci_passthrough:alias': '%s:%d' % (alias, rng.randint(1, 3))}
+    if rng.random() < 0.5:
+        specs['passthrough:vf_anti_affinity'] = 'true'
+    found = base.groups(request_mod.RequestSet.from_extra_specs(
+        specs, base.ALIASES))
+    rps = tuple(providers) + ('rp-unknown',)
+    mappings = base.all_mappings([g for g, _r in found], rps)
+    rng.shuffle(mappings)
+    return view, found, mappings
+
+
+class FastPathTest(testtools.TestCase):
+
+    def test_same_choice_as_the_full_judgement(self) -> None:
+        rng = random.Random(20261129)
+        seen_ok = seen_bad = 0
+        for _case, strategy in itertools.product(range(150),
+                                                 ('pack', 'spread')):
+            view, found, mappings = random_case(rng)
+            slow_view = candidates.HostView(view.host, view.facts,
+                                            view.providers)
+            fast = candidates.choose(view, found, mappings, strategy)
+            slow = candidates.choose(slow_view, found, mappings, strategy,
+                                     fast=False)
+            self.assertEqual(slow.order, fast.order)
+            self.assertEqual((slow.reason, slow.detail),
+                             (fast.reason, fast.detail))
+            if slow.first is not None:
+                assert fast.first is not None
+                seen_ok += 1
+                self.assertEqual(
+                    (slow.first.broken, slow.first.left, slow.first.lost,
+                     slow.first.taken),
+                    (fast.first.broken, fast.first.left, fast.first.lost,
+                     fast.first.taken))
+            else:
+                seen_bad += 1
+        # Both outcomes were exercised.
+        self.assertGreater(seen_ok, 20)
+        self.assertGreater(seen_bad, 20)
