@@ -9,6 +9,7 @@ from collections.abc import Iterable
 
 from oslo_log import log as logging
 
+from passthrough_plugin import exception
 from passthrough_plugin.agent import sysfs as sysfs_mod
 from passthrough_plugin.pci import address as addr
 from passthrough_plugin.pci import device_spec
@@ -41,6 +42,8 @@ class PciInfo:
     physfn: str | None = None
     total_vfs: int = 0
     num_vfs: int = 0
+    # A PF's VF device id (sysfs sriov_vf_device), as nova reads it.
+    vf_product: str | None = None
     netdevs: tuple[str, ...] = ()
     boot_vga: bool = False
     # The sysfs VPD file, read only when a remote_managed spec needs the
@@ -142,6 +145,8 @@ def read_device(fs: sysfs_mod.Sysfs, address: str) -> PciInfo | None:
         if total is not None:
             info.total_vfs = total
             info.num_vfs = fs.count_abs(base + '/sriov_numvfs') or 0
+            vf_product = (fs.read_abs(base + '/sriov_vf_device') or '')
+            info.vf_product = vf_product.strip().lower() or None
     if class_code.startswith(NET_CLASSES):
         info.netdevs = tuple(sorted(fs.listdir(fs.dev_rel(address, 'net'))))
         info.vpd_path = base + '/vpd'
@@ -246,11 +251,68 @@ def foreign_members(scan_: Scan, whitelisted: Iterable[str]
     return {g: m for g, m in out.items() if m}
 
 
+def check_remote_managed(specs: device_spec.DeviceSpecList,
+                         scan_: Scan) -> None:
+    """nova's checks of a ``remote_managed`` spec that names one device.
+
+    nova-compute refuses to start when such a spec names an interface that
+    is not there, or a PF unless its ids are the PF's VFs' ids (only VFs
+    can be remote managed).
+
+    :raises: InvalidDeviceSpec with nova's reason.
+    """
+    netdevs = {n: info for info in scan_.devices.values()
+               for n in info.netdevs}
+    for spec in specs.specs:
+        if not spec.remote_managed:
+            continue
+        if spec.devname is not None:
+            info = netdevs.get(spec.devname)
+            if info is None:
+                raise exception.InvalidDeviceSpec(
+                    item=spec.item, reason='remote_managed names interface '
+                    '%r, which is not on this host (nova refuses it too: '
+                    'PciDeviceRemoteManagedNotPresent)' % spec.devname)
+        elif spec.exact is not None:
+            info = scan_.devices.get(str(spec.exact))
+        else:
+            continue
+        if info is None or info.dev_type != 'type-PF':
+            continue
+        vendor_ok = spec.vendor_id in (None, int(info.vendor_id, 16))
+        vf_products = {int(v.product_id, 16) for v in scan_.devices.values()
+                       if v.physfn == info.address}
+        if info.vf_product and all(c in '0123456789abcdef'
+                                   for c in info.vf_product):
+            vf_products.add(int(info.vf_product, 16))
+        if vendor_ok and spec.product_id is not None and (
+                spec.product_id in vf_products or not vf_products):
+            continue  # the VFs of this PF (or no way to tell)
+        shown = '/'.join('%04x' % p for p in sorted(vf_products))
+        if vendor_ok and spec.product_id in (None,
+                                             int(info.product_id, 16)):
+            reason = ('remote_managed names PF %s, and only VFs can be '
+                      'remote managed; give the VFs\' product_id %s to '
+                      'select its VFs (nova refuses it too: '
+                      'PciDeviceInvalidPFRemoteManaged)' % (
+                          info.address, shown))
+        else:
+            reason = ('remote_managed names PF %s, but vendor_id/product_id '
+                      'are not the ids %s:%s of its VFs (nova refuses it '
+                      'too)' % (info.address, info.vendor_id, shown))
+        raise exception.InvalidDeviceSpec(item=spec.item, reason=reason)
+
+
 def build_report(fs: sysfs_mod.Sysfs, specs: device_spec.DeviceSpecList,
                  host: str, scan_: Scan | None = None
                  ) -> report_mod.HostReport:
-    """The HostReport of the whitelisted devices (generation 0)."""
+    """The HostReport of the whitelisted devices (generation 0).
+
+    :raises: InvalidDeviceSpec for a remote_managed spec nova refuses.
+    """
     scan_ = scan_ if scan_ is not None else scan(fs)
+    if specs.needs_serial:
+        check_remote_managed(specs, scan_)
     devices = []
     for info in scan_.devices.values():
         spec = spec_for(specs, info, scan_)

@@ -6,10 +6,12 @@ checks that they differ exactly as documented (and in nothing else).
 
 from __future__ import annotations
 
+import collections
 import json
 from typing import Any
 
 from passthrough_plugin import exception
+from passthrough_plugin.agent import discovery
 from passthrough_plugin.pci import alias as alias_mod
 from passthrough_plugin.pci import device_spec
 from passthrough_plugin.pci import pools as pools_mod
@@ -31,6 +33,19 @@ def sriov_host(rng: Any, ifname: bool = True) -> gen.Host:
         if pfs:
             host.pf = rng.choice(pfs)  # type: ignore[attr-defined]
             return host
+
+
+def scan(host: gen.Host) -> discovery.Scan:
+    """The agent's view of a generated host."""
+    devices = {}
+    for dev in host.devices:
+        pf = host.pfs.get(dev['address'])
+        devices[dev['address']] = discovery.PciInfo(
+            dev['address'], dev['vendor_id'], dev['product_id'], '020000',
+            physfn=dev['parent_addr'], total_vfs=8 if pf else 0,
+            netdevs=(pf['ifname'],) if pf and pf['ifname'] else (),
+            vf_product=pf['vf_product'] if pf else None)
+    return discovery.Scan(devices, {})
 
 
 class DocumentedTest(base.DifferentialTestCase):
@@ -153,20 +168,47 @@ class DocumentedTest(base.DifferentialTestCase):
                  and d['capabilities']['vpd']['card_serial_number']],
                 with_serial, where)
 
-    def test_remote_managed_pf_by_devname(self) -> None:
+    def test_remote_managed_naming_a_pf(self) -> None:
+        """nova refuses a remote_managed spec naming a PF (by devname)
+        unless its ids are the VFs', and one naming a missing interface:
+        so does the agent (discovery.check_remote_managed), with nova's
+        reason."""
         rng = self.rng()
+        seen = collections.Counter()
         for case in range(CASES):
             host = sriov_host(rng)
             pf = host.pfs[host.pf]  # type: ignore[attr-defined]
-            specs = [json.dumps({'devname': pf['ifname'],
-                                 'remote_managed': 'true',
-                                 'product_id': pf['product']})]
+            product = rng.choice((pf['product'], None, pf['vf_product'],
+                                  '0442'))
+            spec: dict[str, Any] = {'devname': pf['ifname'],
+                                    'remote_managed': 'true'}
+            if rng.random() < 0.15:
+                spec['devname'] = 'ens9'
+            if product is not None:
+                spec['product_id'] = product
+            specs = [json.dumps(spec)]
             nova = self.oracle.ask({'cmd': 'match', 'pfs': host.pfs,
                                     'specs': specs, 'devices': host.devices})
             where = self.where(case, specs)
-            self.assertIn('PciDeviceInvalidPFRemoteManaged',
-                          nova.get('error', ''), where)
-            device_spec.DeviceSpecList.from_config(specs)  # accepted
+            try:
+                discovery.check_remote_managed(
+                    device_spec.DeviceSpecList.from_config(specs),
+                    scan(host))
+            except exception.InvalidDeviceSpec as exc:
+                kind = nova.get('error', 'accepted').split(':')[0]
+                self.assertIn(kind, (
+                    'PciDeviceInvalidPFRemoteManaged',
+                    'PciDeviceRemoteManagedNotPresent',
+                    'PciConfigInvalidSpec'), where)
+                self.assertIn('nova refuses it too', exc.message, where)
+                if kind != 'PciConfigInvalidSpec':
+                    self.assertIn(kind, exc.message, where)
+                seen[kind] += 1
+            else:
+                self.assertNotIn('error', nova, where)
+                self.assertEqual(pf['vf_product'], product, where)
+                seen['vfs'] += 1
+        self.assertEqual(4, len(seen), seen)
 
     def test_devname_blank_and_padded(self) -> None:
         rng = self.rng()
