@@ -42,7 +42,8 @@ SPECS = '''
     '''
 
 
-class TopologyTest(CmdTestBase):
+class TopologyBase(CmdTestBase):
+    """A fake host listing the igb, its VFs and one e1000e; helpers."""
 
     def setUp(self) -> None:
         super().setUp()
@@ -87,6 +88,9 @@ class TopologyTest(CmdTestBase):
             if found:
                 return found
         self.fail('%s not in the topology' % name)
+
+
+class TopologyTest(TopologyBase):
 
     def test_vfs_hang_under_their_pf_in_its_group_on_its_numa_node(
             self) -> None:
@@ -269,3 +273,46 @@ class PciIdsTest(CmdTestBase):
         self.assertEqual('Ethernet controller', ids.class_name('020000'))
         self.assertEqual('Bridge', ids.class_name('068000'))
         self.assertIsNone(ids.class_name('ff0000'))
+
+
+class NestedTreeTest(TopologyBase):
+    """A sysfs laid out as the kernel does it behind ports and bridges
+    (the fake builder keeps devices flat): the tree follows the device
+    directories, VFs go under their PF."""
+
+    def test_ports_and_bridges_nest(self) -> None:
+        sys_root = self.host.tree.sys
+        top = sys_root / 'devices/pci0000:00'
+        layout = {
+            '0000:00:1c.0': ('', '060400', 20, None),
+            '0000:0a:00.0': ('0000:00:1c.0', '060400', 20, None),
+            '0000:0b:00.0': ('0000:00:1c.0/0000:0a:00.0', '020000', 21,
+                             None),
+            '0000:0b:00.4': ('0000:00:1c.0/0000:0a:00.0', '020000', 22,
+                             '0000:0b:00.0'),
+        }
+        for address, (parent, klass, group, physfn) in layout.items():
+            path = top / parent / address
+            path.mkdir(parents=True)
+            (path / 'uevent').write_text(
+                'PCI_CLASS=%s\nPCI_ID=8086:1572\n' % klass)
+            (sys_root / 'bus/pci/devices' / address).symlink_to(path)
+            gdir = sys_root / 'kernel/iommu_groups' / str(group)
+            (gdir / 'devices').mkdir(parents=True, exist_ok=True)
+            (path / 'iommu_group').symlink_to(gdir)
+            (gdir / 'devices' / address).symlink_to(path)
+            if physfn:
+                (path / 'physfn').symlink_to(top / parent / physfn)
+        (top / '0000:00:1c.0/0000:0a:00.0/0000:0b:00.0/sriov_totalvfs'
+         ).write_text('4\n')
+        (top / '0000:00:1c.0/0000:0a:00.0/0000:0b:00.0/sriov_numvfs'
+         ).write_text('1\n')
+        data = self.topo('--offline')
+        self.assertEqual(['NUMA node -', 'pci0000:00', '0000:00:1c.0',
+                          '0000:0a:00.0', 'IOMMU group 21', '0000:0b:00.0',
+                          '0000:0b:00.4'],
+                         self.path_to(data, '0000:0b:00.4'))
+        self.assertEqual(('root port', 'bridge', 'VF'), tuple(
+            self.find(data, a)['role'] for a in (
+                '0000:00:1c.0', '0000:0a:00.0', '0000:0b:00.4')))
+        self.assertEqual(22, self.find(data, '0000:0b:00.4')['iommu_group'])
