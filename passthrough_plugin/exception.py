@@ -232,3 +232,21 @@ class NoComputeNodeProvider(StoreError):
 class HotplugFailed(AgentError):
     msg_fmt = ("%(action)s of %(what)s for instance %(instance)s failed at "
                "step %(step)s: %(reason)s; %(undo)s")
+
+
+# -- OpenStack clouds (openstacksdk) ------------------------------------------
+
+class CloudError(PassthroughException):
+    msg_fmt = "OpenStack cloud error: %(reason)s"
+
+
+class UnknownCloud(CloudError, Invalid):
+    msg_fmt = "Unknown cloud %(cloud)s: %(known)s"
+
+
+class CloudUnavailable(CloudError):
+    msg_fmt = "Cannot use cloud %(cloud)s: %(reason)s"
+
+
+class CloudObjectNotFound(CloudError, Invalid):
+    msg_fmt = "No %(kind)s %(value)r in cloud %(cloud)s; %(valid)s"

@@ -12,6 +12,7 @@ from oslo_config import cfg
 from oslo_log import log as logging
 
 from passthrough_plugin import conf as conf_pkg
+from passthrough_plugin import connection
 from passthrough_plugin import exception
 from passthrough_plugin.cmd import common
 from passthrough_plugin.pci import limits
@@ -62,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
                      help='override [file_store] path')
     top.add_argument('--format', choices=('table', 'json'), default='table')
     common.add_debug_option(top)
+    connection.add_arguments(top)
     sub = top.add_subparsers(dest='command', required=True)
 
     def requesting(cmd: argparse.ArgumentParser) -> None:
@@ -69,6 +71,10 @@ def parser() -> argparse.ArgumentParser:
                          type=_extra_spec, metavar='KEY=VALUE',
                          help='a flavor extra spec, e.g. '
                          'pci_passthrough:alias=vf:2; repeatable')
+        cmd.add_argument('--flavor', metavar='NAME|ID',
+                         help="the extra specs of this nova flavor (read "
+                         "from the cloud of --os-cloud); --extra-spec "
+                         "values are added to them and win")
         cmd.add_argument('--numa-cells', type=_cells, metavar='N[,N]',
                          help='the host NUMA cells the guest is placed on')
         cmd.add_argument('--host', action='append', dest='hosts',
@@ -76,8 +82,14 @@ def parser() -> argparse.ArgumentParser:
                          'every host of the store); repeatable')
 
     requesting(sub.add_parser('select', help='hosts that fit, best first'))
-    requesting(sub.add_parser('explain',
-                              help='every host: fits, or why not'))
+    explain = sub.add_parser('explain', help='every host: fits, or why not')
+    requesting(explain)
+    explain.add_argument(
+        '--server', metavar='NAME|UUID',
+        help='where this nova server could go on resize, migrate or '
+        'evacuate: its flavor (or --flavor, the resize target) plus the '
+        'devices hot-plugged into it that the store remembers; its '
+        'current host is left out')
     claim = sub.add_parser('claim', help='claim devices for a consumer')
     requesting(claim)
     claim.add_argument('--consumer', required=True,
@@ -117,9 +129,55 @@ def load_conf(args: argparse.Namespace) -> cfg.ConfigOpts:
     return conf
 
 
-def _request(engine: engine_mod.Engine,
-             args: argparse.Namespace) -> engine_mod.Request:
-    return engine.request(dict(args.extra_spec), numa_cells=args.numa_cells)
+def _request(engine: engine_mod.Engine, args: argparse.Namespace
+             ) -> tuple[engine_mod.Request, dict[str, Any]]:
+    """The request, and what it was asked about (for the output).
+
+    ``--flavor`` and ``--server`` read nova through openstacksdk.
+    """
+    about: dict[str, Any] = {}
+    specs: dict[str, str] = {}
+    server = None
+    flavor_arg = getattr(args, 'flavor', None)
+    server_arg = getattr(args, 'server', None)
+    if flavor_arg or server_arg:
+        conn = connection.from_args(args)
+        if server_arg:
+            server = connection.lookup_server(conn, server_arg)
+            about['server'] = {'id': server.id, 'name': server.name,
+                               'host': server.host,
+                               'flavor': server.flavor.name}
+            specs.update(server.flavor.extra_specs)
+        if flavor_arg:
+            flavor = connection.lookup_flavor(conn, flavor_arg)
+            about['flavor'] = {'id': flavor.id, 'name': flavor.name,
+                               'extra_specs': dict(flavor.extra_specs)}
+            specs = dict(flavor.extra_specs)
+    specs.update(dict(args.extra_spec))
+    if server is None:
+        return engine.request(specs, numa_cells=args.numa_cells), about
+    own = engine.request(specs, numa_cells=args.numa_cells)
+    moved = engine.request(specs, numa_cells=args.numa_cells,
+                           instance_uuid=server.id, move=True)
+    about['server']['flavor_devices'] = own.requests.describe()
+    about['server']['with_hotplugged'] = moved.requests.describe()
+    return moved, about
+
+
+def _about_lines(about: dict[str, Any], out: TextIO) -> None:
+    if 'flavor' in about:
+        flavor = about['flavor']
+        out.write('flavor %s (%s): %s\n' % (
+            flavor['name'], flavor['id'], ' '.join(
+                '%s=%s' % kv for kv in sorted(flavor['extra_specs'].items()))
+            or 'no extra specs'))
+    if 'server' in about:
+        server = about['server']
+        out.write('server %s (%s) on %s, flavor %s: %s; with its hot-plugged '
+                  'devices: %s\n' % (
+                      server['name'], server['id'], server['host'] or '-',
+                      server['flavor'], server['flavor_devices'],
+                      server['with_hotplugged']))
 
 
 def _answer(answer: engine_mod.Answer) -> dict[str, Any]:
@@ -182,18 +240,23 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
                 ' '.join(released) or '-'))
         return EXIT_OK
     engine.refresh()
-    request = _request(engine, args)
+    request, about = _request(engine, args)
     if args.command == 'claim':
         return _claim(engine, request, args, out)
     if args.command == 'select':
         answers = engine.select(request, args.hosts)
     else:
         answers = engine.explain(request, args.hosts, exact=True)
+    if 'server' in about:
+        # Migrate and evacuate never pick the host it is on.
+        answers = [a for a in answers if a.host != about['server']['host']]
     if args.format == 'json':
-        json.dump({'request': request.requests.describe(),
+        json.dump({'request': request.requests.describe(), **about,
                    'hosts': [_answer(a) for a in answers]}, out, indent=2)
         out.write('\n')
-    elif args.command == 'select':
+        return EXIT_OK if any(a.ok for a in answers) else EXIT_FAIL
+    _about_lines(about, out)
+    if args.command == 'select':
         rows = [['RANK', 'HOST', 'WEIGHT', 'FREE', 'FREE AFTER']] + [
             [str(n), a.host, '%.3f' % a.weight, str(a.free_before),
              str(a.free_after)] for n, a in enumerate(answers, 1)]

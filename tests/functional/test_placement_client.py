@@ -246,11 +246,19 @@ class PlacementClientTest(testtools.TestCase):
 
 
 class _Unavailable503(http.server.BaseHTTPRequestHandler):
+    """Placement whose database is down: its version document (which needs
+    no database) answers, every other request is a 503."""
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's name
-        body = json.dumps({'errors': [{
+        status, body = 503, json.dumps({'errors': [{
             'status': 503, 'code': 'placement.undefined_code',
             'detail': '503 Service Unavailable\n\nDatabase is down'}]})
-        self.send_response(503)
+        if self.path == '/':
+            status, body = 200, json.dumps({'versions': [{
+                'id': 'v1.0', 'max_version': '1.39', 'min_version': '1.0',
+                'status': 'CURRENT', 'links': [
+                    {'rel': 'self', 'href': ''}]}]})
+        self.send_response(status)
         self.send_header('Content-Type', 'application/json')
         self.send_header('Content-Length', str(len(body)))
         self.end_headers()

@@ -1,18 +1,25 @@
-"""A thin typed client of the Placement API over a keystoneauth adapter."""
+"""A thin typed client of the Placement API over openstacksdk's proxy.
+
+openstacksdk's placement proxy does the calls it has a resource for
+(providers, inventories, traits, allocations); its keystoneauth adapter
+side does the rest (allocation candidates, resource classes, aggregates,
+usages) with this module's microversion.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from keystoneauth1 import adapter as ksa_adapter
 from keystoneauth1 import exceptions as ksa_exc
-from keystoneauth1 import loading as ks_loading
-from keystoneauth1 import session as ksa_session
-from keystoneauth1 import token_endpoint
+from openstack import exceptions as sdk_exc
+from openstack import proxy as sdk_proxy
+from openstack.placement.v1 import resource_provider_trait as _rp_trait
 from oslo_config import cfg
 from oslo_log import log as logging
 
+from passthrough_plugin import connection
 from passthrough_plugin import exception
 from passthrough_plugin.conf import placement as placement_conf
 from passthrough_plugin.store.placement.types import (
@@ -23,6 +30,7 @@ __all__ = ['AllocationCandidates', 'Allocations', 'PlacementClient',
            'RequestGroup', 'ResourceProvider', 'candidate_params']
 
 LOG = logging.getLogger(__name__)
+T = TypeVar('T')
 
 # 1.28 consumer generations, 1.31 in_tree, 1.33 string group suffixes,
 # 1.38 consumer types, 1.39 any-traits: the newest openstack-placement 16
@@ -59,8 +67,30 @@ def rolled_back(exc: exception.PlacementUnavailable) -> bool:
         marker in exc.message for marker in ROLLED_BACK)
 
 
+def _setup(proxy: sdk_proxy.Proxy) -> sdk_proxy.Proxy:
+    """Our microversion for the sdk's resource calls too (the error codes
+    of 1.23 and consumer generations of 1.28 are what the retries read),
+    and errors in JSON (Placement answers them in JSON only when asked)."""
+    proxy.default_microversion = MICROVERSION
+    proxy.additional_headers.setdefault('Accept', 'application/json')
+    return proxy
+
+
+def _provider(found: Any) -> ResourceProvider:
+    """Our record of an openstacksdk ResourceProvider."""
+    return ResourceProvider(
+        uuid=found.id, name=found.name, generation=int(found.generation),
+        parent_provider_uuid=found.parent_provider_id,
+        root_provider_uuid=found.root_provider_id)
+
+
 class PlacementClient:
     """Placement calls the report store needs, with errors mapped.
+
+    ``adapter`` is openstacksdk's placement proxy (``conn.placement``), or
+    a function that makes it: the sdk reads the endpoint's version document
+    when it makes the proxy, so an unreachable Placement surfaces at the
+    first call, as PlacementUnavailable.
 
     Every call may raise :class:`~passthrough_plugin.exception.
     PlacementUnavailable` (unreachable, timeout, 5xx, refused credentials)
@@ -68,45 +98,60 @@ class PlacementClient:
     a refused request.
     """
 
-    def __init__(self, adapter: ksa_adapter.Adapter, *,
-                 attempts: int = DEFAULT_ATTEMPTS,
+    def __init__(self,
+                 adapter: sdk_proxy.Proxy | Callable[[], sdk_proxy.Proxy],
+                 *, attempts: int = DEFAULT_ATTEMPTS,
                  endpoint_hint: str | None = None) -> None:
-        self._adapter = adapter
+        self._made: sdk_proxy.Proxy | None = None
+        if isinstance(adapter, sdk_proxy.Proxy):
+            self._made = _setup(adapter)
+            endpoint_hint = endpoint_hint or adapter.endpoint_override
+        else:
+            self._make = adapter
         self._attempts = max(1, attempts)
-        self._endpoint = endpoint_hint or adapter.endpoint_override
-        self._endpoint_known = bool(adapter.endpoint_override or (
-            endpoint_hint and endpoint_hint.startswith('http')))
+        self._endpoint = endpoint_hint
+        self._endpoint_known = bool(
+            endpoint_hint and endpoint_hint.startswith('http'))
         self._known_traits: set[str] = set()
         self._known_classes: set[str] = set()
         # Calls made, by method (the benchmarks count calls per claim).
         self.calls: dict[str, int] = {}
 
     @classmethod
-    def from_conf(cls, conf: cfg.ConfigOpts, **kwargs: Any) -> PlacementClient:
-        """Build from the ``[placement]`` group (registered by the caller)."""
-        group = placement_conf.GROUP_NAME
-        auth = ks_loading.load_auth_from_conf_options(conf, group)
-        session = ks_loading.load_session_from_conf_options(
-            conf, group, auth=auth, **placement_conf.session_kwargs(conf))
-        adapter = ks_loading.load_adapter_from_conf_options(
-            conf, group, session=session, auth=auth)
-        # Named in error messages before the catalog has been read.
-        hint = getattr(auth, 'endpoint', None) or adapter.endpoint_override
+    def from_connection(cls, conn: connection.Connection,
+                        **kwargs: Any) -> PlacementClient:
+        """Over ``conn.placement`` of an openstacksdk connection (made at
+        the first call)."""
+        auth = conn.session.auth
+        hint = conn.config.config.get('placement_endpoint_override') or \
+            getattr(auth, 'endpoint', None)
         auth_url = getattr(auth, 'auth_url', None)
         if hint is None and auth_url:
             hint = f'the placement endpoint in the catalog of {auth_url}'
-        return cls(adapter, endpoint_hint=hint, **kwargs)
+        return cls(lambda: conn.placement, endpoint_hint=hint, **kwargs)
+
+    @classmethod
+    def from_conf(cls, conf: cfg.ConfigOpts, **kwargs: Any) -> PlacementClient:
+        """Build from the ``[placement]`` group (registered by the caller)
+        through :func:`passthrough_plugin.connection.from_config`."""
+        return cls.from_connection(connection.from_config(conf), **kwargs)
 
     @classmethod
     def from_endpoint(cls, endpoint: str, *, token: str = NOAUTH_TOKEN,
                       timeout: float = placement_conf.DEFAULT_TIMEOUT,
                       **kwargs: Any) -> PlacementClient:
         """Build for a Placement with ``noauth2`` (development and tests)."""
-        auth = token_endpoint.Token(endpoint, token)
-        session = ksa_session.Session(auth=auth, timeout=timeout)
-        adapter = ksa_adapter.Adapter(
-            session, service_type=placement_conf.DEFAULT_SERVICE_TYPE)
-        return cls(adapter, endpoint_hint=endpoint, **kwargs)
+        return cls.from_connection(connection.from_endpoint(
+            endpoint, token=token, timeout=timeout), **kwargs)
+
+    @property
+    def _proxy(self) -> Any:
+        """The sdk's placement proxy (typed loosely: the methods used are
+        those of ``openstack.placement.v1._proxy.Proxy``). Call it inside
+        ``_call`` or ``_sdk`` only: making it may reach the network."""
+        if self._made is None:
+            self._made = _setup(self._make())
+        return self._made
 
     @property
     def endpoint(self) -> str:
@@ -118,11 +163,12 @@ class PlacementClient:
               params: Sequence[tuple[str, str]] | None = None) -> Json:
         self.calls[method] = self.calls.get(method, 0) + 1
         try:
-            resp = self._adapter.request(
+            resp = self._proxy.request(
                 path, method, json=body, params=params, raise_exc=False,
                 microversion=MICROVERSION,
                 headers={'Accept': 'application/json'})
-        except (ksa_exc.ConnectionError, ksa_exc.RequestTimeout) as exc:
+        except (ksa_exc.ConnectionError, ksa_exc.RequestTimeout,
+                ksa_exc.DiscoveryFailure) as exc:
             raise exception.PlacementUnavailable(reason=(
                 f"cannot reach Placement at {self.endpoint} "
                 f"({method} {path}): {exc}")) from exc
@@ -137,11 +183,35 @@ class PlacementClient:
             return resp.json() if resp.content else {}
         raise self._error(method, path, resp)
 
+    def _sdk(self, method: str, path: str, call: Callable[[], Any]) -> Any:
+        """Run one openstacksdk resource call with _call's error mapping."""
+        self.calls[method] = self.calls.get(method, 0) + 1
+        try:
+            result = call()
+        except sdk_exc.HttpException as exc:
+            if exc.response is None:
+                raise exception.PlacementUnavailable(reason=(
+                    f"cannot use Placement at {self.endpoint} "
+                    f"({method} {path}): {exc}")) from exc
+            raise self._error(method, path, exc.response) from exc
+        except (ksa_exc.ConnectionError, ksa_exc.RequestTimeout,
+                ksa_exc.DiscoveryFailure) as exc:
+            raise exception.PlacementUnavailable(reason=(
+                f"cannot reach Placement at {self.endpoint} "
+                f"({method} {path}): {exc}")) from exc
+        except (ksa_exc.ClientException, sdk_exc.SDKException) as exc:
+            raise exception.PlacementUnavailable(reason=(
+                f"cannot use Placement at {self.endpoint} "
+                f"({method} {path}): {type(exc).__name__}: {exc}")) from exc
+        if not self._endpoint_known:
+            self._learn_endpoint()
+        return result
+
     def _learn_endpoint(self) -> None:
         """Remember the catalog's URL for messages (cheap after a reply:
         the catalog came with the token)."""
         try:
-            self._endpoint = self._adapter.get_endpoint() or self._endpoint
+            self._endpoint = self._proxy.get_endpoint() or self._endpoint
         except ksa_exc.ClientException:
             LOG.debug("no endpoint to name in messages", exc_info=True)
         self._endpoint_known = True
@@ -162,10 +232,12 @@ class PlacementClient:
         return cls(method=method, path=path, status=status, code=code,
                    detail=detail)
 
-    def _put_generation(self, uuid: str, what: str, path: str,
-                        build: Callable[[int], Json],
-                        generation: int | None) -> Json:
-        """PUT ``build(generation)``; on a generation conflict re-read, retry.
+    def _put_generation(self, uuid: str, what: str,
+                        put: Callable[[int], int],
+                        generation: int | None) -> int:
+        """``put(generation)`` (a write of the whole desired state that
+        returns the new generation); on a generation conflict re-read and
+        retry.
 
         The body is the whole desired state, so writing it again over
         someone else's change is what the caller asked for.
@@ -174,7 +246,7 @@ class PlacementClient:
             if generation is None else generation
         for attempt in range(1, self._attempts + 1):
             try:
-                return self._call('PUT', path, body=build(gen))
+                return put(gen)
             except exception.PlacementConflict as exc:
                 if exc.kwargs.get('code') != CONCURRENT_UPDATE:
                     raise
@@ -191,28 +263,28 @@ class PlacementClient:
 
     def get_provider(self, uuid: str) -> ResourceProvider | None:
         try:
-            return ResourceProvider.from_body(
-                self._call('GET', f'/resource_providers/{uuid}'))
+            return self.get_provider_strict(uuid)
         except exception.PlacementNotFound:
             return None
 
     def get_provider_strict(self, uuid: str) -> ResourceProvider:
         """:raises PlacementNotFound: when there is no such provider."""
-        return ResourceProvider.from_body(
-            self._call('GET', f'/resource_providers/{uuid}'))
+        return _provider(self._sdk(
+            'GET', f'/resource_providers/{uuid}',
+            lambda: self._proxy.get_resource_provider(uuid)))
 
     def list_providers(self, *, name: str | None = None,
                        in_tree: str | None = None,
                        member_of: str | None = None,
                        required: Sequence[str] = (),
                        ) -> list[ResourceProvider]:
-        params = [(k, v) for k, v in (('name', name), ('in_tree', in_tree),
-                                      ('member_of', member_of)) if v]
+        query = {k: v for k, v in (('name', name), ('in_tree', in_tree),
+                                   ('member_of', member_of)) if v}
         if required:
-            params.append(('required', ','.join(required)))
-        body = self._call('GET', '/resource_providers', params=params)
-        return [ResourceProvider.from_body(rp)
-                for rp in body['resource_providers']]
+            query['required'] = ','.join(required)
+        found = self._sdk('GET', '/resource_providers', lambda: list(
+            self._proxy.resource_providers(**query)))
+        return [_provider(rp) for rp in found]
 
     def find_provider(self, name: str) -> ResourceProvider | None:
         found = self.list_providers(name=name)
@@ -222,13 +294,14 @@ class PlacementClient:
                         parent_provider_uuid: str | None = None,
                         ) -> ResourceProvider:
         """:raises PlacementConflict: name or uuid taken (code duplicate)."""
-        body: Json = {'name': name}
+        attrs: Json = {'name': name}
         if uuid:
-            body['uuid'] = uuid
+            attrs['id'] = uuid
         if parent_provider_uuid:
-            body['parent_provider_uuid'] = parent_provider_uuid
-        return ResourceProvider.from_body(
-            self._call('POST', '/resource_providers', body=body))
+            attrs['parent_provider_id'] = parent_provider_uuid
+        return _provider(self._sdk(
+            'POST', '/resource_providers',
+            lambda: self._proxy.create_resource_provider(**attrs)))
 
     def ensure_provider(self, name: str, *, uuid: str | None = None,
                         parent_provider_uuid: str | None = None,
@@ -256,7 +329,9 @@ class PlacementClient:
         :raises PlacementConflict: it has allocations or children.
         """
         try:
-            self._call('DELETE', f'/resource_providers/{uuid}')
+            self._sdk('DELETE', f'/resource_providers/{uuid}',
+                      lambda: self._proxy.delete_resource_provider(
+                          uuid, ignore_missing=False))
         except exception.PlacementNotFound:
             return False
         return True
@@ -264,6 +339,8 @@ class PlacementClient:
     # -- inventories, traits, classes, aggregates --------------------------
 
     def get_inventories(self, uuid: str) -> tuple[int, dict[str, Json]]:
+        # The adapter: the sdk's inventory list drops the provider
+        # generation when there is no inventory.
         body = self._call('GET', f'/resource_providers/{uuid}/inventories')
         return (body['resource_provider_generation'], body['inventories'])
 
@@ -280,22 +357,24 @@ class PlacementClient:
         """
         inv = {rc: dict(fields) for rc, fields in inventories.items()}
 
-        def write() -> Json:
+        def put(gen: int) -> int:
+            done = self._sdk(
+                'PUT', f'/resource_providers/{uuid}/inventories',
+                lambda: self._proxy.set_resource_provider_inventories(
+                    uuid, inv, gen))
+            return int(done.generation)
+
+        def write() -> int:
             for rc in inv:
                 if rc.startswith('CUSTOM_'):
                     self.ensure_resource_class(rc)
-            return self._put_generation(
-                uuid, 'inventories',
-                f'/resource_providers/{uuid}/inventories',
-                lambda g: {'resource_provider_generation': g,
-                           'inventories': inv},
-                generation)
-        body = self._again_if_forgotten(write, self._known_classes,
+            return self._put_generation(uuid, 'inventories', put,
+                                        generation)
+        return self._again_if_forgotten(write, self._known_classes,
                                         'Unknown resource class')
-        return int(body['resource_provider_generation'])
 
-    def _again_if_forgotten(self, write: Callable[[], Json],
-                            known: set[str], marker: str) -> Json:
+    def _again_if_forgotten(self, write: Callable[[], T],
+                            known: set[str], marker: str) -> T:
         """Run ``write``; if Placement lost custom names we created and
         remembered (its database was replaced), forget them and run again.
         """
@@ -316,28 +395,39 @@ class PlacementClient:
         for trait in traits:
             if trait.startswith('CUSTOM_') and \
                     trait not in self._known_traits:
-                self._call('PUT', f'/traits/{trait}')
+                self._sdk('PUT', f'/traits/{trait}',
+                          functools.partial(self._create_trait, trait))
                 self._known_traits.add(trait)
 
+    def _create_trait(self, name: str) -> Any:
+        return self._proxy.create_trait(name)
+
     def get_traits(self, uuid: str) -> tuple[int, set[str]]:
-        body = self._call('GET', f'/resource_providers/{uuid}/traits')
-        return (body['resource_provider_generation'], set(body['traits']))
+        found = self._sdk(
+            'GET', f'/resource_providers/{uuid}/traits',
+            lambda: self._proxy.get_resource_provider_trait(uuid))
+        return (int(found.resource_provider_generation),
+                set(found.traits or ()))
 
     def set_traits(self, uuid: str, traits: Iterable[str], *,
                    generation: int | None = None) -> int:
         """Replace the provider's traits, creating custom ones first."""
         wanted = sorted(set(traits))
 
-        def write() -> Json:
+        def put(gen: int) -> int:
+            done = self._sdk(
+                'PUT', f'/resource_providers/{uuid}/traits',
+                lambda: self._proxy.set_resource_provider_trait(
+                    _rp_trait.ResourceProviderTrait(
+                        resource_provider_id=uuid),
+                    traits=wanted, resource_provider_generation=gen))
+            return int(done.resource_provider_generation)
+
+        def write() -> int:
             self.ensure_traits(wanted)
-            return self._put_generation(
-                uuid, 'traits', f'/resource_providers/{uuid}/traits',
-                lambda g: {'resource_provider_generation': g,
-                           'traits': wanted},
-                generation)
-        body = self._again_if_forgotten(write, self._known_traits,
+            return self._put_generation(uuid, 'traits', put, generation)
+        return self._again_if_forgotten(write, self._known_traits,
                                         'No such trait')
-        return int(body['resource_provider_generation'])
 
     def ensure_resource_class(self, name: str) -> None:
         """Create custom resource class ``name`` (``CUSTOM_...``) if absent."""
@@ -348,12 +438,12 @@ class PlacementClient:
     def set_aggregates(self, uuid: str, aggregates: Iterable[str], *,
                        generation: int | None = None) -> int:
         wanted = sorted(set(aggregates))
-        body = self._put_generation(
-            uuid, 'aggregates', f'/resource_providers/{uuid}/aggregates',
-            lambda g: {'resource_provider_generation': g,
-                       'aggregates': wanted},
+        path = f'/resource_providers/{uuid}/aggregates'
+        return self._put_generation(
+            uuid, 'aggregates', lambda g: int(self._call('PUT', path, body={
+                'resource_provider_generation': g,
+                'aggregates': wanted})['resource_provider_generation']),
             generation)
-        return int(body['resource_provider_generation'])
 
     def get_provider_usages(self, uuid: str) -> dict[str, int]:
         body = self._call('GET', f'/resource_providers/{uuid}/usages')
@@ -382,14 +472,15 @@ class PlacementClient:
 
     def get_allocations(self, consumer: str) -> Allocations:
         """The consumer's allocations; empty, generation None if unknown."""
-        body = self._call('GET', f'/allocations/{consumer}')
+        found = self._sdk('GET', f'/allocations/{consumer}',
+                          lambda: self._proxy.get_allocation(consumer))
         return Allocations(
             consumer_uuid=consumer,
             allocations={rp: dict(a['resources'])
-                         for rp, a in body.get('allocations', {}).items()},
-            consumer_generation=body.get('consumer_generation'),
-            project_id=body.get('project_id'), user_id=body.get('user_id'),
-            consumer_type=body.get('consumer_type'))
+                         for rp, a in (found.allocations or {}).items()},
+            consumer_generation=found.consumer_generation,
+            project_id=found.project_id, user_id=found.user_id,
+            consumer_type=found.consumer_type)
 
     def put_allocations(self, consumer: str,
                         allocations: Mapping[str, Mapping[str, int]], *,
@@ -403,15 +494,16 @@ class PlacementClient:
         :raises ConsumerGenerationConflict: the consumer changed meanwhile.
         :raises PlacementCapacityExceeded: no room (or no such inventory).
         """
-        body = {'allocations': {rp: {'resources': dict(res)}
-                                for rp, res in allocations.items()},
-                'consumer_generation': consumer_generation,
-                'project_id': project_id, 'user_id': user_id,
-                'consumer_type': consumer_type}
+        attrs = {'allocations': {rp: {'resources': dict(res)}
+                                 for rp, res in allocations.items()},
+                 'consumer_generation': consumer_generation,
+                 'project_id': project_id, 'user_id': user_id,
+                 'consumer_type': consumer_type}
         path = f'/allocations/{consumer}'
         for attempt in range(1, self._attempts + 1):
             try:
-                self._call('PUT', path, body=body)
+                self._sdk('PUT', path, lambda: self._proxy.update_allocation(
+                    consumer, **attrs))
                 return
             except exception.PlacementUnavailable as exc:
                 if attempt == self._attempts or not rolled_back(exc):
@@ -445,7 +537,9 @@ class PlacementClient:
         if consumer_generation is None:
             for attempt in range(1, self._attempts + 1):
                 try:
-                    self._call('DELETE', f'/allocations/{consumer}')
+                    self._sdk('DELETE', f'/allocations/{consumer}',
+                              lambda: self._proxy.delete_allocation(
+                                  consumer, ignore_missing=False))
                 except exception.PlacementNotFound:
                     return False
                 except exception.PlacementUnavailable as exc:
