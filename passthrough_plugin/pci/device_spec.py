@@ -53,8 +53,29 @@ def parse_id(value: object, item: str, field: str) -> int | None:
     if not _HEX_ID.fullmatch(text):
         raise exception.InvalidDeviceSpec(
             item=item, reason='%s %r is not a hex number of at most 4 '
-            'digits (0000-ffff) or "*"' % (field, value))
+            'digits (0000-ffff) or "*"%s' % (field, value,
+                                             _nova_id(text)))
     return int(text, 16)
+
+
+def _nova_devname(devname: object) -> str:
+    if devname == '':
+        return ' (nova would have accepted it and matched every device)'
+    if isinstance(devname, str):
+        return ' (nova would have accepted it and matched no device)'
+    return ''
+
+
+def _nova_id(text: str) -> str:
+    """What nova, which reads an id with int(text, 16), makes of it."""
+    try:
+        number = int(text, 16)
+    except ValueError:
+        return ''
+    if number > 0xffff:
+        return ''
+    return ' (nova would have accepted it as %04x; write "%04x")' % (
+        number, number)
 
 
 class DeviceSpec:
@@ -87,7 +108,7 @@ class DeviceSpec:
                                     or not devname.strip()):
             raise exception.InvalidDeviceSpec(
                 item=item, reason='devname %r must be a non-empty interface '
-                'name' % (devname,))
+                'name%s' % (devname, _nova_devname(devname)))
         self.devname: str | None = devname.strip() if devname else None
         try:
             self.address = addr.address_spec(

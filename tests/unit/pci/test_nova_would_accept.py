@@ -142,3 +142,27 @@ class ExtraSpecTest(testtools.TestCase):
             {request_mod.HEADROOM_KEY: 'a:0'},
             alias_mod.parse_aliases(alias(**IDS)))
         self.assertNotIn('nova', exc.message)
+
+
+class DeviceSpecStricterTest(testtools.TestCase):
+    """[pci] device_spec values nova reads and the project refuses."""
+
+    def refused(self, spec: dict[str, Any]) -> str:
+        from passthrough_plugin.pci import device_spec
+        exc = self.assertRaises(exception.InvalidDeviceSpec,
+                                device_spec.DeviceSpecList.from_config,
+                                [json.dumps(spec)])
+        return str(exc.message)
+
+    def test_ids_nova_reads_with_int(self) -> None:
+        for value in ('0x15b3', '15_b3', '+15b3', '\u0661\u0665b3'):
+            self.assertIn('(%s as 15b3; write "15b3")' % NOVA,
+                          self.refused({'vendor_id': value}))
+        self.assertNotIn(NOVA, self.refused({'vendor_id': '115b3'}))
+
+    def test_empty_and_blank_devname(self) -> None:
+        self.assertIn('(%s and matched every device)' % NOVA,
+                      self.refused({'devname': ''}))
+        self.assertIn('(%s and matched no device)' % NOVA,
+                      self.refused({'devname': '  '}))
+        self.assertNotIn(NOVA, self.refused({'devname': 5}))
