@@ -187,7 +187,8 @@ class Follower:
             return False, _text(exc), []
 
     def catch_up(self) -> list[Row]:
-        """Look at every instance once: events missed while not running."""
+        """Look at every instance once (events missed while not running),
+        and serve the queued requests."""
         instances = {r['instance'] for r in self.hp.journal.attached.values()}
         try:
             domains = self.hp.connection.listAllDomains(LIST_ALL)
@@ -198,6 +199,8 @@ class Follower:
         rows = []
         for instance in sorted(instances):
             rows.extend(self._handle_logged(instance, 'found at start'))
+        # Requests queued while the agent was down (and for run --once).
+        self.serve_requests()
         return rows
 
     # -- one instance ------------------------------------------------------

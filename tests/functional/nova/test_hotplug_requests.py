@@ -5,6 +5,7 @@ command prints the outcome it waited for."""
 
 from __future__ import annotations
 
+from passthrough_plugin.agent import hotplug_follow
 from tests.functional.nova import hotplug_fixtures as hf
 from tests.functional.nova.hotplug_fixtures import GPU0
 from tests.functional.nova.hotplug_fixtures import HOST
@@ -87,3 +88,10 @@ class NoAgentTest(base.OscTestCase):
                       'is "passthrough-agent run" running there'
                       % INSTANCE, result.err)
         self.assertEqual({}, env.guest().hostdevs())
+        # The agent starts: the queued request is served, once.
+        follower = hotplug_follow.Follower(env.hotplugger())
+        follower.catch_up()
+        (_id, ok, message), = follower.served
+        self.assertTrue(ok, message)
+        self.assertEqual({GPU0: '0000:00:05.0'}, env.guest().hostdevs())
+        self.assertEqual([], follower.serve_requests())
