@@ -306,10 +306,21 @@ class Follower:
                     'to_bind': None, 'attached': {},
                     'moved': [h.id for h in hotplugs]})
                 hp.run_attach(instance, intent)
-            except exception.PassthroughException as exc:
+            except (exception.HotplugRefused,
+                    exception.HotplugFailed) as exc:
+                # No room here, or a step failed (undone): recorded lost.
                 hp.journal.finish(instance)
                 self._lost(instance, alias, hotplugs, _text(exc))
                 rows.append((instance, alias, 'lost'))
+                continue
+            except exception.PassthroughException as exc:
+                # The store or the ledger unreachable before any change:
+                # nothing is lost; the next event of the instance retries.
+                hp.journal.finish(instance)
+                LOG.error('cannot give instance %s, new on this host, its '
+                          'hot-plugged %s yet: %s', instance, alias,
+                          _text(exc))
+                rows.append((instance, alias, 'retry'))
                 continue
             LOG.warning('instance %s arrived with %d hot-plugged %s '
                         'device(s) held on %s; gave it %s', instance,

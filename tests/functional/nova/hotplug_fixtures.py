@@ -49,6 +49,13 @@ class FaultyStore(file_store.FileReportStore):
 
     fail_claim = False
     crash_after_claim = False
+    fail_publish = False
+
+    def publish(self, report: Any) -> int:
+        if self.fail_publish:
+            raise exception.StoreUnavailable(store='file',
+                                             reason='injected outage')
+        return super().publish(report)
 
     def claim(self, host: str, consumer: str, devices: Any,
               expected_generation: int | None = None,

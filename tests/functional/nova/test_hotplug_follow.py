@@ -225,6 +225,22 @@ class MoveTest(testtools.TestCase):
         self.assertEqual([(GPU0, 'hotplug', 'moved to %s' % DEST)],
                          self.src.state()['intervals'])
 
+    def test_store_outage_on_arrival_loses_nothing(self) -> None:
+        dst = self.dst.follower()
+        self.dst.store.fail_publish = True
+        self.dst.nova_define()
+        wait(dst, 2)
+        self.assertEqual([(INSTANCE, 'gpu', 'retry')] * 2, dst.rows)
+        self.assertEqual([], self.dst.hostdev_xml())
+        interval, = self.dst.ledger.intervals(instance=INSTANCE, active=True)
+        self.assertEqual(HOST, interval.host)
+        self.assertEqual(1, len(self.dst.ledger.hotplugs(INSTANCE)))
+        self.dst.store.fail_publish = False
+        self.dst.nova_define()  # the next events of the instance
+        wait(dst, 5)
+        self.assertEqual((INSTANCE, GPU0, 'arrived'), dst.rows[2])
+        self.assertEqual([GPU0_HOSTDEV], self.dst.hostdev_xml())
+
     def test_no_room_on_the_destination_is_recorded(self) -> None:
         logs = self.useFixture(fixtures.FakeLogger(
             name='passthrough_plugin', format='%(levelname)s %(message)s'))
