@@ -183,7 +183,7 @@ def parse_counts(key: str, value: str) -> list[tuple[str, int]]:
         raise exception.InvalidExtraSpec(
             key=key, value=short(value),
             reason='no blanks around a count; %s%s' % (
-                NOVA_API_REFUSES, '. Write %s' % fixed
+                NOVA_API_REFUSES, '. Write %r' % fixed
                 if NOVA_API_ALIAS.fullmatch(fixed) else ''))
     return result
 
@@ -222,10 +222,11 @@ def _count(key: str, value: str, name: str, count: str, nova: bool) -> int:
         return number
     if nova and not count.isascii():
         reason += ' (nova would have accepted it as %d%s)' % (
-            number, '; write %s:%d' % (name, number) if fits else '')
+            number, '; write %r' % ('%s:%d' % (name, number)) if fits
+            else '')
     elif nova and number == 0:
-        reason += (' (nova would have accepted it and asked for no %s '
-                   'device; leave %s:%s out)' % (name, name, count))
+        reason += (' (nova would have accepted it and asked for no device; '
+                   'leave %r out)' % ('%s:%s' % (name, count)))
     elif nova and number > MAX_COUNT:
         reason += (' (nova would have accepted it and then found no host '
                    'with that many devices)')

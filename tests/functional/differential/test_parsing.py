@@ -36,7 +36,8 @@ ALIAS_STRICTER = {
                               'ignores resource_class)',
 }
 COUNT_STRICTER = {
-    'count_zero': '(nova would have accepted it and asked for no ',
+    'count_zero': '(nova would have accepted it and asked for no '
+                  'device; ',
     'count_too_large': '(nova would have accepted it and then found no '
                        'host with that many devices)',
     'count_unicode_digits': '(nova would have accepted it as ',

@@ -103,7 +103,7 @@ class AliasLenientTest(testtools.TestCase):
 class ExtraSpecTest(testtools.TestCase):
 
     def test_count_zero(self) -> None:
-        self.assertIn('(%s and asked for no a device; leave a:0 out)' % NOVA,
+        self.assertIn("(%s and asked for no device; leave 'a:0' out)" % NOVA,
                       flavor('a:0'))
 
     def test_count_too_large(self) -> None:
@@ -111,7 +111,7 @@ class ExtraSpecTest(testtools.TestCase):
                       % NOVA, flavor('a:1000000'))
 
     def test_count_in_unicode_digits(self) -> None:
-        self.assertIn('(%s as 3; write a:3)' % NOVA, flavor('a:\u0663'))
+        self.assertIn("(%s as 3; write 'a:3')" % NOVA, flavor('a:\u0663'))
 
     def test_leading_zeros_read_as_nova_reads_them(self) -> None:
         rs = request_mod.RequestSet.from_extra_specs(
@@ -120,8 +120,9 @@ class ExtraSpecTest(testtools.TestCase):
         self.assertEqual(2, rs.requests[0].count)
 
     def test_what_nova_api_refuses(self) -> None:
-        for value, fix in (('a: 1', '. Write a:1'), ('a:1 ', '. Write a:1'),
-                           ('a:+1', ''), ('a:-1', ''), ('a:x', '')):
+        for value, fix in (('a: 1', ". Write 'a:1'"),
+                           ('a:1 ', ". Write 'a:1'"), ('a:+1', ''),
+                           ('a:-1', ''), ('a:x', '')):
             message = flavor(value)
             self.assertIn(API + fix, message)
             self.assertNotIn(NOVA, message)

@@ -71,13 +71,13 @@ class AliasCountTest(testtools.TestCase):
         ('vf:-1', "count '-1' of 'vf' must be a whole number of at least "
          "1 (and at most 999999); nova-api refuses it too"),
         (' vf : 2 , gpu:1 ', 'nova-api refuses it too (microversion 2.86 '
-         'and later). Write vf:2,gpu:1'),
+         "and later). Write 'vf:2,gpu:1'"),
         ('vf:1 ', 'no blanks around a count; nova-api refuses it too'),
-        ('vf:0', 'nova would have accepted it and asked for no vf device; '
-         'leave vf:0 out'),
+        ('vf:0', "nova would have accepted it and asked for no device; "
+         "leave 'vf:0' out"),
         ('vf:1000000', 'nova would have accepted it and then found no host '
          'with that many devices'),
-        ('vf:\u0663', "nova would have accepted it as 3; write vf:3"),
+        ('vf:\u0663', "nova would have accepted it as 3; write 'vf:3'"),
         ('vf:x', "count 'x' of 'vf' must be a whole number of at least 1"),
         ('vf:1.5', "count '1.5' of 'vf'"),
         ('vf:', "count '' of 'vf'"),
