@@ -7,6 +7,7 @@ from typing import Any
 
 from osc_lib.command import command
 
+from passthrough_plugin import connection
 from passthrough_plugin.cmd import billing as billing_cmd
 from passthrough_plugin.lifecycle import billing
 from passthrough_plugin.lifecycle import ledger as ledger_mod
@@ -19,7 +20,7 @@ class BillingReport(command.Lister):
     Device use in the half-open period [--from, --to), to the second, flavor
     devices and hot-plugged add-ons apart; devices still held count until
     now. With --totals: one row per project and source (flavor, hotplug,
-    all).
+    all). With a cloud, project and server names beside the IDs.
     """
 
     auth_required = False
@@ -36,6 +37,10 @@ class BillingReport(command.Lister):
                             help='only this project ID')
         parser.add_argument('--totals', action='store_true',
                             help='per-project totals instead of the lines')
+        parser.add_argument(
+            '--no-names', action='store_true',
+            help='IDs only; by default the project and server names are '
+            'shown beside them when the openstack CLI has a cloud')
         parser.add_argument(
             '--ledger', metavar='<url>',
             help='SQLAlchemy URL of the ledger (default: [lifecycle] '
@@ -54,9 +59,24 @@ class BillingReport(command.Lister):
                                         parsed_args.project)
             finally:
                 ledger.close()
+        names: dict[str, str] = {}
+        if not parsed_args.no_names and common.has_cloud(self.app):
+            with common.errors():
+                names = connection.names(common.connection(self.app))
         if parsed_args.totals:
-            return common.lister(report.totals(), billing.TOTAL_COLUMNS)
-        columns = [(k, 'Server' if k == 'instance' else h)
-                   for k, h in billing.LINE_COLUMNS]
-        return common.lister([line.to_dict() for line in report.lines],
-                             columns)
+            rows = report.totals()
+            columns = list(billing.TOTAL_COLUMNS)
+        else:
+            rows = [line.to_dict() for line in report.lines]
+            columns = [(k, 'Server' if k == 'instance' else h)
+                       for k, h in billing.LINE_COLUMNS]
+        if not names:
+            return common.lister(rows, columns)
+        named = []
+        for key, heading in columns:
+            named.append((key, heading))
+            if key in ('project', 'instance'):
+                named.append((key + '_name', heading + ' name'))
+                for row in rows:
+                    row[key + '_name'] = names.get(row[key])
+        return common.lister(rows, named)

@@ -49,6 +49,16 @@ def connection(app: Any) -> Any:
     return manager.sdk_connection
 
 
+def has_cloud(app: Any) -> bool:
+    """Whether the ``openstack`` CLI was given a cloud to talk to
+    (``--os-cloud``, clouds.yaml, ``OS_AUTH_URL``...)."""
+    config = getattr(getattr(app, 'cloud', None), 'config', None) or {}
+    # Unvalidated (auth_required = False), OS_AUTH_URL and --os-auth-url
+    # stay at the top; a clouds.yaml entry has them under auth.
+    found = dict(config.get('auth') or {}, **config)
+    return bool(found.get('auth_url') or found.get('endpoint'))
+
+
 @contextlib.contextmanager
 def errors() -> Iterator[None]:
     """Our exceptions become OSC's CommandError: one line, exit 1."""

@@ -8,8 +8,8 @@ from typing import Any
 from osc_lib.command import command
 from oslo_log import log as logging
 
+from passthrough_plugin import connection
 from passthrough_plugin.osc import common
-from passthrough_plugin.osc import lookup
 from passthrough_plugin.scheduler import engine as engine_mod
 
 LOG = logging.getLogger(__name__)
@@ -50,13 +50,14 @@ class ExplainFlavor(command.Lister):
 
     def take_action(self, parsed_args: argparse.Namespace) -> Any:
         conf = common.conf(self.app)
-        connection = common.connection(self.app)
         with common.errors():
-            specs = lookup.flavor_extra_specs(connection, parsed_args.flavor)
+            flavor = connection.lookup_flavor(common.connection(self.app),
+                                              parsed_args.flavor)
+            specs = dict(flavor.extra_specs)
             engine = engine_mod.Engine(conf)
             engine.refresh()
             request = engine.request(specs)
-            LOG.debug('flavor %s asks %s', parsed_args.flavor,
+            LOG.debug('flavor %s (%s) asks %s', flavor.name, flavor.id,
                       request.requests.describe())
             answers = engine.explain(request, parsed_args.hosts, exact=True)
         return common.lister([answer_row(a) for a in answers], COLUMNS)

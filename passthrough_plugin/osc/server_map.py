@@ -8,11 +8,11 @@ from typing import Any
 
 from osc_lib.command import command
 
+from passthrough_plugin import connection
 from passthrough_plugin import exception
 from passthrough_plugin.cmd import ledger_map
 from passthrough_plugin.lifecycle import mapping
 from passthrough_plugin.osc import common
-from passthrough_plugin.osc import lookup
 
 
 def is_uuid(text: str) -> bool:
@@ -67,8 +67,8 @@ class MapServerDevices(command.Lister):
         server = parsed_args.server
         with common.errors():
             if server is not None and not is_uuid(server):
-                server = lookup.server_id(
-                    common.connection(self.app), server)
+                server = connection.lookup_server(
+                    common.connection(self.app), server).id
             args = argparse.Namespace(
                 instance=server, domain_xml=parsed_args.domain_xml,
                 host_address=parsed_args.host_address,

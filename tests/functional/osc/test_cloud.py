@@ -111,10 +111,20 @@ class ExplainFlavorTest(CloudTestCase):
         self.assertIn('no-such-alias', refused.err)
 
 
-class ServerMapTest(CloudTestCase):
-    """A server named in nova, its devices from a ledger."""
+class HostListTest(CloudTestCase):
 
-    def test_map_a_server_by_name(self) -> None:
+    def test_the_agents_hosts_are_novas(self) -> None:
+        # One report per compute host, published by the host's agent.
+        rows = self.pci('host', 'list', '-f', 'json').json()
+        self.assertEqual(self.hosts, sorted(r['Host'] for r in rows))
+        for row in rows:
+            self.assertGreater(row['Devices'], 0, row)
+
+
+class ServerMapTest(CloudTestCase):
+    """A server named in nova, its devices from a ledger, on the bill."""
+
+    def test_map_and_bill_a_server_by_name(self) -> None:
         image = next(iter(self.conn.image.images()))
         flavor = self.flavor({})
         name = 'osc-map-%s' % uuid.uuid4().hex[:8]
@@ -153,3 +163,20 @@ class ServerMapTest(CloudTestCase):
                            '--ledger', url, code=1)
         self.assertEqual(1, len(missing.err.splitlines()), missing.err)
         self.assertIn("'no-such-server'", missing.err)
+
+        # The bill names the project and the server from keystone and nova.
+        until = (datetime.datetime.now(datetime.UTC)
+                 + datetime.timedelta(days=1)).date().isoformat()
+        period = ('billing', 'report', '--from', '2026-11-02', '--to', until,
+                  '--ledger', url)
+        lines = self.pci(*period, '-f', 'json').json()
+        self.assertEqual(
+            [(server.project_id, 'admin', server.id, name, 'flavor', 1)],
+            [(r['Project'], r['Project name'], r['Server'],
+              r['Server name'], r['Source'], r['Devices']) for r in lines])
+        totals = self.pci(*period, '--totals', '-f', 'json').json()
+        self.assertEqual({'admin'}, {r['Project name'] for r in totals})
+        bare = self.pci(*period, '--no-names', '-f', 'json').json()
+        self.assertEqual(['Project', 'Server', 'Resource class', 'Source',
+                          'Devices', 'Seconds', 'Device-hours'],
+                         list(bare[0]))
