@@ -26,6 +26,7 @@ from passthrough_plugin.pci import pool_order
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import report as report_mod
 from passthrough_plugin.store import base as store_base
+from passthrough_plugin.store import file as file_store
 
 LOG = logging.getLogger(__name__)
 SUFFIX = '.pool-history'
@@ -34,6 +35,16 @@ SUFFIX = '.pool-history'
 def path_for(state_path: str) -> str:
     """The history file next to the agent's state file."""
     return state_path + SUFFIX
+
+
+def applies(store: store_base.ReportStore) -> bool:
+    """Whether ``store`` keeps the agent's report, stamps included.
+
+    The placement store keeps providers and allocations, not the report
+    (and sees VFs as counts only): there nova-compute's own pools are the
+    ones that count, and stamping would cost Placement calls every scan.
+    """
+    return isinstance(store, file_store.FileReportStore)
 
 
 def usage(store: store_base.ReportStore,
@@ -86,7 +97,9 @@ class PoolHistory:
               store: store_base.ReportStore) -> report_mod.HostReport:
         """Stamp ``report`` (a fresh scan) with the history advanced to
         the devices the store says are in use now; keep it. Returns
-        ``report``."""
+        ``report``; unchanged when the store keeps no report."""
+        if not applies(store):
+            return report
         with journal.exclusive(self.path):
             before = self._load(report.host)
             now = usage(store, report.host)

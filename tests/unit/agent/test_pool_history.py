@@ -216,3 +216,21 @@ class AgentHistoryTest(testtools.TestCase):
         restarted = {d.address: d for d in again.store.get(HOST).devices}
         self.assertLess(restarted[self.vfs[0]].join_stamp or 0,
                         restarted[self.vfs[1]].join_stamp or 0)
+
+
+class AppliesTest(testtools.TestCase):
+
+    def test_only_a_store_that_keeps_the_report(self) -> None:
+        conf = cfg.ConfigOpts()
+        self.assertTrue(pool_history.applies(
+            file_store.FileReportStore(conf)))
+
+        class Other:
+            def get(self, host: str) -> None:
+                raise AssertionError('a store without reports is not read')
+
+        history = pool_history.PoolHistory(os.path.join(
+            self.useFixture(fixtures.TempDir()).path, 'h'))
+        report = history.stamp(scan(), Other())  # type: ignore[arg-type]
+        self.assertFalse(pool_history.stamped(report))
+        self.assertFalse(os.path.exists(history.path))
