@@ -6,7 +6,8 @@ nova claims (``allocation_candidates[0]`` of the chosen host). Judging each
 candidate against the agent's facts and ordering the survivors by the weigh
 strategy makes nova's claim the plugin's choice.
 
-- :mod:`.view`: nova's providers and the agent's facts of one host;
+- :mod:`.facts`: the agent's facts of one host, hardware layouts shared;
+- :mod:`.view`: nova's providers beside those facts;
 - :mod:`.rules`: one candidate judged against every rule;
 - :mod:`.order`: a host's candidates judged, the survivors best first;
 - :mod:`.moves`: what nova's move operations do to the devices.
@@ -14,6 +15,7 @@ strategy makes nova's claim the plugin's choice.
 
 from __future__ import annotations
 
+from passthrough_plugin.scheduler.candidates.facts import HostFacts
 from passthrough_plugin.scheduler.candidates.moves import follow_pick
 from passthrough_plugin.scheduler.candidates.moves import move_claim_breaks
 from passthrough_plugin.scheduler.candidates.moves import move_claim_pick
@@ -25,7 +27,6 @@ from passthrough_plugin.scheduler.candidates.order import decision
 from passthrough_plugin.scheduler.candidates.rules import Verdict
 from passthrough_plugin.scheduler.candidates.rules import judge
 from passthrough_plugin.scheduler.candidates.view import Group
-from passthrough_plugin.scheduler.candidates.view import HostFacts
 from passthrough_plugin.scheduler.candidates.view import HostView
 from passthrough_plugin.scheduler.candidates.view import Provider
 

@@ -40,7 +40,7 @@ def choose(view: HostView, groups: Sequence[Group],
     Placement's order). ``fast=False`` judges every candidate in full
     (the fast path's reference in tests)."""
     keyed, requests = rules.keyed(groups)
-    if fast and len(requests) == 1 and view.pools is None and \
+    if fast and len(requests) == 1 and not view.walks and \
             not extras and not numa_cell_count:
         found = _choose_fast(view, [g for g, _n in keyed], requests[0],
                              mappings, strategy)

@@ -134,7 +134,7 @@ def judge_key(view: HostView, key: Key,
             failed = _device_provider(view, provider)
             if failed is not None:
                 return failed
-    if view.pools is None:
+    if not view.walks:
         # Every free device stands alone in its IOMMU group: the counts
         # above are the whole answer.
         return Verdict(True, broken=broken, left=left,
@@ -163,13 +163,12 @@ def _vf_provider(view: HostView, provider: Provider, count: int
 
 
 def _device_provider(view: HostView, provider: Provider) -> Verdict | None:
-    states = view.facts.dev_state
-    if provider.address not in states:
+    known, why = view.facts.device(provider.address)
+    if not known:
         return Verdict(False, explain.NO_MATCH, '%s: %s %s is not in '
                        'the agent\'s report; %s' % (
                            view.host, provider.dev_type, provider.address,
                            DEVICE_SPEC_HINT))
-    why = states[provider.address]
     if why is not None:
         return Verdict(False, _reason(why), '%s: %s %s is %s' % (
             view.host, provider.dev_type, provider.address,
@@ -187,9 +186,11 @@ def _walk(view: HostView, per_rp: Mapping[str, int],
           extras: Sequence[request_mod.DeviceRequest], broken: int,
           left: int, local: bool) -> Verdict:
     """The device-level walk: shared IOMMU groups, and what must still
-    fit afterwards."""
+    fit afterwards (``extras``: on the device-level pools the filter read
+    for them)."""
     pools = view.pools
-    assert pools is not None
+    if pools is None:
+        return _walk_facts(view, per_rp, broken, left, local)
     state = pools.state
     blocked: set[int] = set()
     taken: set[int] = set()
@@ -204,16 +205,11 @@ def _walk(view: HostView, per_rp: Mapping[str, int],
                     taken.add(i)
                     got += 1
             if got < count:
-                return Verdict(False, explain.GROUP, '%s: PF %s has %d '
-                               'VF(s) to give once IOMMU groups are taken '
-                               'whole, the candidate takes %d' % (
-                                   view.host, provider.address, got, count))
+                return _short(view, provider, got, count)
             continue
         i = pools.by_address[provider.address]
         if i in blocked:
-            return Verdict(False, explain.GROUP, '%s: %s %s is %s' % (
-                view.host, provider.dev_type, provider.address,
-                explain.STATE_TEXT[explain.TAKEN]))
+            return _taken(view, provider)
         _take(pools, i, blocked)
         taken.add(i)
     for request in extras:
@@ -225,6 +221,53 @@ def _walk(view: HostView, per_rp: Mapping[str, int],
                and i in view.offered)
     return Verdict(True, broken=broken, lost=lost, left=left,
                    taken=len(taken), local=local)
+
+
+def _walk_facts(view: HostView, per_rp: Mapping[str, int], broken: int,
+                left: int, local: bool) -> Verdict:
+    """The walk on the host's compact facts (the same steps as on the
+    pools): what taking each device takes is its layout's."""
+    facts = view.facts
+    shape = facts.layout
+    free = facts.free
+    closures = shape.take
+    blocked: set[int] = set()
+    taken: set[int] = set()
+    for rp, count in per_rp.items():
+        provider = view.providers[rp]
+        if provider.dev_type == TYPE_VF:
+            got = 0
+            for i in shape.vfs.get(provider.address, ()):
+                if got < count and free >> i & 1 and i not in blocked:
+                    blocked.update(closures[i])
+                    taken.add(i)
+                    got += 1
+            if got < count:
+                return _short(view, provider, got, count)
+            continue
+        i = shape.dev_at[shape.dev_pos[provider.address]]
+        if i in blocked:
+            return _taken(view, provider)
+        blocked.update(closures[i])
+        taken.add(i)
+    offered = view.offered
+    lost = sum(1 for i in blocked if free >> i & 1 and i not in taken
+               and i in offered)
+    return Verdict(True, broken=broken, lost=lost, left=left,
+                   taken=len(taken), local=local)
+
+
+def _short(view: HostView, provider: Provider, got: int, count: int
+           ) -> Verdict:
+    return Verdict(False, explain.GROUP, '%s: PF %s has %d VF(s) to give '
+                   'once IOMMU groups are taken whole, the candidate takes '
+                   '%d' % (view.host, provider.address, got, count))
+
+
+def _taken(view: HostView, provider: Provider) -> Verdict:
+    return Verdict(False, explain.GROUP, '%s: %s %s is %s' % (
+        view.host, provider.dev_type, provider.address,
+        explain.STATE_TEXT[explain.TAKEN]))
 
 
 def _vfs_of(pools: pools_mod.HostPools, pf: str) -> list[int]:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from passthrough_plugin.pci import explain
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import request as request_mod
+from passthrough_plugin.scheduler.candidates.facts import HostFacts
 
 TYPE_VF = pools_mod.TYPE_VF
 # nova hands a PF out only to requests that name type-PF.
@@ -54,38 +54,6 @@ class Provider:
                    for s in request.specs)
 
 
-class HostFacts:
-    """The agent's facts of one host at one generation, compact.
-
-    Per PF: how many of its VFs are assignable and how many are in use;
-    per other device: whether it is assignable (None) or why not. The
-    device-level pools are kept only for hosts whose free devices share
-    IOMMU groups (taking one device takes others there).
-    """
-
-    __slots__ = ('vf_viable', 'vf_busy', 'dev_state', 'pools')
-
-    def __init__(self, pools: pools_mod.HostPools) -> None:
-        state = pools.state
-        self.vf_viable: dict[str, int] = {}
-        self.vf_busy: dict[str, int] = {}
-        self.dev_state: dict[str, str | None] = {}
-        for i, dev in enumerate(pools.devices):
-            if dev.dev_type == TYPE_VF and dev.parent_address:
-                pf = dev.parent_address
-                self.vf_viable.setdefault(pf, 0)
-                self.vf_busy.setdefault(pf, 0)
-                if state[i] is None:
-                    self.vf_viable[pf] += 1
-                elif state[i] == explain.IN_USE:
-                    self.vf_busy[pf] += 1
-            else:
-                self.dev_state[dev.address] = state[i]
-        shared = any(len(pools.groups[pools.group_of[i]]) > 1
-                     for pool in pools.pools for i in pool.free)
-        self.pools = pools if shared else None
-
-
 class HostView:
     """What one host's candidates are judged on, worked out once."""
 
@@ -96,11 +64,10 @@ class HostView:
                  providers: Mapping[str, Provider],
                  pools: pools_mod.HostPools | None = None) -> None:
         """``pools``: the device-level pools, needed when requests must
-        still fit after a candidate (hot-plugged devices, headroom) on a
-        host whose facts do not keep them."""
+        still fit after a candidate (hot-plugged devices, headroom)."""
         self.host = host
         self.facts = facts
-        self.pools = facts.pools or pools
+        self.pools = pools
         self.providers = providers
         # Per VF provider: VFs the agent knows assignable, and VFs in use
         # (the agent's, plus nova's claims the report has not caught up
@@ -112,33 +79,40 @@ class HostView:
         # judgement says which): the fast path of order.choose.
         self.cap: dict[str, int] = {}
         free = 0
-        vf_viable, dev_state = facts.vf_viable, facts.dev_state
         for rp, provider in providers.items():
             count = provider.free
             if provider.dev_type == TYPE_VF:
-                viable = vf_viable.get(provider.address, 0)
+                viable, busy = facts.vf_counts(provider.address)
                 self.viable[rp] = viable
-                self.in_use[rp] = facts.vf_busy.get(provider.address, 0) + \
-                    max(viable - count, 0)
+                self.in_use[rp] = busy + max(viable - count, 0)
                 free += min(viable, count)
                 self.cap[rp] = count if count <= viable else -1
-            elif provider.address in dev_state and \
-                    dev_state[provider.address] is None:
-                if count:
-                    free += 1
-                self.cap[rp] = count
             else:
-                self.cap[rp] = -1
+                known, why = facts.device(provider.address)
+                if known and why is None:
+                    if count:
+                        free += 1
+                    self.cap[rp] = count
+                else:
+                    self.cap[rp] = -1
         self.free_before = free
         # VF provider -> the most VFs it was found able to give.
         self.fits: dict[str, int] = {}
-        # The devices nova offers (device-level pools only): what a
+        # The devices nova offers (device-level walks only): what a
         # candidate can make others lose.
         self.offered: set[int] = set()
-        if self.pools is not None:
-            addresses = {p.address for p in providers.values()}
-            for i, dev in enumerate(self.pools.devices):
+        addresses = {p.address for p in providers.values()}
+        if pools is not None:
+            for i, dev in enumerate(pools.devices):
                 if dev.address in addresses or (
                         dev.dev_type == TYPE_VF and
                         dev.parent_address in addresses):
                     self.offered.add(i)
+        elif facts.walk:
+            self.offered = {i for i, owner in enumerate(facts.layout.owner)
+                            if owner in addresses}
+
+    @property
+    def walks(self) -> bool:
+        """Candidates here need the device-level walk."""
+        return self.pools is not None or self.facts.walk

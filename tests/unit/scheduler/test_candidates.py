@@ -159,7 +159,7 @@ class ViabilityTest(testtools.TestCase):
         # a second VF of PF1 for the same guest is not there to take.
         report = fakes.sriov_host('h', shared_group=True)
         view = vf_view(report)
-        self.assertIsNotNone(view.pools)  # kept: the host needs the walk
+        self.assertTrue(view.walks)  # the host needs the walk
         found = groups(requests())
         self.assertTrue(candidates.judge(
             view, found, {found[0][0]: [RP1], found[1][0]: [RP2]}).ok)
@@ -174,7 +174,7 @@ class ViabilityTest(testtools.TestCase):
         self.assertEqual([1, 0], choice.order)
 
     def test_simple_hosts_keep_no_devices(self) -> None:
-        self.assertIsNone(vf_view(fakes.sriov_host('h')).pools)
+        self.assertFalse(vf_view(fakes.sriov_host('h')).walks)
 
 
 class OrderTest(testtools.TestCase):

@@ -14,17 +14,19 @@ from tests.unit.scheduler import fakes
 from tests.unit.scheduler import test_candidates as base
 
 
-def random_case(rng: random.Random) -> tuple[candidates.HostView,
+def random_case(rng: random.Random, shared: bool = False) -> tuple[candidates.HostView,
                                              list[candidates.Group],
                                              list[dict[str, list[str]]]]:
     """A host of 3 PFs x 4 VFs and 2 GPUs with random usage, tainted
     devices and nova counts; every candidate of 1-3 devices over its
     providers and one unknown provider."""
     report = fakes.sriov_host('h', pfs=3, vfs=4, gpus=2,
-                              used_vfs=rng.randint(0, 4))
+                              used_vfs=0 if shared and rng.random() < 0.7
+                              else rng.randint(0, 4), shared_group=shared)
     foreign = {}
     for dev in report.devices:
-        if rng.random() < 0.15 and dev.iommu_group is not None:
+        if rng.random() < (0.03 if shared else 0.15) and \
+                dev.iommu_group is not None:
             foreign[dev.iommu_group] = ('0000:00:1f.3',)
     report.iommu.foreign_members = foreign
     pools = pools_mod.HostPools.from_report(report)
@@ -38,7 +40,9 @@ def random_case(rng: random.Random) -> tuple[candidates.HostView,
             rp = 'rp-' + dev.address
             providers[rp] = candidates.Provider(
                 rp, dev.address, 'type-PCI', rng.randint(0, 1), 0)
-    view = candidates.HostView('h', candidates.HostFacts(pools), providers)
+    # Shared groups: the view walks the full pools (the reference).
+    view = candidates.HostView('h', candidates.HostFacts(pools), providers,
+                               pools if shared else None)
     alias = rng.choice(['vf', 'gpu'])
     specs = {'pci_passthrough:alias': '%s:%d' % (alias, rng.randint(1, 3))}
     if rng.random() < 0.5:
@@ -80,3 +84,35 @@ class FastPathTest(testtools.TestCase):
         # Both outcomes were exercised.
         self.assertGreater(seen_ok, 20)
         self.assertGreater(seen_bad, 20)
+
+
+class CompactWalkTest(testtools.TestCase):
+    """Hosts whose free devices share IOMMU groups: the facts' compact
+    walk gives what the walk over the full pools gives."""
+
+    def test_same_choice_as_the_walk_over_the_pools(self) -> None:
+        rng = random.Random(1129)
+        walked = 0
+        for _case, strategy in itertools.product(range(100),
+                                                 ('pack', 'spread')):
+            view, found, mappings = random_case(rng, shared=True)
+            if not view.facts.walk:
+                continue  # no free device shares a group: no walk
+            pools = view.pools
+            assert pools is not None
+            walked += 1
+            compact = candidates.HostView(view.host, view.facts,
+                                          view.providers)
+            self.assertTrue(compact.walks)
+            a = candidates.choose(compact, found, mappings, strategy)
+            b = candidates.choose(view, found, mappings, strategy)
+            self.assertEqual(b.order, a.order)
+            self.assertEqual((b.reason, b.detail), (a.reason, a.detail))
+            if b.first is not None:
+                assert a.first is not None
+                self.assertEqual(
+                    (b.first.broken, b.first.left, b.first.lost,
+                     b.first.taken),
+                    (a.first.broken, a.first.left, a.first.lost,
+                     a.first.taken))
+        self.assertGreater(walked, 40)
