@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import logging as std_logging
 import os
+import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -136,7 +138,8 @@ def from_cloud(name: str | None = None, *,
     config = sdk_loader.OpenStackConfig(app_name=APP_NAME)
     name = name or os.environ.get('OS_CLOUD') or None
     if name is None and not os.environ.get('OS_AUTH_URL'):
-        raise exception.UnknownCloud(cloud='(none)', known=_known(config))
+        raise exception.UnknownCloud(cloud='(none given)',
+                                     known=_known(config))
     try:
         region = config.get_one(cloud=name, region_name=region_name)
     except sdk_exc.ConfigException as exc:
@@ -177,6 +180,12 @@ def errors(conn: Connection, what: str) -> Iterator[None]:
 
     :raises CloudUnavailable: for those; NotFound is left to the caller.
     """
+    # keystoneauth logs a warning before it gives up on an unreachable
+    # keystone; the one line raised here says it (--debug shows both).
+    ksa_log = std_logging.getLogger('keystoneauth')
+    saved = ksa_log.level
+    if not ksa_log.isEnabledFor(std_logging.DEBUG):
+        ksa_log.setLevel(std_logging.ERROR)
     try:
         yield
     except (ksa_exc.Unauthorized, sdk_exc.HttpException) as exc:
@@ -200,10 +209,21 @@ def errors(conn: Connection, what: str) -> Iterator[None]:
         raise exception.CloudUnavailable(
             cloud=cloud_name(conn), reason='%s: cannot reach it: %s' % (
                 what, _one_line(exc))) from exc
+    finally:
+        ksa_log.setLevel(saved)
+
+
+# "Unable to establish connection to URL: HTTPConnectionPool(...)
+# ... [Errno 111] Connection refused')": the URL and the errno are the news.
+_URL = re.compile(r'^(.*? to \S+?):? HTTPConnectionPool')
+_ERRNO = re.compile(r'\[Errno -?\d+\] [^"\')]+')
 
 
 def _one_line(exc: BaseException) -> str:
     text = ' '.join(str(exc).split())
+    url, errno = _URL.match(text), _ERRNO.search(text)
+    if url and errno:
+        return '%s (%s)' % (url.group(1), errno.group(0).strip())
     return text[:300] or type(exc).__name__
 
 

@@ -7,10 +7,11 @@ import datetime
 import json
 import sys
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from oslo_config import cfg
 
+from passthrough_plugin import connection
 from passthrough_plugin import exception
 from passthrough_plugin.cmd import common
 from passthrough_plugin.conf import lifecycle as conf_lifecycle
@@ -94,6 +95,10 @@ def build_parser() -> OneLineParser:
     rep.add_argument('--project', help='only this project ID')
     rep.add_argument('--format', choices=formatting.FORMATS,
                      default='table', help='output format (default: table)')
+    connection.add_arguments(rep)
+    rep.add_argument('--no-names', action='store_true',
+                     help='do not ask the cloud for project and server '
+                     'names (the report is made from the ledger alone)')
     his = commands.add_parser(
         'history', help='the device intervals and events of an instance',
         description='Every device interval of an instance (host, host '
@@ -151,21 +156,68 @@ def ledger_url(args: argparse.Namespace, conf: cfg.ConfigOpts) -> str:
     return str(getattr(args, 'ledger', None) or conf.lifecycle.connection)
 
 
-def render(report: billing.Report, fmt: str) -> str:
+NAMED_LINE_COLUMNS = (('project', 'Project'), ('project_name', 'Project name'),
+                      ('instance', 'Instance'),
+                      ('instance_name', 'Instance name')) + tuple(
+    c for c in billing.LINE_COLUMNS if c[0] not in ('project', 'instance'))
+NAMED_TOTAL_COLUMNS = (('project', 'Project'),
+                       ('project_name', 'Project name')) + tuple(
+    c for c in billing.TOTAL_COLUMNS if c[0] != 'project')
+
+
+def cloud_names(args: argparse.Namespace) -> dict[str, str] | None:
+    """id -> name of projects and servers when a cloud is configured
+    (``--os-cloud``, ``OS_CLOUD``, ``OS_AUTH_URL``), else None: the report
+    works offline.
+
+    :raises UnknownCloud, CloudUnavailable: a configured cloud fails.
+    """
+    if getattr(args, 'no_names', False) or not connection.configured(args):
+        return None
+    conn = connection.from_args(args)
+    try:
+        return connection.names(conn)
+    finally:
+        conn.close()
+
+
+def _named(rows: list[dict[str, Any]], names: dict[str, str]
+           ) -> list[dict[str, Any]]:
+    for row in rows:
+        row['project_name'] = names.get(row.get('project') or '', '')
+        if 'instance' in row:
+            row['instance_name'] = names.get(row['instance'] or '', '')
+    return rows
+
+
+def render(report: billing.Report, fmt: str,
+           names: dict[str, str] | None = None) -> str:
+    """The report; with ``names``, project and server names beside ids."""
+    line_columns: tuple[tuple[str, str], ...] = billing.LINE_COLUMNS
+    total_columns: tuple[tuple[str, str], ...] = billing.TOTAL_COLUMNS
+    if names is not None:
+        line_columns, total_columns = NAMED_LINE_COLUMNS, NAMED_TOTAL_COLUMNS
     if fmt == 'json':
-        return json.dumps(report.to_dict(), indent=2, sort_keys=True)
+        data = report.to_dict()
+        if names is not None:
+            _named(data['lines'], names)
+            _named(data['totals'], names)
+        return json.dumps(data, indent=2, sort_keys=True)
     lines = [line.to_dict() for line in report.lines]
+    totals = report.totals()
+    if names is not None:
+        _named(lines, names)
+        _named(totals, names)
     if fmt == 'csv':
-        return formatting.to_csv(lines, billing.LINE_COLUMNS)
+        return formatting.to_csv(lines, line_columns)
     period = 'Device use from %s to %s (half-open, UTC)' % (
         formatting.cell(report.start), formatting.cell(report.end))
     if not lines:
         return period + '\nNo device was held in this period.'
     return '\n'.join((period,
-                      formatting.table(lines, billing.LINE_COLUMNS),
+                      formatting.table(lines, line_columns),
                       'Totals',
-                      formatting.table(report.totals(),
-                                       billing.TOTAL_COLUMNS)))
+                      formatting.table(totals, total_columns)))
 
 
 def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> str:
@@ -181,7 +233,7 @@ def run(args: argparse.Namespace, conf: cfg.ConfigOpts) -> str:
         with common.Progress('summing device intervals') as progress:
             found = billing.report(ledger, start, end, args.project,
                                    progress)
-        return render(found, args.format)
+        return render(found, args.format, cloud_names(args))
     finally:
         ledger.close()
 
