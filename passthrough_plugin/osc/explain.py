@@ -1,4 +1,4 @@
-"""``openstack pci explain --flavor``: every host, fits or why not."""
+"""``openstack pci explain --flavor|--server``: every host, fits or why not."""
 
 from __future__ import annotations
 
@@ -34,14 +34,21 @@ class ExplainFlavor(command.Lister):
     The flavor's extra specs (pci_passthrough:alias,
     hw:pci_numa_affinity_policy, passthrough:*) are read from nova; the
     hosts and their devices from the plugin's report store, with the
-    plugin's [pci] alias.
+    plugin's [pci] alias. With --server: where that server could go on a
+    resize, migrate or evacuate (its flavor plus the devices hot-plugged
+    into it that the store remembers).
     """
 
     def get_parser(self, prog_name: str) -> argparse.ArgumentParser:
         parser = super().get_parser(prog_name)
-        parser.add_argument(
-            '--flavor', metavar='<flavor>', required=True,
+        which = parser.add_mutually_exclusive_group(required=True)
+        which.add_argument(
+            '--flavor', metavar='<flavor>',
             help='flavor (name or ID) whose extra specs are explained')
+        which.add_argument(
+            '--server', metavar='<server>',
+            help='server (name or ID): its flavor and its hot-plugged '
+            'devices, as a move would ask them')
         parser.add_argument(
             '--host', metavar='<host>', action='append', dest='hosts',
             help='only this host (repeatable; default: every host of the '
@@ -51,12 +58,19 @@ class ExplainFlavor(command.Lister):
     def take_action(self, parsed_args: argparse.Namespace) -> Any:
         conf = common.conf(self.app)
         with common.errors():
-            flavor = connection.lookup_flavor(common.connection(self.app),
-                                              parsed_args.flavor)
-            specs = dict(flavor.extra_specs)
+            cloud = common.connection(self.app)
+            server = None
+            if parsed_args.server is not None:
+                server = connection.lookup_server(cloud, parsed_args.server)
+                flavor = server.flavor
+            else:
+                flavor = connection.lookup_flavor(cloud, parsed_args.flavor)
             engine = engine_mod.Engine(conf)
             engine.refresh()
-            request = engine.request(specs)
+            # A move re-asks what the server holds by hotplug as well.
+            request = engine.request(
+                dict(flavor.extra_specs), move=server is not None,
+                instance_uuid=server.id if server is not None else None)
             LOG.debug('flavor %s (%s) asks %s', flavor.name, flavor.id,
                       request.requests.describe())
             answers = engine.explain(request, parsed_args.hosts, exact=True)

@@ -51,8 +51,19 @@ class CloudTestCase(base.OscTestCase):
             name='osc-%s' % uuid.uuid4().hex[:8], ram=128, vcpus=1, disk=0)
         self.addCleanup(self.conn.compute.delete_flavor, made,
                         ignore_missing=True)
-        self.conn.compute.create_flavor_extra_specs(made, specs)
+        if specs:
+            self.conn.compute.create_flavor_extra_specs(made, specs)
         return made
+
+    def boot(self, flavor: Any) -> Any:
+        """A server of this test, ACTIVE, deleted afterwards."""
+        image = next(iter(self.conn.image.images()))
+        server = self.conn.compute.create_server(
+            name='osc-%s' % uuid.uuid4().hex[:8], flavor_id=flavor.id,
+            image_id=image.id, networks='none')
+        self.addCleanup(self.conn.compute.delete_server, server,
+                        ignore_missing=True)
+        return self.conn.compute.wait_for_server(server, wait=BOOT_TIMEOUT)
 
 
 class ExplainFlavorTest(CloudTestCase):
@@ -111,6 +122,26 @@ class ExplainFlavorTest(CloudTestCase):
         self.assertIn('no-such-alias', refused.err)
 
 
+    def test_a_server_asks_what_its_flavor_asks(self) -> None:
+        flavor = self.flavor({'pci_passthrough:alias': '%s:1' % self.vf})
+        server = self.boot(flavor)
+        by_server = self.pci('explain', '--server', server.name, '-f',
+                             'json').json()
+        by_flavor = self.pci('explain', '--flavor', flavor.id, '-f',
+                             'json').json()
+        self.assertEqual(self.hosts, sorted(r['Host'] for r in by_server))
+        # Nothing hot-plugged: the move asks exactly the flavor's VF.
+        self.assertEqual(by_flavor, by_server)
+        self.assertTrue(all(r['Free after'] == r['Free'] - 1
+                            for r in by_server), by_server)
+        missing = self.pci('explain', '--server', 'no-such-server', code=1)
+        self.assertEqual(1, len(missing.err.splitlines()), missing.err)
+        self.assertIn("'no-such-server'", missing.err)
+        neither = self.pci('explain', code=2)
+        self.assertIn('one of the arguments --flavor --server is required',
+                      neither.err)
+
+
 class HostListTest(CloudTestCase):
 
     def test_the_agents_hosts_are_novas(self) -> None:
@@ -125,16 +156,8 @@ class ServerMapTest(CloudTestCase):
     """A server named in nova, its devices from a ledger, on the bill."""
 
     def test_map_and_bill_a_server_by_name(self) -> None:
-        image = next(iter(self.conn.image.images()))
-        flavor = self.flavor({})
-        name = 'osc-map-%s' % uuid.uuid4().hex[:8]
-        server = self.conn.compute.create_server(
-            name=name, flavor_id=flavor.id, image_id=image.id,
-            networks='none')
-        self.addCleanup(self.conn.compute.delete_server, server,
-                        ignore_missing=True)
-        server = self.conn.compute.wait_for_server(server,
-                                                   wait=BOOT_TIMEOUT)
+        server = self.boot(self.flavor({}))
+        name = server.name
         host = server.compute_host
         self.assertIn(host, self.hosts)
 
