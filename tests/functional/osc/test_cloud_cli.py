@@ -22,14 +22,17 @@ from typing import Any
 import fixtures
 import openstack
 import testtools
+from oslo_config import cfg
 
 from passthrough_plugin import connection
 from passthrough_plugin import exception
 from passthrough_plugin.cmd import billing as billing_cmd
 from passthrough_plugin.cmd import scheduler as scheduler_cmd
+from passthrough_plugin.conf import placement as placement_conf
 from passthrough_plugin.lifecycle import ledger as ledger_mod
 from passthrough_plugin.osc import settings
 from passthrough_plugin.scheduler import engine as engine_mod
+from passthrough_plugin.store.placement.client import PlacementClient
 from tests.functional.osc import cloud
 
 BOOT_TIMEOUT = 600
@@ -275,3 +278,39 @@ class SchedulerExplainTest(CliCloudTestCase):
         self.assertEqual(1, code, out)
         self.assertEqual(1, len(err.splitlines()), err)
         self.assertIn('cannot reach it', err)
+
+
+class PlacementConfTest(CliCloudTestCase):
+    """nova.conf's [placement] (keystone password auth, the catalog) still
+    reaches Placement, now through an openstacksdk connection."""
+
+    def _conf(self, *extra: str) -> cfg.ConfigOpts:
+        """The cloud's nova.conf, then ``extra`` lines of [placement]."""
+        files = ['--config-file', self.nova_conf]
+        if extra:
+            path = os.path.join(self.tmp, 'placement.conf')
+            with open(path, 'w', encoding='utf-8') as out:
+                out.write('[placement]\n' + ''.join(
+                    line + '\n' for line in extra))
+            files += ['--config-file', path]
+        conf = cfg.ConfigOpts()
+        placement_conf.register_opts(conf)
+        conf(files)
+        return conf
+
+    def test_nova_conf_placement_section_works_unchanged(self) -> None:
+        client = PlacementClient.from_conf(self._conf())
+        names = {rp.name for rp in client.list_providers()}
+        self.assertLessEqual(set(self.hosts), names)
+        # The catalog's URL, learnt after the first reply, names it.
+        self.assertTrue(client.endpoint.startswith('http://127.0.0.1:'),
+                        client.endpoint)
+
+    def test_refused_credentials_are_placement_unavailable(self) -> None:
+        client = PlacementClient.from_conf(self._conf('password = wrong'))
+        error = self.assertRaises(exception.PlacementUnavailable,
+                                  client.list_providers)
+        self.assertIn('the placement endpoint in the catalog of http://'
+                      '127.0.0.1:', str(error))
+        self.assertIn('Unauthorized', str(error))
+        self.assertNotIn('\n', str(error))
