@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+import fixtures
+
 from passthrough_plugin.lifecycle import demo
 from tests.functional.osc import base
 
@@ -20,7 +22,9 @@ class LedgerCommandsTest(base.OscTestCase):
     def setUp(self) -> None:
         super().setUp()
         self.ledger = 'sqlite:///%s/ledger.sqlite' % self.tmp
-        demo.run(self.ledger, self.tmp)
+        with fixtures.FakeLogger() as log:  # the evacuation's warning
+            demo.run(self.ledger, self.tmp)
+        self.assertIn('hot-plugged 1 x gpu lost', log.output)
         self.config = self.write_config(
             '[lifecycle]\nconnection = %s\n' % self.ledger)
 
