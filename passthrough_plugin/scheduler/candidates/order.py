@@ -11,6 +11,7 @@ from passthrough_plugin.scheduler.candidates import rules
 from passthrough_plugin.scheduler.candidates.view import Group
 from passthrough_plugin.scheduler.candidates.view import HostView
 from passthrough_plugin.scheduler.candidates.view import Provider
+from passthrough_plugin.scheduler.candidates.view import TYPE_VF
 
 
 class Choice:
@@ -40,7 +41,7 @@ def choose(view: HostView, groups: Sequence[Group],
     Placement's order). ``fast=False`` judges every candidate in full
     (the fast path's reference in tests)."""
     keyed, requests = rules.keyed(groups)
-    if fast and len(requests) == 1 and not view.walks and \
+    if fast and len(requests) == 1 and view.pools is None and \
             not extras and not numa_cell_count:
         found = _choose_fast(view, [g for g, _n in keyed], requests[0],
                              mappings, strategy)
@@ -93,17 +94,18 @@ def _choose_fast(view: HostView, group_ids: Sequence[str],
                  request: request_mod.DeviceRequest,
                  mappings: Sequence[Mapping[str, Sequence[str]]],
                  strategy: str) -> Choice | None:
-    """``choose`` for one request on a host whose free devices each stand
-    alone in their IOMMU group, with nothing that must fit afterwards: the
-    rules are per provider counts (``view.cap``), so a candidate is a few
-    additions. Only the winner (and, when none is left, the first loser)
-    is judged in full, for its figures and its reason. None when a
-    candidate names no provider for a group (the full path says why)."""
+    """``choose`` for one request with nothing that must fit afterwards:
+    the rules are per provider counts (``view.cap``) and, where free
+    devices share IOMMU groups, a walk on the host's compact facts, so a
+    candidate is a few additions. Only the loser (when none is left) is
+    judged in full, for its reason. None when a candidate names no
+    provider for a group (the full path says why)."""
     cap, in_use, providers = view.cap, view.in_use, view.providers
     anti = request.anti_affinity
     spread = strategy == 'spread'
-    scores: dict[tuple[str, ...], tuple[int, int] | None] = {}
-    good: list[tuple[tuple[int, int], int, tuple[str, ...]]] = []
+    walks = view.facts.walk
+    scores: dict[tuple[str, ...], tuple[int, int, int] | None] = {}
+    good: list[tuple[tuple[int, int, int], int, tuple[str, ...]]] = []
     first_bad: tuple[str, ...] | None = None
     for index, mapping in enumerate(mappings):
         try:
@@ -115,6 +117,8 @@ def _choose_fast(view: HostView, group_ids: Sequence[str],
         else:
             score = scores[rps] = _score(rps, cap, in_use, providers, anti,
                                          spread)
+            if score is not None and walks:
+                score = scores[rps] = _walked(view, rps, score, spread)
         if score is not None:
             good.append((score, index, rps))
         elif first_bad is None:
@@ -127,18 +131,17 @@ def _choose_fast(view: HostView, group_ids: Sequence[str],
                                           requests, (), None),
                           len(mappings))
     good.sort(key=lambda item: (item[0], item[1]))
-    # The winner's figures, as the full judgement gives them (nothing
-    # lost: every free device stands alone in its group).
+    # The winner's figures, as the full judgement gives them.
     score, _index, rps = good[0]
     sign = -1 if spread else 1
-    best = rules.Verdict(True, broken=sign * score[0], left=sign * score[1],
-                         taken=len(rps))
+    best = rules.Verdict(True, broken=sign * score[0], lost=score[1],
+                         left=sign * score[2], taken=len(rps))
     return Choice([i for _s, i, _k in good], best, None, '', len(mappings))
 
 
 def _score(rps: tuple[str, ...], cap: Mapping[str, int],
            in_use: Mapping[str, int], providers: Mapping[str, Provider],
-           anti: bool, spread: bool) -> tuple[int, int] | None:
+           anti: bool, spread: bool) -> tuple[int, int, int] | None:
     """The candidate's sort key (as Verdict.key), None if it breaks a
     rule."""
     broken = left = 0
@@ -159,7 +162,42 @@ def _score(rps: tuple[str, ...], cap: Mapping[str, int],
             if not in_use[rp]:
                 broken += 1
             left += providers[rp].free - count
-    return (-broken, -left) if spread else (broken, left)
+    return (-broken, 0, -left) if spread else (broken, 0, left)
+
+
+def _walked(view: HostView, rps: tuple[str, ...],
+            score: tuple[int, int, int], spread: bool
+            ) -> tuple[int, int, int] | None:
+    """``score`` with the devices the candidate makes others lose, on the
+    compact facts (rules._walk_facts's steps, without its reasons); None
+    when IOMMU groups taken whole leave it short."""
+    facts = view.facts
+    shape = facts.layout
+    free = facts.free
+    closures = shape.take
+    providers = view.providers
+    blocked: set[int] = set()
+    taken: set[int] = set()
+    for rp in rps:
+        provider = providers[rp]
+        if provider.dev_type == TYPE_VF:
+            for i in shape.vfs.get(provider.address, ()):
+                if free >> i & 1 and i not in blocked:
+                    blocked.update(closures[i])
+                    taken.add(i)
+                    break
+            else:
+                return None
+            continue
+        i = shape.dev_at[shape.dev_pos[provider.address]]
+        if i in blocked:
+            return None
+        blocked.update(closures[i])
+        taken.add(i)
+    offered = view.offered
+    lost = sum(1 for i in blocked if free >> i & 1 and i not in taken
+               and i in offered)
+    return (score[0], lost, score[2])
 
 
 def decision(view: HostView, choice: Choice) -> summary_mod.Decision:
