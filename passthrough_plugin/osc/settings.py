@@ -53,8 +53,8 @@ class PluginSettings:
 def load(path: str, required: bool = True) -> cfg.ConfigOpts:
     """A fresh ConfigOpts with every plugin group, read from ``path``.
 
-    :raises: InvalidConfig (missing when ``required``, unparsable, not
-        UTF-8).
+    :raises: InvalidConfig (missing when ``required``, unreadable,
+        unparsable, not UTF-8).
     """
     conf = cfg.ConfigOpts()
     conf_pkg.register_all(conf)
@@ -78,4 +78,8 @@ def load(path: str, required: bool = True) -> cfg.ConfigOpts:
         raise exception.InvalidConfig(
             group='-', option='--passthrough-config-file', value=path,
             reason='not UTF-8 text; an oslo.config INI file') from None
+    except OSError as exc:  # a directory, no permission
+        raise exception.InvalidConfig(
+            group='-', option='--passthrough-config-file', value=path,
+            reason='cannot read it: %s' % (exc.strerror or exc)) from None
     return conf

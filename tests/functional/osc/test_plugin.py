@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import os
 
 from cliff import command as cliff_command
 
@@ -42,3 +43,32 @@ class EntryPointsTest(base.OscTestCase):
         self.assertIn('-f {csv,json,table,value,yaml}', shown)
         top = self.osc('--help').out
         self.assertIn('--passthrough-config-file <path>', top)
+
+
+class ConfigFileTest(base.OscTestCase):
+
+    def test_bad_files_are_one_line_naming_the_file(self) -> None:
+        garbage = self.write_config('garbage [[[\n', 'garbage.conf')
+        binary = os.path.join(self.tmp, 'binary.conf')
+        with open(binary, 'wb') as handle:
+            handle.write(b'\xff\xfe[x]\n')
+        for path, reason in (
+                (garbage, 'not an oslo.config INI file: '),
+                (binary, 'not UTF-8 text; an oslo.config INI file'),
+                (self.tmp, 'cannot read it: Is a directory')):
+            bad = self.osc('--passthrough-config-file', path, 'pci', 'host',
+                           'list', code=1)
+            lines = bad.err.splitlines()
+            self.assertEqual(1, len(lines), bad.err)
+            self.assertTrue(lines[0].startswith(
+                "Invalid configuration [-] --passthrough-config-file='%s': "
+                "%s" % (path, reason)), lines[0])
+            self.assertEqual('', bad.out)
+
+    def test_unknown_store_driver_names_the_installed_ones(self) -> None:
+        path = self.write_config('[report_store]\ndriver = nope\n')
+        bad = self.osc('--passthrough-config-file', path, 'pci', 'host',
+                       'list', code=1)
+        self.assertEqual(["Invalid configuration [report_store] "
+                          "driver='nope': no such report store; installed: "
+                          "file, placement"], bad.err.splitlines())
