@@ -30,7 +30,7 @@ from tests.functional.differential import base
 from tests.functional.differential import generators as gen
 from tests.functional.differential import test_history
 
-CASES = 300
+CASES = 200
 HOST = 'h'
 
 
