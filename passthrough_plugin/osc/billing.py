@@ -7,7 +7,6 @@ from typing import Any
 
 from osc_lib.command import command
 
-from passthrough_plugin import connection
 from passthrough_plugin.cmd import billing as billing_cmd
 from passthrough_plugin.lifecycle import billing
 from passthrough_plugin.lifecycle import ledger as ledger_mod
@@ -59,10 +58,6 @@ class BillingReport(command.Lister):
                                         parsed_args.project)
             finally:
                 ledger.close()
-        names: dict[str, str] = {}
-        if not parsed_args.no_names and common.has_cloud(self.app):
-            with common.errors():
-                names = connection.names(common.connection(self.app))
         if parsed_args.totals:
             rows = report.totals()
             columns = list(billing.TOTAL_COLUMNS)
@@ -70,13 +65,5 @@ class BillingReport(command.Lister):
             rows = [line.to_dict() for line in report.lines]
             columns = [(k, 'Server' if k == 'instance' else h)
                        for k, h in billing.LINE_COLUMNS]
-        if not names:
-            return common.lister(rows, columns)
-        named = []
-        for key, heading in columns:
-            named.append((key, heading))
-            if key in ('project', 'instance'):
-                named.append((key + '_name', heading + ' name'))
-                for row in rows:
-                    row[key + '_name'] = names.get(row[key])
-        return common.lister(rows, named)
+        return common.lister(rows, common.named(
+            self.app, rows, columns, skip=parsed_args.no_names))

@@ -10,6 +10,7 @@ from cliff import columns
 from osc_lib import exceptions as osc_exc
 from oslo_config import cfg
 
+from passthrough_plugin import connection as cloud_layer
 from passthrough_plugin import exception
 from passthrough_plugin.lifecycle import formatting
 from passthrough_plugin.osc import settings as settings_mod
@@ -57,6 +58,32 @@ def has_cloud(app: Any) -> bool:
     # stay at the top; a clouds.yaml entry has them under auth.
     found = dict(config.get('auth') or {}, **config)
     return bool(found.get('auth_url') or found.get('endpoint'))
+
+
+def named(app: Any, rows: Sequence[dict[str, Any]], columns: Columns, *,
+          skip: bool = False) -> list[tuple[str, str]]:
+    """``columns`` with a name column after the project and server IDs.
+
+    Only when the CLI has a cloud (and not ``skip``): the names are what
+    keystone and nova list for the credentials; an ID they do not know
+    (a deleted server) gets an empty name. ``rows`` gain the name keys.
+
+    :raises: CommandError (the cloud refused or cannot be reached).
+    """
+    keys = [key for key, _h in columns if key in ('project', 'instance')]
+    if skip or not keys or not has_cloud(app):
+        return list(columns)
+    with errors():
+        names = cloud_layer.names(connection(app),
+                                  projects='project' in keys)
+    out = []
+    for key, heading in columns:
+        out.append((key, heading))
+        if key in keys:
+            out.append((key + '_name', heading + ' name'))
+            for row in rows:
+                row[key + '_name'] = names.get(str(row.get(key)))
+    return out
 
 
 @contextlib.contextmanager

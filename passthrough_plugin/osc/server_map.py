@@ -57,6 +57,10 @@ class MapServerDevices(command.Lister):
             help='the map as of this time (ISO 8601, UTC unless an offset '
             'is given), e.g. for a server that has moved since')
         parser.add_argument(
+            '--no-names', action='store_true',
+            help='IDs only; by default the server names are shown beside '
+            'them when the openstack CLI has a cloud')
+        parser.add_argument(
             '--ledger', metavar='<url>',
             help='SQLAlchemy URL of the ledger (default: [lifecycle] '
             'connection of the plugin configuration)')
@@ -82,4 +86,5 @@ class MapServerDevices(command.Lister):
                     **dict(exc.kwargs, field='--server')) from None
         columns = [(k, 'Server' if k == 'instance' else h)
                    for k, h in mapping.COLUMNS]
-        return common.lister(rows, columns)
+        return common.lister(rows, common.named(
+            self.app, rows, columns, skip=parsed_args.no_names))

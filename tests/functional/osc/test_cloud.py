@@ -179,9 +179,15 @@ class ServerMapTest(CloudTestCase):
         self.assertEqual(
             [{'Host': host, 'Host address': '0000:02:00.1',
               'Guest address': '0000:00:05.0', 'Server': server.id,
-              'Source': 'flavor', 'Since': '2026-11-02T08:00:00Z',
+              'Server name': name, 'Source': 'flavor',
+              'Since': '2026-11-02T08:00:00Z',
               'Resource class': 'CUSTOM_PCI_8086_1515',
               'State': 'attached'}], rows)
+        by_id = self.pci('server', 'map', '--server', server.id, '--ledger',
+                         url, '--no-names', '-f', 'value', '-c', 'Server',
+                         '-c', 'Host address').out
+        # -c keeps the table's column order.
+        self.assertEqual('0000:02:00.1 %s\n' % server.id, by_id)
         missing = self.pci('server', 'map', '--server', 'no-such-server',
                            '--ledger', url, code=1)
         self.assertEqual(1, len(missing.err.splitlines()), missing.err)
