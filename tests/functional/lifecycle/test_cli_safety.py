@@ -49,6 +49,12 @@ class TestConsoleScripts(testtools.TestCase):
         self.ledger = 'sqlite:///%s/ledger.sqlite' % self.tmp
         self.store = os.path.join(self.tmp, 'store')
         self.env = dict(os.environ, PYTHONWARNINGS='ignore')
+        # A test runner started in the background of a shell ignores
+        # SIGINT, and an ignored signal stays ignored across exec: Python
+        # then installs no KeyboardInterrupt handler in the commands and the
+        # Ctrl-C test hangs. Children of a handled signal get the default.
+        previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+        self.addCleanup(signal.signal, signal.SIGINT, previous)
 
     def fifo(self) -> str:
         path = os.path.join(self.tmp, 'config-fifo')
