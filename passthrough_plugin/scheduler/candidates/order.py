@@ -107,9 +107,18 @@ def _choose_fast(view: HostView, group_ids: Sequence[str],
     scores: dict[tuple[str, ...], tuple[int, int, int] | None] = {}
     good: list[tuple[tuple[int, int, int], int, tuple[str, ...]]] = []
     first_bad: tuple[str, ...] | None = None
+    rps: tuple[str, ...]
+    pair = len(group_ids) == 2
+    if pair:
+        first_group, second_group = group_ids
     for index, mapping in enumerate(mappings):
         try:
-            rps = tuple(sorted([mapping[g][0] for g in group_ids]))
+            if pair:
+                # Two devices (the usual ask): no list, no sort.
+                a, b = mapping[first_group][0], mapping[second_group][0]
+                rps = (a, b) if a <= b else (b, a)
+            else:
+                rps = tuple(sorted([mapping[g][0] for g in group_ids]))
         except (KeyError, IndexError):
             return None
         if rps in scores:
@@ -130,7 +139,9 @@ def _choose_fast(view: HostView, group_ids: Sequence[str],
                                                       for rp in first_bad),
                                           requests, (), None),
                           len(mappings))
-    good.sort(key=lambda item: (item[0], item[1]))
+    # Index breaks ties between equal scores (Placement's order); indexes
+    # are unique, so the providers are never compared.
+    good.sort()
     # The winner's figures, as the full judgement gives them.
     score, _index, rps = good[0]
     sign = -1 if spread else 1
