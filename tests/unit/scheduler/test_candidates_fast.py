@@ -14,9 +14,11 @@ from tests.unit.scheduler import fakes
 from tests.unit.scheduler import test_candidates as base
 
 
-def random_case(rng: random.Random, shared: bool = False) -> tuple[candidates.HostView,
-                                             list[candidates.Group],
-                                             list[dict[str, list[str]]]]:
+Case = tuple[candidates.HostView, list[candidates.Group],
+             list[dict[str, list[str]]]]
+
+
+def random_case(rng: random.Random, shared: bool = False) -> Case:
     """A host of 3 PFs x 4 VFs and 2 GPUs with random usage, tainted
     devices and nova counts; every candidate of 1-3 devices over its
     providers and one unknown provider."""
