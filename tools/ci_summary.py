@@ -26,6 +26,8 @@ _TEST = re.compile(
     r'^\{\d+\} (?P<id>\S+?)(?: \[[^\]]*\])? \.\.\. '
     r'(?P<status>ok|FAILED|SKIPPED|xfail|uxsuccess)(?:: (?P<reason>.*))?$')
 _END_OF_TESTS = re.compile(r'^={4,}$')
+# tox 4's closing report: "  pep8: FAIL code 1 (0.41=setup[...]...)".
+_ENV_FAILED = re.compile(r'^\s+(?P<env>[\w.-]+): FAIL code (?P<code>\d+)')
 DEFAULT_ALLOW_LIST = 'tools/ci-skip-allowlist'
 # How much of a failed test's output the closing lines repeat: CI shows
 # only the end of the log, so a failure must be readable there.
@@ -117,6 +119,13 @@ def parse(lines: list[str]) -> list[Suite]:
     return [s for s in suites if s.passed or s.failed or s.skipped]
 
 
+def failed_envs(lines: list[str]) -> list[str]:
+    """The tox environments that failed, from tox's closing report (a
+    lint or type check fails CI without failing any test)."""
+    return ['%s (exit %s)' % (m.group('env'), m.group('code'))
+            for m in map(_ENV_FAILED.match, lines) if m]
+
+
 def check(suites: list[Suite], allowed: list[Allowed]) -> list[str]:
     """One line per skip that no allow-list entry covers."""
     problems = []
@@ -135,7 +144,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         with open(args.log, encoding='utf-8', errors='replace') as f:
-            suites = parse(f.readlines())
+            lines = f.readlines()
+        suites = parse(lines)
+        envs = failed_envs(lines)
         with open(args.allow_list, encoding='utf-8') as f:
             allowed = read_allow_list(f.readlines(), args.allow_list)
     except (OSError, ValueError) as exc:
@@ -162,10 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     for suite in suites:
         for test_id, _detail in suite.failures:
             print('FAILED %s: %s' % (suite.name, test_id))
+    for env in envs:
+        print('FAILED tox environment %s' % env)
     # The closing line CI reads: alone on its line.
     print('%d passed, %d failed, %d skipped' % (
         total.passed, total.failed, len(total.skipped)))
-    return 1 if total.failed or problems else 0
+    return 1 if total.failed or problems or envs else 0
 
 
 if __name__ == '__main__':

@@ -105,6 +105,18 @@ class CiSummaryTest(testtools.TestCase):
         self.assertLess(len(lines), 80)
         self.assertNotIn('    | Totals', lines)
 
+    def test_a_failed_lint_env_is_named_at_the_end(self) -> None:
+        # Every test passed, but tox failed on ruff: the end says which.
+        log = SAMPLE % {'skip': 'ok', 'fail': 'ok'} + (
+            '  pep8: FAIL code 1 (0.41=setup[0.2]+cmd[0.21] seconds)\n'
+            '  py3: OK (207.27=setup[56.55]+cmd[149.47,1.24] seconds)\n'
+            '  evaluation failed :( (2520.63 seconds)\n')
+        rc, out = self._run(log)
+        self.assertEqual(1, rc, out)
+        self.assertEqual(['FAILED tox environment pep8 (exit 1)',
+                          '7 passed, 0 failed, 0 skipped'],
+                         out.splitlines()[-2:])
+
     def test_no_test_at_all_fails(self) -> None:
         rc, out = self._run(
             'pep8: commands[0]> ruff check\nAll checks passed!\n')
