@@ -91,6 +91,10 @@ class UeventSleeper:
                     self._pci_event(settle - time.monotonic())
                 return
 
+    def drain(self) -> bool:
+        """Discard the events queued so far; True when one was a PCI change."""
+        return self._pci_event(0)
+
     def close(self) -> None:
         self.sock.close()
 

@@ -68,3 +68,16 @@ class SleeperTest(testtools.TestCase):
         self.kernel.send(NET)
         self.sleeper(0.2)
         self.assertEqual(0, self.sleeper.woken)
+
+    def test_an_event_queued_before_the_sleep_still_wakes_it(self) -> None:
+        self.kernel.send(ADD)
+        self.sleeper(60)
+        self.assertEqual(1, self.sleeper.woken)
+
+    def test_drain_discards_what_was_queued(self) -> None:
+        self.kernel.send(NET)
+        self.kernel.send(ADD)
+        self.assertTrue(self.sleeper.drain())
+        self.assertFalse(self.sleeper.drain())
+        self.sleeper(0.2)
+        self.assertEqual(0, self.sleeper.woken)
