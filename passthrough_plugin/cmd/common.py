@@ -16,6 +16,7 @@ import json
 import logging as std_logging
 import os
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -219,16 +220,32 @@ class _LoggingState:
         sys.excepthook = self.excepthook
 
 
+# How many console mains this thread is inside: the demo runs the
+# scheduler's main inside its own.
+_NESTING = threading.local()
+
+
 def console(prog: str) -> Callable[[Main], Main]:
-    """Decorate a ``main(argv=None, ...) -> int`` of a console script."""
+    """Decorate a ``main(argv=None, ...) -> int`` of a console script.
+
+    Only the outermost main is guarded: a main run inside another leaves
+    Ctrl-C, a closed pipe and errors to the outer one, which alone decides
+    the exit code (guarded twice, the inner one swallowed the closed pipe,
+    pointed stdout at /dev/null, and the outer command went on to exit 0).
+    """
 
     def wrap(main: Main) -> Main:
         @functools.wraps(main)
         def run(*args: Any, **kwargs: Any) -> int:
             state = _LoggingState()
+            depth = getattr(_NESTING, 'depth', 0)
+            _NESTING.depth = depth + 1
             try:
+                if depth:
+                    return main(*args, **kwargs)
                 return _guarded(main, prog, *args, **kwargs)
             finally:
+                _NESTING.depth = depth
                 state.restore()
         return run  # type: ignore[return-value]
     return wrap
