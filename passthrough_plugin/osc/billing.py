@@ -36,14 +36,7 @@ class BillingReport(command.Lister):
                             help='only this project ID')
         parser.add_argument('--totals', action='store_true',
                             help='per-project totals instead of the lines')
-        parser.add_argument(
-            '--no-names', action='store_true',
-            help='IDs only; by default the project and server names are '
-            'shown beside them when the openstack CLI has a cloud')
-        parser.add_argument(
-            '--ledger', metavar='<url>',
-            help='SQLAlchemy URL of the ledger (default: [lifecycle] '
-            'connection of the plugin configuration)')
+        common.add_ledger_options(parser, 'project and server')
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -58,6 +59,19 @@ def has_cloud(app: Any) -> bool:
     # stay at the top; a clouds.yaml entry has them under auth.
     found = dict(config.get('auth') or {}, **config)
     return bool(found.get('auth_url') or found.get('endpoint'))
+
+
+def add_ledger_options(parser: argparse.ArgumentParser, names: str) -> None:
+    """``--no-names`` and ``--ledger``, for the commands that read the
+    ledger; ``names`` says which names a cloud adds (e.g. 'server')."""
+    parser.add_argument(
+        '--no-names', action='store_true',
+        help='IDs only; by default the %s names are shown beside them '
+        'when the openstack CLI has a cloud' % names)
+    parser.add_argument(
+        '--ledger', metavar='<url>',
+        help='SQLAlchemy URL of the ledger (default: [lifecycle] '
+        'connection of the plugin configuration)')
 
 
 def named(app: Any, rows: Sequence[dict[str, Any]], columns: Columns, *,

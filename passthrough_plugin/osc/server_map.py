@@ -56,14 +56,7 @@ class MapServerDevices(command.Lister):
             '--at', metavar='<time>',
             help='the map as of this time (ISO 8601, UTC unless an offset '
             'is given), e.g. for a server that has moved since')
-        parser.add_argument(
-            '--no-names', action='store_true',
-            help='IDs only; by default the server names are shown beside '
-            'them when the openstack CLI has a cloud')
-        parser.add_argument(
-            '--ledger', metavar='<url>',
-            help='SQLAlchemy URL of the ledger (default: [lifecycle] '
-            'connection of the plugin configuration)')
+        common.add_ledger_options(parser, 'server')
         return parser
 
     def take_action(self, parsed_args: argparse.Namespace) -> Any:
