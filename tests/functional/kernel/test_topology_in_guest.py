@@ -113,6 +113,31 @@ def sh(*cmd):
     return done.returncode
 
 
+LINK_WAIT = 120.0  # guest seconds for a link to come up
+
+
+def wait_speed(ifname, speed, timeout):
+    # The driver's watchdog turns the carrier on right after it takes the
+    # speed it then allows rates up to (sysfs "speed" alone reads the
+    # hardware, maybe before that). No notification in sysfs: polled,
+    # bounded, and reported.
+    base = '/sys/class/net/%s/' % ifname
+    t0 = time.monotonic()
+    while True:
+        got = {}
+        for name in ('carrier', 'speed'):
+            try:
+                with open(base + name) as f:
+                    got[name] = f.read().strip()
+            except OSError as exc:  # EINVAL while the carrier is down
+                got[name] = 'unreadable (%s)' % exc.strerror
+        got['seconds'] = round(time.monotonic() - t0, 2)
+        if (got['carrier'], got['speed']) == ('1', speed) \
+                or got['seconds'] > timeout:
+            return got
+        time.sleep(0.1)
+
+
 def readback(key):
     with netlink.session() as ipr:
         vfs = netlink.read_vfs(ipr, netlink.link_index(ipr, IGB_IF))
@@ -131,6 +156,12 @@ write_conf(settings_conf({'pf': IGB_IF, 'vfs': {'0': {
 step('vf-link-state', 'configure-vfs', IGB, '2')
 write_conf(settings_conf({'pf': IGB_IF, 'vfs': {'0': {
     'max_tx_rate': 100}}}))
+# igb takes a rate only at link speed 1000 (else EINVAL), and the link
+# comes up asynchronously: after "ip link set up", and again after the
+# PF reset that setting sriov_numvfs makes (QEMU's autonegotiation takes
+# 500 ms of guest time, then the driver's watchdog reads the speed).
+# Wait for that event, bounded, before asking for a rate.
+results['igb-speed'] = wait_speed(IGB_IF, '1000', LINK_WAIT)
 step('vf-rate', 'configure-vfs', IGB, '2')
 readback('readback-rate')
 # As after a reboot: no VFs; run brings back the count and the settings.
@@ -293,6 +324,10 @@ class TopologyInGuestTest(testtools.TestCase):
                       self.results['igb_if'], step['err'])
 
     def test_rate_limit(self) -> None:
+        link = self.results['igb-speed']
+        self.assertEqual(('1', '1000'), (link['carrier'], link['speed']),
+                         '%s did not come up at 1000 Mb/s within 120 s of '
+                         'guest time: %s' % (self.results['igb_if'], link))
         self.step('vf-rate')
         self.assertEqual([0, 100], self.results['readback-rate']['0']['rate'])
 
