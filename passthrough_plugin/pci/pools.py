@@ -19,13 +19,14 @@ decisions and the devices are nova's. On top of that:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 from passthrough_plugin import exception
 from passthrough_plugin.pci import explain
 from passthrough_plugin.pci import matching
 from passthrough_plugin.pci import pool_layout
 from passthrough_plugin.pci import pool_order
+from passthrough_plugin.pci import pool_walk
 from passthrough_plugin.pci import report as report_mod
 from passthrough_plugin.pci import request as request_mod
 
@@ -51,10 +52,10 @@ class Fit:
         return tuple(a for group in self.devices for a in group)
 
 
-Cells = Sequence[int] | None
+Cells = pool_walk.Cells
 
 
-class HostPools(pool_layout.PoolLayout):
+class HostPools(pool_layout.PoolLayout, pool_walk.Walk):
     """The pools of one host, built from its HostReport."""
 
     __slots__ = ('owners',)
@@ -63,8 +64,9 @@ class HostPools(pool_layout.PoolLayout):
         super().__init__(report)
         pool_order.restore(self)
         self.owners: dict[str, list[tuple[int, str | None]]] = {}
+        in_use = report_mod.IN_USE
         for i, dev in enumerate(self.devices):
-            if dev.status in report_mod.IN_USE and dev.owner:
+            if dev.owner and dev.status in in_use:
                 self.owners.setdefault(dev.owner, []).append(
                     (i, dev.source))
         self._refresh()
@@ -79,153 +81,63 @@ class HostPools(pool_layout.PoolLayout):
         return self.devices[i].status in report_mod.IN_USE
 
     def _refresh(self) -> None:
-        """Recompute why each device is (un)assignable, and the free lists."""
+        """Recompute why each device is (un)assignable, and the free lists.
+
+        One reason per device, the first that holds: in use, not
+        available, IOMMU off, its PF or one of its VFs in use, its IOMMU
+        group blocked (foreign members, or a PF grouped with its own VFs),
+        then a mate in its group that cannot be assigned.
+        """
         devices = self.devices
-        state: list[str | None] = [None] * len(devices)
-        for i, dev in enumerate(devices):
-            if dev.status in report_mod.IN_USE:
-                state[i] = explain.IN_USE
-            elif dev.status != 'available':
-                state[i] = explain.UNAVAILABLE
-        for i in range(len(devices)):
-            if state[i] is not None:
-                continue
-            if not self.iommu_enabled:
-                state[i] = explain.IOMMU_DISABLED
-                continue
-            parent = self.parent[i]
-            if parent >= 0 and self._in_use(parent):
-                state[i] = explain.PF_VF
-                continue
-            if any(self._in_use(c) for c in self.children.get(i, ())):
-                state[i] = explain.PF_VF
-                continue
-            group = self.group_of[i]
-            if group in self.blocked_groups:
-                state[i] = explain.IOMMU_GROUP
-                continue
+        in_use_codes = report_mod.IN_USE
+        state: list[str | None] = [
+            explain.IN_USE if dev.status in in_use_codes else None
+            if dev.status == 'available' else explain.UNAVAILABLE
+            for dev in devices]
+        busy = [s is explain.IN_USE for s in state]
+        shape = self.skeleton
+        if not self.iommu_enabled:
+            state = [explain.IOMMU_DISABLED if s is None else s
+                     for s in state]
+        else:
+            # PF/VF dependency: a VF whose PF is in use, a PF with a VF
+            # in use.
+            for i, up in shape.linked:
+                if busy[up] and state[i] is None:
+                    state[i] = explain.PF_VF
+            for up, kids in shape.children.items():
+                if state[up] is None and any(busy[c] for c in kids):
+                    state[up] = explain.PF_VF
+            groups = self.groups
+            for group in self.blocked_groups:
+                for m in groups.get(group, ()):
+                    if state[m] is None:
+                        state[m] = explain.IOMMU_GROUP
             # A PF in one group with its own VFs: binding the group to
             # vfio-pci would unbind the PF driver and destroy the VFs.
-            members = self.groups[group]
-            if len(members) > 1 and any(
-                    self.parent[m] >= 0 and self.group_of[self.parent[m]]
-                    == group for m in members):
-                state[i] = explain.IOMMU_GROUP
-                continue
+            for members in shape.pf_vf_groups:
+                for m in members:
+                    if state[m] is None:
+                        state[m] = explain.IOMMU_GROUP
         # A group is assignable only if all its members are.
-        for i in range(len(devices)):
-            if state[i] is None:
-                members = self.groups[self.group_of[i]]
-                if len(members) > 1 and any(
-                        state[m] is not None and state[m] != explain.
-                        IOMMU_GROUP_MATE for m in members if m != i):
-                    state[i] = explain.IOMMU_GROUP_MATE
+        for members in shape.multi:
+            if any(state[m] is not None for m in members):
+                for m in members:
+                    if state[m] is None:
+                        state[m] = explain.IOMMU_GROUP_MATE
         self.state = state
         # nova's order: by number of pool keys, then when listed.
         self.pools.sort(key=lambda p: (p.sig.order, p.stamp is None,
                                        p.stamp or 0))
         for pool in self.pools:
-            pool.free = [i for i in pool.queue if state[i] is None]
-            if len(pool.free) < len(pool.members):
+            free = [i for i in pool.queue if state[i] is None]
+            if len(free) < len(pool.members):
                 queued = set(pool.queue)
-                pool.free.extend(i for i in pool.members
-                                 if state[i] is None and i not in queued)
+                free.extend(i for i in pool.members
+                            if state[i] is None and i not in queued)
+            pool.free = free
 
-    def _block(self, i: int, blocked: set[int]) -> None:
-        """Mark device ``i`` taken or unusable, with its whole group."""
-        blocked.update(self.groups[self.group_of[i]])
-
-    def _take(self, i: int, blocked: set[int]) -> list[int]:
-        """Take device ``i`` (and its group); block its PF or VFs."""
-        taken = self.groups[self.group_of[i]]
-        for member in taken:
-            self._block(member, blocked)
-            parent = self.parent[member]
-            if parent >= 0:
-                self._block(parent, blocked)
-            for child in self.children.get(member, ()):
-                self._block(child, blocked)
-        return taken
-
-    @staticmethod
-    def _count(pool: pool_layout.Pool, blocked: set[int]) -> int:
-        if not blocked:
-            return len(pool.free)
-        return sum(1 for i in pool.free if i not in blocked)
-
-    # -- fitting ---------------------------------------------------------
-
-    def _apply(self, request: request_mod.DeviceRequest, cells: Cells,
-               blocked: set[int]) -> tuple[list[int], list[int]] | None:
-        """Apply one request on top of ``blocked``; None if it cannot."""
-        match = matching.matcher(request)
-        need = request.count
-        if need <= 0:
-            return [], []
-        if cells:
-            pools = [p for p in self.pools if match.spec(p.sig)]
-            counts = {p: self._count(p, blocked) for p in pools}
-            if sum(counts.values()) < need:
-                return None
-            pools = matching.numa_filter(pools, counts, request, cells,
-                                self.sockets)
-            pools = [p for p in pools if match.usable(p.sig)]
-        else:
-            pools = [p for p in self.pools if match.usable(p.sig)]
-        anti = request.anti_affinity
-        # Fast check before walking devices: enough free devices at all?
-        total = 0
-        parents: set[str] = set()
-        for pool in pools:
-            count = self._count(pool, blocked)
-            if anti and pool.sig.dev_type == TYPE_VF:
-                if count:
-                    parents.add(pool.address)
-            else:
-                total += count
-        if total + len(parents) < need:
-            return None
-        chosen: list[int] = []
-        companions: list[int] = []
-        used_parents: set[str] = set()
-        usable = set(pools)
-        for pool in pools:
-            if anti and pool.sig.dev_type == TYPE_VF:
-                if pool.address in used_parents:
-                    continue
-            # nova hands out the device that joined the pool last.
-            for i in reversed(pool.free):
-                if i in blocked:
-                    continue
-                for member in self._take(i, blocked):
-                    member_pool = self.pool_of[member]
-                    if len(chosen) < need and member_pool in usable and (
-                            member == i or not anti):
-                        chosen.append(member)
-                    else:
-                        companions.append(member)
-                if anti and pool.sig.dev_type == TYPE_VF:
-                    used_parents.add(pool.address)
-                    break
-                if len(chosen) >= need:
-                    break
-            if len(chosen) >= need:
-                return chosen, companions
-        return None
-
-    def fits(self, requests: request_mod.RequestSet,
-             numa_cells: Cells = None) -> bool:
-        """The decision of :meth:`fit`, without building the answer."""
-        if requests.empty:
-            return True
-        blocked: set[int] = set()
-        for request in requests.requests:
-            if self._apply(request, numa_cells, blocked) is None:
-                return False
-        for request in requests.headroom:
-            if self._apply(request, numa_cells, blocked) is None:
-                return False
-        return True
+    # -- fitting (the walk itself is pool_walk.Walk's) -------------------
 
     def fit(self, requests: request_mod.RequestSet | Iterable[
                 request_mod.DeviceRequest],

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import sys
 from passthrough_plugin.pci import explain
+from passthrough_plugin.pci import pool_layout
 from passthrough_plugin.pci import pools as pools_mod
 
 TYPE_VF = pools_mod.TYPE_VF
 # Layouts kept; past this many distinct models the cache starts over.
 LAYOUT_CACHE_SIZE = 256
-_LAYOUTS: dict[tuple[object, ...], Layout] = {}
+_LAYOUTS: dict[int, tuple[pool_layout.Skeleton, Layout]] = {}
 
 
 class Layout:
@@ -80,17 +81,16 @@ def _closure(pools: pools_mod.HostPools, i: int) -> tuple[int, ...]:
 
 
 def layout(pools: pools_mod.HostPools) -> Layout:
-    """The shared layout of the host of ``pools``."""
-    devices = pools.devices
-    key = (tuple([d.address for d in devices]),
-           tuple([d.dev_type for d in devices]),
-           tuple(pools.parent), tuple(pools.group_of))
-    found = _LAYOUTS.get(key)
-    if found is None:
+    """The shared layout of the host of ``pools``: one per skeleton (the
+    pools' hardware, shared by the hosts of one model)."""
+    skeleton = pools.skeleton
+    found = _LAYOUTS.get(id(skeleton))
+    if found is None or found[0] is not skeleton:
         if len(_LAYOUTS) >= LAYOUT_CACHE_SIZE:
             _LAYOUTS.clear()
-        found = _LAYOUTS[key] = Layout(pools)
-    return found
+        # The skeleton is kept with its layout: its id is not reused.
+        found = _LAYOUTS[id(skeleton)] = (skeleton, Layout(pools))
+    return found[1]
 
 
 class HostFacts:
