@@ -56,8 +56,9 @@ class PlacementFixtureTest(testtools.TestCase):
             self.server.url + '/resource_providers', token=None)
         self.assertEqual(401, error.code)
         error.close()
-        # Started within a few seconds on this 2-core machine (~0.9 s).
-        self.assertLess(self.server.start_seconds, 30)
+        # The start's duration is recorded (speed itself is measured by
+        # the benchmarks, not asserted: a busy machine is slow, not wrong).
+        self.assertGreater(self.server.start_seconds, 0)
 
     def test_stop_start_keeps_port_and_data(self) -> None:
         url, port = self.server.url, self.server.port
