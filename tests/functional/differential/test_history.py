@@ -129,90 +129,113 @@ class HistoryTest(base.DifferentialTestCase):
                 'sockets': list(host.sockets), 'start': start, 'ops': ops,
                 'host': host}
 
-    def _run(self, kind: str) -> collections.Counter[str]:
+    def _run(self, kind: str, until: str | None = None
+             ) -> collections.Counter[str]:
+        """CASES[kind] random histories; with ``until``, more (up to four
+        times as many) until that rare outcome has been seen."""
         rng = self.rng()
         seen: collections.Counter[str] = collections.Counter()
-        for number in range(CASES[kind]):
+        number = 0
+        while number < CASES[kind] or (
+                until and not seen[until] and number < CASES[kind] * 4):
             case = self._case(rng, kind)
-            host = case.pop('host')
-            nova = self.oracle.ask(case)
-            where = self.where(number, json.dumps(case))
-            specs = device_spec.DeviceSpecList.from_config(case['specs'])
-            aliases = alias_mod.parse_aliases(case['aliases'])
-            rep = report(host, specs, nova['started'])
-            merged = nova['merged']
-            for step, (op, theirs) in enumerate(
-                    zip(case['ops'], nova['steps'], strict=True)):
-                at = '%s step %d %s' % (where, step, op)
-                if merged:
-                    # documented: nova's pool lookup lets a device of a
-                    # spec with a null tag join a pool of another spec
-                    # (a null tag equals a missing key); the core pools
-                    # by the exact key. The histories part here.
-                    self.assertTrue(any(spec.null_tags
-                                        for spec in specs.specs), at)
-                    seen['null_tag_joins_other_pool'] += 1
-                    break
-                # what a store keeps, read back (the schema checked once)
-                hp = pools_mod.HostPools.from_report(reread(rep, step == 0))
-                if 'release' in op:
-                    hp.release(op['release'])
-                else:
-                    claim = op['claim']
-                    extra = {'pci_passthrough:alias': claim['asked']}
-                    if claim['policy']:
-                        extra['hw:pci_numa_affinity_policy'] = claim[
-                            'policy']
-                    rs = request_mod.RequestSet.from_extra_specs(extra,
-                                                                 aliases)
-                    fit = hp.fit(rs, claim['cells'])
-                    self.assertEqual(
-                        fit.ok, summary_mod.Summary(hp).fits(
-                            rs, claim['cells']), at)
-                    got = theirs['claim']
-                    self.assertEqual(got is not None, fit.ok,
-                                     '%s: nova compute claims %s' % (
-                                         at, got))
-                    if fit.ok:
-                        self.assertEqual(
-                            [list(d) for d in fit.devices], got, at)
-                        hp.consume(fit, claim['uuid'])
-                        seen['fits'] += 1
-                    if theirs['support'] != fit.ok:
-                        # documented: nova's scheduler ignores the PF/VF
-                        # dependency between the requests of one flavor;
-                        # nova's compute claim then fails.
-                        self.assertTrue(theirs['support'], at)
-                        self.assertTrue(any(r.wants_pf for r in rs.requests)
-                                        and len(rs.requests) > 1, at)
-                        seen['pf_vf_within_one_fit'] += 1
-                merged = theirs['merged']
-                if merged:
-                    continue  # devices joined another pool: see above
-                self.assertEqual([p for p in theirs['pools'] if p],
-                                 pool_lists(hp), '%s: pools' % at)
-                rep = hp.report
-                seen['compared'] += 1
+            self._check(case, self.where(number, json.dumps(
+                {k: v for k, v in case.items() if k != 'host'})), seen)
+            number += 1
         self.assertGreaterEqual(seen['compared'], CASES[kind] * 3)
         return seen
 
+    def _check(self, case: dict[str, Any], where: str,
+               seen: collections.Counter[str]) -> None:
+        """One history, step by step, against nova's."""
+        host = case.pop('host')
+        nova = self.oracle.ask(case)
+        specs = device_spec.DeviceSpecList.from_config(case['specs'])
+        aliases = alias_mod.parse_aliases(case['aliases'])
+        rep = report(host, specs, nova['started'])
+        merged = nova['merged']
+        for step, (op, theirs) in enumerate(
+                zip(case['ops'], nova['steps'], strict=True)):
+            at = '%s step %d %s' % (where, step, op)
+            if merged:
+                # documented: nova's pool lookup lets a device of a
+                # spec with a null tag join a pool of another spec
+                # (a null tag equals a missing key); the core pools
+                # by the exact key. The histories part here.
+                self.assertTrue(any(spec.null_tags
+                                    for spec in specs.specs), at)
+                seen['null_tag_joins_other_pool'] += 1
+                break
+            # what a store keeps, read back (the schema checked once)
+            hp = pools_mod.HostPools.from_report(reread(rep, step == 0))
+            if 'release' in op:
+                hp.release(op['release'])
+            else:
+                claim = op['claim']
+                extra = {'pci_passthrough:alias': claim['asked']}
+                if claim['policy']:
+                    extra['hw:pci_numa_affinity_policy'] = claim[
+                        'policy']
+                rs = request_mod.RequestSet.from_extra_specs(extra,
+                                                             aliases)
+                fit = hp.fit(rs, claim['cells'])
+                self.assertEqual(
+                    fit.ok, summary_mod.Summary(hp).fits(
+                        rs, claim['cells']), at)
+                got = theirs['claim']
+                self.assertEqual(got is not None, fit.ok,
+                                 '%s: nova compute claims %s' % (
+                                     at, got))
+                if fit.ok:
+                    self.assertEqual(
+                        [list(d) for d in fit.devices], got, at)
+                    hp.consume(fit, claim['uuid'])
+                    seen['fits'] += 1
+                if theirs['support'] != fit.ok:
+                    # documented: nova's scheduler ignores the PF/VF
+                    # dependency between the requests of one flavor;
+                    # nova's compute claim then fails.
+                    self.assertTrue(theirs['support'], at)
+                    self.assertTrue(any(r.wants_pf for r in rs.requests)
+                                    and len(rs.requests) > 1, at)
+                    seen['pf_vf_within_one_fit'] += 1
+            merged = theirs['merged']
+            if merged:
+                continue  # devices joined another pool: see above
+            self.assertEqual([p for p in theirs['pools'] if p],
+                             pool_lists(hp), '%s: pools' % at)
+            rep = hp.report
+            seen['compared'] += 1
+
     def test_fits(self) -> None:
         seen = self._run('fits')
-        self.assertGreater(seen['fits'], seen['compared'] // 10)
-        self.assertLess(seen['fits'], seen['compared'] * 9 // 10)
+        # Both decisions are common. A claim fits at about 11.5% of the
+        # steps (206 of 1,800 a run, standard deviation 15, measured over
+        # 17 runs and 9,036 steps): the bound at 10% failed about one run
+        # in 30 by chance. 5% is 8 deviations away.
+        self.assertGreater(seen['fits'], seen['compared'] // 20, seen)
+        self.assertLess(seen['fits'], seen['compared'] * 9 // 10, seen)
 
     def test_history(self) -> None:
         self._run('history')
 
     def test_null_tags(self) -> None:
-        seen = self._run('null_tags')
+        # The documented difference is rare (2.4% of the histories,
+        # measured over 3,000: none in about 1 run of 500 of 250 by
+        # chance): more are drawn until it shows, so that only nova no
+        # longer having it fails here.
+        seen = self._run('null_tags', until='null_tag_joins_other_pool')
         # the documented difference still holds
-        self.assertGreater(seen['null_tag_joins_other_pool'], 0)
+        self.assertGreater(seen['null_tag_joins_other_pool'], 0, seen)
 
     def test_parent_ifname(self) -> None:
         self._run('parent_ifname')
 
     def test_pf_mixed_requests(self) -> None:
-        seen = self._run('pf_mixed')
+        # The documented difference is rare (1.2% of the histories,
+        # measured over 3,000: none in about 1 run of 60 of 350 by
+        # chance): more are drawn until it shows, so that only nova no
+        # longer having it fails here.
+        seen = self._run('pf_mixed', until='pf_vf_within_one_fit')
         # the documented difference still holds
-        self.assertGreater(seen['pf_vf_within_one_fit'], 0)
+        self.assertGreater(seen['pf_vf_within_one_fit'], 0, seen)
