@@ -37,10 +37,13 @@ from oslo_config import cfg
 from passthrough_plugin import conf as conf_pkg
 from passthrough_plugin.bench import scheduler as scheduler_bench
 from passthrough_plugin.pci import alias as alias_mod
+from passthrough_plugin.pci import pool_layout
+from passthrough_plugin.pci import pool_walk
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import report as report_mod
 from passthrough_plugin.pci import synthetic
 from passthrough_plugin.scheduler import candidates
+from passthrough_plugin.scheduler.candidates import facts as facts_mod
 from passthrough_plugin.scheduler import decision_memo
 from passthrough_plugin.scheduler import engine as engine_mod
 from passthrough_plugin.scheduler import filter as filter_mod
@@ -286,6 +289,11 @@ def _memory(engine: engine_mod.Engine, states: list[Any]
     from nova.pci import whitelist
 
     reports = [engine.store.get(s.host) for s in states]
+    # What hosts share (per hardware model, per state) is counted too:
+    # the measured hosts build it anew, as a scheduler starting now.
+    pool_layout.forget()
+    facts_mod.forget()
+    pool_walk.forget()
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]

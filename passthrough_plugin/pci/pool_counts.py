@@ -5,16 +5,19 @@ A scheduler keeps one summary per host (well under 2 KiB for a host of
 :meth:`HostPools.fits` because, when every free device stands alone in its
 IOMMU group, a device-level fit only ever depends on how many devices of a
 pool are free and on which PF pools and VF pools share a PF. Hosts with
-free devices in shared IOMMU groups keep their full pools and decide on
-them (``exact``).
+free devices in shared IOMMU groups decide device by device, on a frozen
+snapshot of their free devices (``exact``, :mod:`pool_walk`) that the
+hosts of one model in the same state share.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from collections.abc import Sequence
 
 from passthrough_plugin.pci import matching
+from passthrough_plugin.pci import pool_walk
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import request as request_mod
 
@@ -23,6 +26,25 @@ TYPE_VF = pools_mod.TYPE_VF
 
 
 _CELL_SETS: dict[tuple[int, ...], frozenset[int]] = {}
+# A snapshot's slots, total and shape: worked out once per snapshot.
+_EXACT_SLOTS: weakref.WeakKeyDictionary[
+    pool_walk.Snapshot, tuple[tuple[Slot, ...], int, int]] = \
+    weakref.WeakKeyDictionary()
+# Hosts' NUMA sockets, one dict per distinct content (read-only).
+_SOCKETS: dict[tuple[tuple[int, int | None], ...],
+               dict[int, int | None]] = {}
+
+
+def _sockets(sockets: dict[int, int | None]) -> dict[int, int | None]:
+    """``sockets``, shared with the hosts that have the same (never
+    changed after)."""
+    key = tuple(sockets.items())
+    found = _SOCKETS.get(key)
+    if found is None:
+        if len(_SOCKETS) > 1024:
+            _SOCKETS.clear()
+        found = _SOCKETS[key] = dict(sockets)
+    return found
 _SHAPES: dict[tuple[matching.Signature, ...], int] = {}
 # (id(matcher), shape) -> (matcher, indices of the slots it may use); the
 # matcher is kept and compared so that a reused id never hits.
@@ -80,22 +102,42 @@ class Summary:
 
     __slots__ = ('host', 'generation', 'slots', 'sockets', 'exact',
                  'total_free', 'pf_with_vfs_in_use', 'shape', '__weakref__')
+    slots: tuple[Slot, ...]
+    sockets: dict[int, int | None]
+    exact: pool_walk.Snapshot | None
+    total_free: int
+    shape: int
 
     def __init__(self, host_pools: pools_mod.HostPools) -> None:
         self.host = host_pools.host
         self.generation = host_pools.report.generation
-        self.sockets = host_pools.sockets
+        groups, group_of = host_pools.groups, host_pools.group_of
         complex_groups = any(
-            len(host_pools.groups[host_pools.group_of[i]]) > 1
+            len(groups[group_of[i]]) > 1
             for pool in host_pools.pools for i in pool.free)
-        # Shared IOMMU groups need the device-level answer.
-        self.exact = host_pools if complex_groups else None
-        self._link([Slot(p.sig, p.numa_node, p.address, len(p.free))
-                    for p in host_pools.pools if p.free])
         # PFs that serve VFs already: what the "pack" strategy fills first.
         self.pf_with_vfs_in_use = sum(
             1 for p in host_pools.pools
             if p.sig.dev_type == TYPE_VF and len(p.free) < len(p.members))
+        if complex_groups:
+            # Shared IOMMU groups need the device-level answer: on the
+            # host's frozen free devices, shared with the hosts in the
+            # same state (never the host's devices themselves).
+            exact = self.exact = pool_walk.snapshot(host_pools)
+            self.sockets = exact.sockets
+            known = _EXACT_SLOTS.get(exact)
+            if known is None:
+                self._link([Slot(p.sig, p.numa_node, p.address,
+                                 len(p.free)) for p in exact.pools])
+                _EXACT_SLOTS[exact] = (self.slots, self.total_free,
+                                       self.shape)
+            else:
+                self.slots, self.total_free, self.shape = known
+            return
+        self.exact = None
+        self.sockets = _sockets(host_pools.sockets)
+        self._link([Slot(p.sig, p.numa_node, p.address, len(p.free))
+                    for p in host_pools.pools if p.free])
 
     @classmethod
     def from_pools(cls, host: str, generation: int,
@@ -177,17 +219,19 @@ class Summary:
         if requests.empty:
             return used, blocked
         if self.exact is not None:
-            fit = self.exact.fit(requests, numa_cells)
-            if not fit.ok:
+            found = self.exact.fit_indices(requests, numa_cells)
+            if found is None:
                 return None
-            exact = self.exact
+            pool_of = self.exact.pool_of
             index = {(s.sig, s.numa_node, s.address): s for s in self.slots}
-            for address in fit.addresses + fit.companions:
-                pool = exact.pool_of[exact.by_address[address]]
-                slot = index.get((pool.sig, pool.numa_node, pool.address))
-                if slot is not None:
-                    used[slot] = used.get(slot, 0) + 1
-                    blocked.update(slot.dependents)
+            for group in (*found[0], found[1]):
+                for i in group:
+                    pool = pool_of[i]
+                    slot = index.get((pool.sig, pool.numa_node,
+                                      pool.address))
+                    if slot is not None:
+                        used[slot] = used.get(slot, 0) + 1
+                        blocked.update(slot.dependents)
             return used, blocked
         return self._walk(requests, numa_cells, spare=True)
 
@@ -221,15 +265,15 @@ class Summary:
         pool-level store (Placement) turns it into allocations.
         """
         if self.exact is not None:
-            fit = self.exact.fit(requests, numa_cells)
-            if not fit.ok:
+            found = self.exact.fit_indices(requests, numa_cells)
+            if found is None:
                 return None
-            exact = self.exact
+            pool_of = self.exact.pool_of
             chosen = []
-            for group in fit.devices:
+            for group in found[0]:
                 counts: dict[tuple[str, str], int] = {}
-                for address in group:
-                    pool = exact.pool_of[exact.by_address[address]]
+                for i in group:
+                    pool = pool_of[i]
                     key = (pool.address, pool.sig.resource_class)
                     counts[key] = counts.get(key, 0) + 1
                 chosen.append(counts)

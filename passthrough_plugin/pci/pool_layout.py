@@ -60,8 +60,9 @@ class Skeleton:
     ``parent``, ``children``, ``group_of``, ``groups``: the devices' links;
     ``by_address_order``: device indices in address order; ``multi``: the
     IOMMU groups of several devices; ``pf_vf_groups``: groups that hold a
-    VF and its PF (binding them would destroy the VFs). Read-only: hosts
-    of one model share it.
+    VF and its PF (binding them would destroy the VFs); ``linked``: the
+    devices whose PF is in the report. Read-only: hosts of one model share
+    it.
     """
 
     __slots__ = ('addresses', 'by_address', 'parent', 'children',
@@ -129,9 +130,8 @@ class Skeleton:
             members for members in self.multi
             if any(parent[m] >= 0 and group_of[parent[m]] == group_of[m]
                    for m in members))
-        # (device, its PF) for every device with a PF in the report.
-        self.linked = tuple((i, up) for i, up in enumerate(parent)
-                            if up >= 0)
+        # The devices with a PF in the report (ints: no pair per device).
+        self.linked = tuple(i for i, up in enumerate(parent) if up >= 0)
 
 
 def skeleton(report: report_mod.HostReport) -> Skeleton:
@@ -153,6 +153,12 @@ def skeleton(report: report_mod.HostReport) -> Skeleton:
             _SKELETONS.clear()
         _SKELETONS[key] = found
     return found
+
+
+def forget() -> None:
+    """Drop the shared skeletons (hosts keep theirs; later hosts build
+    new ones): what a process starting now would hold, for measuring."""
+    _SKELETONS.clear()
 
 
 class PoolLayout:

@@ -35,7 +35,9 @@ def _nova_free_all(host: pool_layout.PoolLayout) -> list[bool]:
     in_use = report_mod.IN_USE
     busy = [dev.status in in_use for dev in devices]
     free = [dev.status == 'available' for dev in devices]
-    for i, up in host.skeleton.linked:
+    parent = host.parent
+    for i in host.skeleton.linked:
+        up = parent[i]
         if busy[up]:
             free[i] = False
         elif busy[i]:

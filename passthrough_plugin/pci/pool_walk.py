@@ -210,3 +210,9 @@ def snapshot(host: pool_layout.PoolLayout) -> Snapshot:
             _SNAPSHOTS.clear()
         found = _SNAPSHOTS[key] = Snapshot(shape, frozen, dict(sockets))
     return found
+
+
+def forget() -> None:
+    """Drop the shared snapshots (hosts keep theirs; later hosts build
+    new ones): what a scheduler starting now would hold, for measuring."""
+    _SNAPSHOTS.clear()

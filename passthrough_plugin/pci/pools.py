@@ -102,8 +102,9 @@ class HostPools(pool_layout.PoolLayout, pool_walk.Walk):
         else:
             # PF/VF dependency: a VF whose PF is in use, a PF with a VF
             # in use.
-            for i, up in shape.linked:
-                if busy[up] and state[i] is None:
+            parent = self.parent
+            for i in shape.linked:
+                if busy[parent[i]] and state[i] is None:
                     state[i] = explain.PF_VF
             for up, kids in shape.children.items():
                 if state[up] is None and any(busy[c] for c in kids):

@@ -6,17 +6,20 @@ summary's *state*: the pools' signatures, NUMA nodes, free counts and PF
 links, without addresses. Hosts in the same state (one hardware model,
 same usage) therefore share one memo entry per request: the fit is worked
 out once per distinct state, not once per host. Hosts whose free devices
-share IOMMU groups decide on their full pools and share nothing.
+share IOMMU groups decide on their frozen free devices and share a memo
+entry with the hosts that share that snapshot.
 """
 
 from __future__ import annotations
 
 import hashlib
 import itertools
+import weakref
 from collections.abc import Sequence
 
 from passthrough_plugin.pci import explain
 from passthrough_plugin.pci import matching
+from passthrough_plugin.pci import pool_walk
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import report as report_mod
 from passthrough_plugin.pci import request as request_mod
@@ -90,11 +93,18 @@ class Memo:
         # Keyed by a digest of the state: a few bytes per distinct state.
         self.states: dict[bytes, int] = {}
         self.decisions: dict[tuple[int, int], Decision] = {}
+        self.exact_states: weakref.WeakKeyDictionary[
+            pool_walk.Snapshot, int] = weakref.WeakKeyDictionary()
         self._ids = itertools.count(1)
 
     def state_of(self, summary: core_summary.Summary) -> int:
         if summary.exact is not None:
-            return -next(self._ids)  # decides on its devices: never shared
+            # Decides on its devices: shared with the hosts that share
+            # its snapshot (the same model in the same state).
+            found = self.exact_states.get(summary.exact)
+            if found is None:
+                found = self.exact_states[summary.exact] = -next(self._ids)
+            return found
         index = {s: n for n, s in enumerate(summary.slots)}
         addresses: dict[str, int] = {}
         key = (tuple(

@@ -18,6 +18,9 @@ TYPE_VF = pools_mod.TYPE_VF
 # Layouts kept; past this many distinct models the cache starts over.
 LAYOUT_CACHE_SIZE = 256
 _LAYOUTS: dict[int, tuple[pool_layout.Skeleton, Layout]] = {}
+# Distinct device state tuples kept for sharing.
+STATES_CACHE_SIZE = 65536
+_STATES: dict[tuple[str | None, ...], tuple[str | None, ...]] = {}
 
 
 class Layout:
@@ -93,6 +96,26 @@ def layout(pools: pools_mod.HostPools) -> Layout:
     return found[1]
 
 
+def forget() -> None:
+    """Drop the shared layouts and states (hosts keep theirs; later
+    hosts build new ones): what a scheduler starting now would hold, for
+    measuring."""
+    _LAYOUTS.clear()
+    _STATES.clear()
+
+
+def _shared_states(states: tuple[str | None, ...]
+                   ) -> tuple[str | None, ...]:
+    """``states``, one tuple per distinct content: hosts of one model
+    mostly repeat a few (their PFs free, or serving VFs)."""
+    found = _STATES.get(states)
+    if found is None:
+        if len(_STATES) >= STATES_CACHE_SIZE:
+            _STATES.clear()
+        found = _STATES[states] = states
+    return found
+
+
 class HostFacts:
     """The agent's facts of one host at one generation, compact.
 
@@ -119,7 +142,7 @@ class HostFacts:
                     busy[n] += 1
         self.vf_viable = tuple(viable)
         self.vf_busy = tuple(busy)
-        self.states = tuple([state[i] for i in shape.dev_at])
+        self.states = _shared_states(tuple([state[i] for i in shape.dev_at]))
         self.walk = any(state[i] is None for i in shape.multi)
         free = 0
         if self.walk:

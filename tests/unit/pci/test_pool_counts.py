@@ -90,10 +90,31 @@ class SummaryTableTest(testtools.TestCase):
         self.assertEqual(usage, synthetic.random_usage(random.Random(7),
                                                        500, 64))
 
-    def test_shared_groups_keep_the_exact_pools(self) -> None:
-        hp = fakes.host(fakes.dev(test_pools.GPU1, group=5),
-                        fakes.dev(test_pools.AUDIO1, group=5))
-        self.assertIs(hp, summary_mod.Summary(hp).exact)
+    def test_shared_groups_keep_a_shared_snapshot(self) -> None:
+        def gpu_host(name: str, status: str = 'available'
+                     ) -> pools_mod.HostPools:
+            return fakes.host(fakes.dev(test_pools.GPU1, group=5),
+                              fakes.dev(test_pools.AUDIO1, group=5),
+                              fakes.dev(test_pools.GPU2, group=6,
+                                        status=status), host=name)
+
+        first = summary_mod.Summary(gpu_host('a'))
+        assert first.exact is not None
+        # The free devices, frozen: not the host's pools or report.
+        self.assertEqual([[0], [1], [2]],
+                         [list(p.free) for p in first.exact.pools])
+        self.assertNotIsInstance(first.exact, pools_mod.HostPools)
+        # Another host of the model in the same state shares it (and
+        # its slots); one in another state does not.
+        second = summary_mod.Summary(gpu_host('b'))
+        self.assertIs(first.exact, second.exact)
+        self.assertIs(first.slots, second.slots)
+        self.assertEqual(('a', 'b'), (first.host, second.host))
+        busy = summary_mod.Summary(gpu_host('c', 'allocated'))
+        self.assertIsNot(first.exact, busy.exact)
+        self.assertEqual((3, 2), (first.total_free, busy.total_free))
+        rs = fakes.requests(fakes.gpu_request(3))
+        self.assertEqual((True, False), (first.fits(rs), busy.fits(rs)))
 
     def test_counts(self) -> None:
         hp = fakes.host(*test_pools.sriov(
@@ -250,3 +271,31 @@ class SummaryPropertyTest(testtools.TestCase):
                 self.assertLessEqual(n, slot.free)
                 # a PF pool and the VF pools of that PF: never both
                 self.assertNotIn(slot, blocked)
+
+    @strategies.SETTINGS
+    @given(st.data())
+    def test_shared_groups_choose_as_the_pools(self, data: Any) -> None:
+        # The snapshot path: devices in shared IOMMU groups.
+        report = data.draw(strategies.hosts())
+        hp = pools_mod.HostPools.from_report(report)
+        summary = summary_mod.Summary(hp)
+        for _ in range(3):
+            rs = data.draw(strategies.request_sets())
+            cells = data.draw(strategies.numa_cells(report))
+            fit = hp.fit(rs, cells)
+            chosen = summary.choose(rs, cells)
+            taken = summary.fit_slots(rs, cells)
+            self.assertEqual(fit.ok, chosen is not None)
+            self.assertEqual(fit.ok, taken is not None)
+            if not fit.ok:
+                continue
+            self.assertEqual([by_pool(hp, group) for group in fit.devices],
+                             chosen)
+            if summary.exact is not None:
+                found = summary.exact.fit_indices(rs, cells)
+                assert found is not None
+                self.assertEqual(
+                    (list(fit.addresses), list(fit.companions)),
+                    ([summary.exact.addresses[i] for g in found[0]
+                      for i in g],
+                     [summary.exact.addresses[i] for i in found[1]]))
