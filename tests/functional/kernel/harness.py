@@ -402,19 +402,25 @@ class KernelGuest(fixtures.Fixture):
 
         reader = threading.Thread(target=pump, daemon=True)
         reader.start()
+        timed_out = False
         try:
             if not done.wait(max(1.0, deadline - time.monotonic())):
-                raise GuestError(f"guest gave no result within {timeout}s",
-                                 "\n".join(lines), run_dir)
-            # Power-off follows the result line; give it a moment.
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                proc.wait(30)
+                timed_out = True
+            else:
+                # Power-off follows the result line; give it a moment.
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(30)
         finally:
             if proc.poll() is None:
                 proc.kill()
             proc.wait(30)
             reader.join(10)
         log = "\n".join(lines)
+        if timed_out:
+            # The log once QEMU is gone and the reader has read all it
+            # printed, not only the lines read by the deadline.
+            raise GuestError(f"guest gave no result within {timeout}s", log,
+                             run_dir)
         found = [m for m in map(marker.search, lines) if m]
         if not found:
             panic = next((line for line in lines if "Kernel panic" in line),
