@@ -32,11 +32,13 @@ class Layout:
     ``owner``: per device, the address nova's provider has for it (its
     own, a VF's PF's). ``multi``: devices in IOMMU groups of several
     devices; ``take``: per device, what taking it makes unusable (its
-    group, its PF's group, its VFs' groups), kept only if ``multi``.
+    group, its PF's group, its VFs' groups), kept only if ``multi``, as
+    ``take_mask`` too (bit i: device i); ``owner_mask``: provider address
+    -> its devices' bits (only if ``multi``).
     """
 
     __slots__ = ('pf_pos', 'dev_pos', 'dev_at', 'vfs', 'owner', 'multi',
-                 'take')
+                 'take', 'take_mask', 'owner_mask')
 
     def __init__(self, pools: pools_mod.HostPools) -> None:
         intern = sys.intern
@@ -63,9 +65,17 @@ class Layout:
         self.multi = tuple(i for members in pools.groups.values()
                            if len(members) > 1 for i in members)
         self.take: tuple[tuple[int, ...], ...] = ()
+        # The same as bit masks (bit i: device i), for the walk.
+        self.take_mask: tuple[int, ...] = ()
+        self.owner_mask: dict[str, int] = {}
         if self.multi:
             self.take = tuple(_closure(pools, i)
                               for i in range(len(pools.devices)))
+            self.take_mask = tuple(sum(1 << m for m in closure)
+                                   for closure in self.take)
+            for i, address in enumerate(owner):
+                self.owner_mask[address] = self.owner_mask.get(
+                    address, 0) | 1 << i
 
 
 def _closure(pools: pools_mod.HostPools, i: int) -> tuple[int, ...]:

@@ -40,7 +40,7 @@ def choose(view: HostView, groups: Sequence[Group],
     """Judge every candidate; keep the good ones, best first (ties keep
     Placement's order). ``fast=False`` judges every candidate in full
     (the fast path's reference in tests)."""
-    keyed, requests = rules.keyed(groups)
+    keyed, requests = _keyed(groups)
     if fast and len(requests) == 1 and view.pools is None and \
             not extras and not numa_cell_count:
         found = _choose_fast(view, [g for g, _n in keyed], requests[0],
@@ -79,6 +79,28 @@ def choose(view: HostView, groups: Sequence[Group],
                   len(mappings))
 
 
+# The last groups keyed (the same list for every host of a request),
+# with its items then.
+_KEYED: list[tuple[Sequence[Group], tuple[Group, ...],
+                   tuple[list[tuple[str, int]],
+                         list[request_mod.DeviceRequest]]]] = []
+
+
+def _keyed(groups: Sequence[Group]
+           ) -> tuple[list[tuple[str, int]], list[request_mod.DeviceRequest]]:
+    """rules.keyed, once per groups list: nova asks every host of a
+    request with the same one. The list is kept (its id is not reused)
+    and its items compared (a list changed in place is keyed again)."""
+    if _KEYED:
+        last, items, found = _KEYED[0]
+        if last is groups and len(items) == len(groups) and all(
+                a is b for a, b in zip(items, groups, strict=True)):
+            return found
+    found = rules.keyed(groups)
+    _KEYED[:] = [(groups, tuple(groups), found)]
+    return found
+
+
 def _none_left(view: HostView, first_bad: rules.Verdict | None,
                total: int) -> Choice:
     detail = first_bad.detail if first_bad is not None else \
@@ -109,14 +131,19 @@ def _choose_fast(view: HostView, group_ids: Sequence[str],
     first_bad: tuple[str, ...] | None = None
     rps: tuple[str, ...]
     pair = len(group_ids) == 2
+    single = len(group_ids) == 1
     if pair:
         first_group, second_group = group_ids
+    elif single:
+        only_group = group_ids[0]
     for index, mapping in enumerate(mappings):
         try:
             if pair:
                 # Two devices (the usual ask): no list, no sort.
                 a, b = mapping[first_group][0], mapping[second_group][0]
                 rps = (a, b) if a <= b else (b, a)
+            elif single:
+                rps = (mapping[only_group][0],)
             else:
                 rps = tuple(sorted([mapping[g][0] for g in group_ids]))
         except (KeyError, IndexError):
@@ -185,29 +212,26 @@ def _walked(view: HostView, rps: tuple[str, ...],
     facts = view.facts
     shape = facts.layout
     free = facts.free
-    closures = shape.take
+    take = shape.take_mask
     providers = view.providers
-    blocked: set[int] = set()
-    taken: set[int] = set()
+    blocked = taken = 0
     for rp in rps:
         provider = providers[rp]
         if provider.dev_type == TYPE_VF:
             for i in shape.vfs.get(provider.address, ()):
-                if free >> i & 1 and i not in blocked:
-                    blocked.update(closures[i])
-                    taken.add(i)
+                if free >> i & 1 and not blocked >> i & 1:
+                    blocked |= take[i]
+                    taken |= 1 << i
                     break
             else:
                 return None
             continue
         i = shape.dev_at[shape.dev_pos[provider.address]]
-        if i in blocked:
+        if blocked >> i & 1:
             return None
-        blocked.update(closures[i])
-        taken.add(i)
-    offered = view.offered
-    lost = sum(1 for i in blocked if free >> i & 1 and i not in taken
-               and i in offered)
+        blocked |= take[i]
+        taken |= 1 << i
+    lost = (blocked & free & view.offered_mask & ~taken).bit_count()
     return (score[0], lost, score[2])
 
 

@@ -230,31 +230,31 @@ def _walk_facts(view: HostView, per_rp: Mapping[str, int], broken: int,
     facts = view.facts
     shape = facts.layout
     free = facts.free
-    closures = shape.take
-    blocked: set[int] = set()
-    taken: set[int] = set()
+    take = shape.take_mask
+    blocked = taken = 0
+    count_taken = 0
     for rp, count in per_rp.items():
         provider = view.providers[rp]
         if provider.dev_type == TYPE_VF:
             got = 0
             for i in shape.vfs.get(provider.address, ()):
-                if got < count and free >> i & 1 and i not in blocked:
-                    blocked.update(closures[i])
-                    taken.add(i)
+                if got < count and free >> i & 1 and not blocked >> i & 1:
+                    blocked |= take[i]
+                    taken |= 1 << i
                     got += 1
             if got < count:
                 return _short(view, provider, got, count)
+            count_taken += got
             continue
         i = shape.dev_at[shape.dev_pos[provider.address]]
-        if i in blocked:
+        if blocked >> i & 1:
             return _taken(view, provider)
-        blocked.update(closures[i])
-        taken.add(i)
-    offered = view.offered
-    lost = sum(1 for i in blocked if free >> i & 1 and i not in taken
-               and i in offered)
+        blocked |= take[i]
+        taken |= 1 << i
+        count_taken += 1
+    lost = (blocked & free & view.offered_mask & ~taken).bit_count()
     return Verdict(True, broken=broken, lost=lost, left=left,
-                   taken=len(taken), local=local)
+                   taken=count_taken, local=local)
 
 
 def _short(view: HostView, provider: Provider, got: int, count: int

@@ -58,7 +58,7 @@ class HostView:
     """What one host's candidates are judged on, worked out once."""
 
     __slots__ = ('host', 'facts', 'pools', 'providers', 'viable', 'in_use',
-                 'free_before', 'offered', 'fits', 'cap')
+                 'free_before', 'offered', 'offered_mask', 'fits', 'cap')
 
     def __init__(self, host: str, facts: HostFacts,
                  providers: Mapping[str, Provider],
@@ -72,45 +72,60 @@ class HostView:
         # Per VF provider: VFs the agent knows assignable, and VFs in use
         # (the agent's, plus nova's claims the report has not caught up
         # with).
-        self.viable: dict[str, int] = {}
-        self.in_use: dict[str, int] = {}
+        viable_of: dict[str, int] = {}
+        in_use: dict[str, int] = {}
         # Per provider: the devices it can give under the rules that need
         # no device-level walk, or -1 when it breaks one (the full
         # judgement says which): the fast path of order.choose.
-        self.cap: dict[str, int] = {}
+        cap: dict[str, int] = {}
         free = 0
+        layout = facts.layout
+        pf_pos, dev_pos = layout.pf_pos, layout.dev_pos
+        vf_viable, vf_busy, states = (facts.vf_viable, facts.vf_busy,
+                                      facts.states)
         for rp, provider in providers.items():
             count = provider.free
             if provider.dev_type == TYPE_VF:
-                viable, busy = facts.vf_counts(provider.address)
-                self.viable[rp] = viable
-                self.in_use[rp] = busy + max(viable - count, 0)
+                # facts.vf_counts, inline (once per provider per host)
+                n = pf_pos.get(provider.address)
+                viable, busy = (0, 0) if n is None else (vf_viable[n],
+                                                         vf_busy[n])
+                viable_of[rp] = viable
+                in_use[rp] = busy + max(viable - count, 0)
                 free += min(viable, count)
-                self.cap[rp] = count if count <= viable else -1
+                cap[rp] = count if count <= viable else -1
             else:
-                known, why = facts.device(provider.address)
-                if known and why is None:
+                # facts.device, inline
+                n = dev_pos.get(provider.address)
+                if n is not None and states[n] is None:
                     if count:
                         free += 1
-                    self.cap[rp] = count
+                    cap[rp] = count
                 else:
-                    self.cap[rp] = -1
+                    cap[rp] = -1
+        self.viable = viable_of
+        self.in_use = in_use
+        self.cap = cap
         self.free_before = free
         # VF provider -> the most VFs it was found able to give.
         self.fits: dict[str, int] = {}
         # The devices nova offers (device-level walks only): what a
-        # candidate can make others lose.
+        # candidate can make others lose; as bits on the compact facts.
         self.offered: set[int] = set()
-        addresses = {p.address for p in providers.values()}
+        self.offered_mask = 0
         if pools is not None:
+            addresses = {p.address for p in providers.values()}
             for i, dev in enumerate(pools.devices):
                 if dev.address in addresses or (
                         dev.dev_type == TYPE_VF and
                         dev.parent_address in addresses):
                     self.offered.add(i)
         elif facts.walk:
-            self.offered = {i for i, owner in enumerate(facts.layout.owner)
-                            if owner in addresses}
+            owner_mask = layout.owner_mask
+            mask = 0
+            for provider in providers.values():
+                mask |= owner_mask.get(provider.address, 0)
+            self.offered_mask = mask
 
     @property
     def walks(self) -> bool:

@@ -10,6 +10,7 @@ import testtools
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import request as request_mod
 from passthrough_plugin.scheduler import candidates
+from passthrough_plugin.scheduler.candidates import order
 from tests.unit.scheduler import fakes
 from tests.unit.scheduler import test_candidates as base
 
@@ -118,3 +119,25 @@ class CompactWalkTest(testtools.TestCase):
                     (a.first.broken, a.first.left, a.first.lost,
                      a.first.taken))
         self.assertGreater(walked, 40)
+
+
+class KeyedOnceTest(testtools.TestCase):
+    """A request's groups are keyed once for all its hosts."""
+
+    def test_groups_changed_in_place_are_keyed_again(self) -> None:
+        def ask(specs: str) -> list[candidates.Group]:
+            return base.groups(request_mod.RequestSet.from_extra_specs(
+                {'pci_passthrough:alias': specs}, base.ALIASES))
+
+        found = ask('vf:2')
+        vf = found[0][1]
+        gpu = ask('gpu:1')[0][1]
+        first = order._keyed(found)
+        self.assertEqual(([(found[0][0], 0), (found[1][0], 0)], [vf]),
+                         first)
+        self.assertIs(first, order._keyed(found))
+        found[1] = (found[1][0], gpu)
+        self.assertEqual(([(found[0][0], 0), (found[1][0], 1)],
+                          [vf, gpu]), order._keyed(found))
+        self.assertEqual(([(found[0][0], 0)], [vf]),
+                         order._keyed(found[:1]))
