@@ -29,6 +29,7 @@ class PrivsepDaemon(fixtures.Fixture):
         self.sysfs_root = sysfs_root
         self.fork = fork
         self.config_path = ''
+        self._forked = 0
 
     def _setUp(self) -> None:
         if os.geteuid() != 0:
@@ -40,7 +41,17 @@ class PrivsepDaemon(fixtures.Fixture):
         self.addCleanup(privsep.sysfs_admin.stop)
         if self.fork:
             conf.config(group='agent', sysfs_root=self.sysfs_root)
+            # The daemon is the child this start forks: this process may
+            # have other children still running (the PostgreSQL server of
+            # an earlier test, a Placement server, the nova oracle).
+            before = _children(os.getpid())
             privsep.sysfs_admin.start(privsep.priv_context.Method.FORK)
+            forked = _children(os.getpid()) - before
+            if len(forked) != 1:
+                raise AssertionError(
+                    'starting the privsep daemon forked %d processes (%s), '
+                    'expected one' % (len(forked), sorted(forked)))
+            self._forked = int(forked.pop())
             return
         directory = self.useFixture(fixtures.TempDir()).path
         path = self.config_path = os.path.join(directory,
@@ -52,22 +63,31 @@ class PrivsepDaemon(fixtures.Fixture):
         privsep.sysfs_admin.start(privsep.priv_context.Method.ROOTWRAP)
 
     def pid(self) -> int:
-        """The daemon's process id: our child (fork), or the helper that
-        was given our config file (it forks away from its parent)."""
+        """The daemon's process id: the child the start forked (fork), or
+        the helper that was given our config file (it forks away from its
+        parent)."""
+        if self.fork:
+            if str(self._forked) not in _children(os.getpid()):
+                raise AssertionError('the forked privsep daemon (pid %d) is '
+                                     'gone' % self._forked)
+            return self._forked
         me = str(os.getpid())
         for entry in os.listdir('/proc'):
-            if not entry.isdigit() or entry == me:
-                continue
-            if self.fork:
-                if _status(entry).get('PPid') == me:
-                    return int(entry)
-            elif self.config_path in _cmdline(entry):
+            if entry.isdigit() and entry != me and \
+                    self.config_path in _cmdline(entry):
                 return int(entry)
         raise AssertionError('no privsep daemon process found (fork=%s)'
                              % self.fork)
 
     def status(self) -> dict[str, str]:
         return _status(str(self.pid()))
+
+
+def _children(pid: int) -> set[str]:
+    """The process ids whose parent is ``pid``."""
+    me = str(pid)
+    return {entry for entry in os.listdir('/proc')
+            if entry.isdigit() and _status(entry).get('PPid') == me}
 
 
 def _status(pid: str) -> dict[str, str]:
