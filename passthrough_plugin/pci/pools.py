@@ -131,11 +131,19 @@ class HostPools(pool_layout.PoolLayout, pool_walk.Walk):
         self.pools.sort(key=lambda p: (p.sig.order, p.stamp is None,
                                        p.stamp or 0))
         for pool in self.pools:
+            own = pool.members
+            if len(own) == 1:
+                # A device of its own (type-PCI, a PF): queued or not, it
+                # is free exactly when it is assignable.
+                pool.free = () if state[own[0]] is not None else own
+                continue
             free = [i for i in pool.queue if state[i] is None]
             if len(free) < len(pool.members):
-                queued = set(pool.queue)
-                free.extend(i for i in pool.members
-                            if state[i] is None and i not in queued)
+                # Assignable devices nova has not pooled (yet) go last.
+                usable = [i for i in pool.members if state[i] is None]
+                if len(usable) > len(free):
+                    queued = set(pool.queue)
+                    free.extend([i for i in usable if i not in queued])
             pool.free = free
 
     # -- fitting (the walk itself is pool_walk.Walk's) -------------------
