@@ -10,6 +10,7 @@ hosts: hosts of one model in the same state share one snapshot.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Sequence
 
 from passthrough_plugin.pci import matching
@@ -18,9 +19,9 @@ from passthrough_plugin.pci import request as request_mod
 
 TYPE_VF = matching.TYPE_VF
 Cells = Sequence[int] | None
-# Snapshots kept for sharing; past this many the cache starts over.
-SNAPSHOT_CACHE_SIZE = 65536
-_SNAPSHOTS: dict[tuple[object, ...], Snapshot] = {}
+# The snapshots hosts hold, by state; one no host holds any more goes.
+_SNAPSHOTS: weakref.WeakValueDictionary[tuple[object, ...], Snapshot] = \
+    weakref.WeakValueDictionary()
 # The pool of the devices a snapshot has no free pool for: never usable.
 NOWHERE = pool_layout.Pool(matching.signature(0, 0, '', (), '', frozenset()),
                            None, '')
@@ -206,8 +207,6 @@ def snapshot(host: pool_layout.PoolLayout) -> Snapshot:
     key = (shape, frozen, sockets)
     found = _SNAPSHOTS.get(key)
     if found is None:
-        if len(_SNAPSHOTS) >= SNAPSHOT_CACHE_SIZE:
-            _SNAPSHOTS.clear()
         found = _SNAPSHOTS[key] = Snapshot(shape, frozen, dict(sockets))
     return found
 

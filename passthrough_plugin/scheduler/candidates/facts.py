@@ -18,8 +18,9 @@ TYPE_VF = pools_mod.TYPE_VF
 # Layouts kept; past this many distinct models the cache starts over.
 LAYOUT_CACHE_SIZE = 256
 _LAYOUTS: dict[int, tuple[pool_layout.Skeleton, Layout]] = {}
-# Distinct device state tuples kept for sharing.
-STATES_CACHE_SIZE = 65536
+# Distinct device state tuples kept for sharing (the common ones come
+# back soon after the cache starts over).
+STATES_CACHE_SIZE = 4096
 _STATES: dict[tuple[str | None, ...], tuple[str | None, ...]] = {}
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gc
 import random
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -115,6 +117,12 @@ class SummaryTableTest(testtools.TestCase):
         self.assertEqual((3, 2), (first.total_free, busy.total_free))
         rs = fakes.requests(fakes.gpu_request(3))
         self.assertEqual((True, False), (first.fits(rs), busy.fits(rs)))
+        # A snapshot no summary holds any more is not kept.
+        gone = weakref.ref(busy.exact)
+        del busy
+        gc.collect()
+        self.assertIsNone(gone())
+        self.assertIsNotNone(weakref.ref(first.exact)())
 
     def test_counts(self) -> None:
         hp = fakes.host(*test_pools.sriov(
