@@ -60,6 +60,7 @@ class PciPoolFilter(plugin.PluginBase):
     _groups: list[candidates.Group] | None = None
     _extras: list[request_mod.DeviceRequest] = []
     _request_mode = PLACEMENT
+    _strategy = 'pack'
     _resize = False
     _exact_budget: list[int] = [0]
 
@@ -68,8 +69,12 @@ class PciPoolFilter(plugin.PluginBase):
 
     def filter_all(self, filter_obj_list: Iterable[Any],
                    spec_obj: Any) -> Iterator[Any]:
+        # One pass of one instance: what is the same for every host
+        # (nova's RequestSpec, its decision key) is looked at once.
+        in_nova = nova_adapter.is_request_spec(spec_obj)
+        key = nova_adapter.decision_key(spec_obj) if in_nova else None
         for obj in filter_obj_list:
-            if self._filter_one(obj, spec_obj):
+            if self._passes(obj, spec_obj, in_nova, key):
                 yield obj
 
     def _filter_one(self, obj: Any, spec_obj: Any) -> bool:
@@ -78,8 +83,16 @@ class PciPoolFilter(plugin.PluginBase):
 
     def host_passes(self, host_state: Any, spec_obj: Any) -> bool:
         """Never raises: a bad request or store fails the host, logged."""
-        host = nova_adapter.host_name(host_state)
         in_nova = nova_adapter.is_request_spec(spec_obj)
+        return self._passes(
+            host_state, spec_obj, in_nova,
+            nova_adapter.decision_key(spec_obj) if in_nova else None)
+
+    def _passes(self, host_state: Any, spec_obj: Any, in_nova: bool,
+                key: object) -> bool:
+        """host_passes, with what is the same for every host given
+        (``key``: the decision key of a nova RequestSpec)."""
+        host = nova_adapter.host_name(host_state)
         if not self.RUN_ON_REBUILD and in_nova and \
                 spec_obj is not self._last_spec and \
                 nova_adapter.is_rebuild(spec_obj):
@@ -91,10 +104,10 @@ class PciPoolFilter(plugin.PluginBase):
         if request.rebuild and not self.RUN_ON_REBUILD:
             return True
         if in_nova:
+            # Worked out once per host: the weigher reads it back.
             decision = self._decide_in_nova(host, host_state, spec_obj,
-                                            request)
-            self.shared.put(nova_adapter.decision_key(spec_obj), host,
-                            decision)
+                                            request, key)
+            self.shared.put(key, host, decision)
         else:
             decision = self._engine_decides(host, request)
         if not decision.ok:
@@ -150,16 +163,16 @@ class PciPoolFilter(plugin.PluginBase):
         return mode
 
     def _decide_in_nova(self, host: str, host_state: Any, spec_obj: Any,
-                        request: engine_mod.Request
+                        request: engine_mod.Request, key: object
                         ) -> summary_mod.Decision:
-        engine = self.engine
         if not request.wants_devices:
             return self._engine_decides(host, request)
-        key = nova_adapter.decision_key(spec_obj)
         if key != self._groups_key or request.token != self._groups_token:
             # The same for every host of the request: worked out once.
             self._groups_key, self._groups_token = key, request.token
             self._request_mode = self._mode()
+            self._strategy = \
+                self.engine.conf.passthrough_scheduler.weigh_strategy
             self._groups = nova_adapter.device_groups(spec_obj,
                                                       request.requests)
             self._extras = [r for r in request.requests.requests
@@ -198,10 +211,8 @@ class PciPoolFilter(plugin.PluginBase):
             if breaks is not None:
                 return summary_mod.Decision(False, breaks.reason,
                                             breaks.detail, host)
-        choice = candidates.choose(
-            view, groups, mappings,
-            engine.conf.passthrough_scheduler.weigh_strategy, extras,
-            request.numa_cell_count)
+        choice = candidates.choose(view, groups, mappings, self._strategy,
+                                   extras, request.numa_cell_count)
         if choice.ok and pick is not None:
             # Placement then records the devices nova's claim takes.
             choice = candidates.follow_pick(view, groups, mappings, choice,

@@ -111,6 +111,8 @@ def providers(host_state: Any) -> dict[str, candidates.Provider]:
     """
     stats = getattr(host_state, 'pci_stats', None)
     found: dict[str, candidates.Provider] = {}
+    make = candidates.Provider
+    hexed = _IDS
     for pool in getattr(stats, 'pools', None) or ():
         rp = pool.get('rp_uuid')
         if not rp:
@@ -120,18 +122,34 @@ def providers(host_state: Any) -> dict[str, candidates.Provider]:
         if provider is not None:
             provider.free += count
             continue
-        found[rp] = candidates.Provider(
+        vendor, product = pool.get('vendor_id'), pool.get('product_id')
+        try:
+            vendor_id, product_id = hexed[vendor], hexed[product]
+        except (KeyError, TypeError):
+            vendor_id, product_id = _hex(vendor), _hex(product)
+        found[rp] = make(
             str(rp), str(pool.get('address', '')).lower(),
             str(pool.get('dev_type', '')), count, pool.get('numa_node'),
-            _hex(pool.get('vendor_id')), _hex(pool.get('product_id')))
+            vendor_id, product_id)
     return found
 
 
+# Parsed vendor and product ids by their string: a cloud has a handful.
+IDS_CACHE_SIZE = 4096
+_IDS: dict[Any, int | None] = {}
+
+
 def _hex(value: Any) -> int | None:
+    """``value`` (a hex id string) parsed; remembered by its string."""
     try:
-        return int(str(value), 16)
+        parsed: int | None = int(str(value), 16)
     except ValueError:
-        return None
+        parsed = None
+    if isinstance(value, str):
+        if len(_IDS) >= IDS_CACHE_SIZE:
+            _IDS.clear()
+        _IDS[value] = parsed
+    return parsed
 
 
 def is_move_claim(spec: Any) -> bool:

@@ -93,6 +93,8 @@ class PluginBase:
                      | None) = None
         self._fresh_until = 0.0
         self._last_spec: Any = None
+        self._shared_of: engine_mod.Engine | None = None
+        self._shared = Shared()
 
     @property
     def engine(self) -> engine_mod.Engine:
@@ -104,7 +106,11 @@ class PluginBase:
 
     @property
     def shared(self) -> Shared:
-        return shared(self.engine)
+        engine = self.engine
+        if self._shared_of is not engine:
+            # Asked per host: the engine's Shared, looked up once.
+            self._shared_of, self._shared = engine, shared(engine)
+        return self._shared
 
     def request_for(self, spec: Any) -> engine_mod.Request:
         """Parse ``spec`` once per request (and refresh the summaries).

@@ -27,13 +27,18 @@ class PciPoolWeigher(plugin.PluginBase):
 
     minval = None
     maxval = None
+    # [passthrough_scheduler] weight_multiplier as read by the last
+    # weigh_objects (None: read it when asked).
+    _multiplier: float | None = None
 
     def weight_multiplier(self, host_state: Any = None) -> float:
         """``[passthrough_scheduler] weight_multiplier``; inside nova a
         host aggregate's ``passthrough_weight_multiplier`` metadata
         overrides it, as nova's own weighers allow."""
-        value = float(
-            self.engine.conf.passthrough_scheduler.weight_multiplier)
+        value = self._multiplier
+        if value is None:
+            value = float(
+                self.engine.conf.passthrough_scheduler.weight_multiplier)
         if getattr(host_state, 'aggregates', None) and \
                 nova_adapter.available():
             from nova.scheduler import utils as nova_utils
@@ -50,6 +55,10 @@ class PciPoolWeigher(plugin.PluginBase):
     def weigh_objects(self, weighed_obj_list: Sequence[Any],
                       weight_properties: Any) -> list[float]:
         hosts = [nova_adapter.host_name(o.obj) for o in weighed_obj_list]
+        # nova asks weight_multiplier once per host after this call: the
+        # option is read here, once per pass.
+        self._multiplier = float(
+            self.engine.conf.passthrough_scheduler.weight_multiplier)
         try:
             request = self.request_for(weight_properties)
         except exception.PassthroughException as exc:
