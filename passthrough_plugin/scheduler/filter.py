@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging as std_logging
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -61,6 +62,7 @@ class PciPoolFilter(plugin.PluginBase):
     _extras: list[request_mod.DeviceRequest] = []
     _request_mode = PLACEMENT
     _strategy = 'pack'
+    _debug = False
     _resize = False
     _exact_budget: list[int] = [0]
 
@@ -173,6 +175,8 @@ class PciPoolFilter(plugin.PluginBase):
             self._request_mode = self._mode()
             self._strategy = \
                 self.engine.conf.passthrough_scheduler.weigh_strategy
+            # A debug call per host costs more than the rule checks.
+            self._debug = LOG.isEnabledFor(std_logging.DEBUG)
             self._groups = nova_adapter.device_groups(spec_obj,
                                                       request.requests)
             self._extras = [r for r in request.requests.requests
@@ -222,8 +226,9 @@ class PciPoolFilter(plugin.PluginBase):
             found = host_state.allocation_candidates
             host_state.allocation_candidates = [found[i]
                                                 for i in choice.order]
-            LOG.debug('%s: %d of %d allocation candidates obey the rules',
-                      host, len(choice.order), choice.total)
+            if self._debug:
+                LOG.debug('%s: %d of %d allocation candidates obey the '
+                          'rules', host, len(choice.order), choice.total)
         return candidates.decision(view, choice)
 
     def _is_move_claim(self, spec_obj: Any, key: object) -> bool:

@@ -110,27 +110,57 @@ def providers(host_state: Any) -> dict[str, candidates.Provider]:
     after the claims of this scheduling pass.
     """
     stats = getattr(host_state, 'pci_stats', None)
+    pools = getattr(stats, 'pools', None) or ()
+    try:
+        return _providers(pools)
+    except (KeyError, AttributeError, TypeError):
+        # Pools not as nova 34 makes them: read field by field.
+        return _providers_lenient(pools)
+
+
+def _providers(pools: Sequence[Mapping[str, Any]]
+               ) -> dict[str, candidates.Provider]:
+    """providers() on pools as nova makes them (every pool has its
+    vendor and product ids, dev_type, numa_node, address and count):
+    asked for every host of every request, so read plainly."""
     found: dict[str, candidates.Provider] = {}
     make = candidates.Provider
     hexed = _IDS
-    for pool in getattr(stats, 'pools', None) or ():
+    for pool in pools:
         rp = pool.get('rp_uuid')
         if not rp:
             continue  # not in Placement (e.g. physical_network devices)
+        provider = found.get(rp)
+        if provider is not None:
+            provider.free += pool['count']
+            continue
+        vendor, product = pool['vendor_id'], pool['product_id']
+        try:
+            vendor_id, product_id = hexed[vendor], hexed[product]
+        except KeyError:
+            vendor_id, product_id = _hex(vendor), _hex(product)
+        found[rp] = make(rp, pool['address'].lower(), pool['dev_type'],
+                         pool['count'], pool['numa_node'], vendor_id,
+                         product_id)
+    return found
+
+
+def _providers_lenient(pools: Sequence[Mapping[str, Any]]
+                       ) -> dict[str, candidates.Provider]:
+    found: dict[str, candidates.Provider] = {}
+    for pool in pools:
+        rp = pool.get('rp_uuid')
+        if not rp:
+            continue
         count = int(pool.get('count', 0))
         provider = found.get(rp)
         if provider is not None:
             provider.free += count
             continue
-        vendor, product = pool.get('vendor_id'), pool.get('product_id')
-        try:
-            vendor_id, product_id = hexed[vendor], hexed[product]
-        except (KeyError, TypeError):
-            vendor_id, product_id = _hex(vendor), _hex(product)
-        found[rp] = make(
+        found[rp] = candidates.Provider(
             str(rp), str(pool.get('address', '')).lower(),
             str(pool.get('dev_type', '')), count, pool.get('numa_node'),
-            vendor_id, product_id)
+            _hex(pool.get('vendor_id')), _hex(pool.get('product_id')))
     return found
 
 

@@ -122,6 +122,9 @@ def _choose_fast(view: HostView, group_ids: Sequence[str],
     candidate is a few additions. Only the loser (when none is left) is
     judged in full, for its reason. None when a candidate names no
     provider for a group (the full path says why)."""
+    if len(group_ids) == 1:
+        return _choose_one(view, group_ids[0], request, mappings,
+                           strategy == 'spread')
     cap, in_use, providers = view.cap, view.in_use, view.providers
     anti = request.anti_affinity
     spread = strategy == 'spread'
@@ -174,6 +177,49 @@ def _choose_fast(view: HostView, group_ids: Sequence[str],
     sign = -1 if spread else 1
     best = rules.Verdict(True, broken=sign * score[0], lost=score[1],
                          left=sign * score[2], taken=len(rps))
+    return Choice([i for _s, i, _k in good], best, None, '', len(mappings))
+
+
+def _choose_one(view: HostView, group_id: str,
+                request: request_mod.DeviceRequest,
+                mappings: Sequence[Mapping[str, Sequence[str]]],
+                spread: bool) -> Choice | None:
+    """``_choose_fast`` for one device (a GPU, a NIC): each candidate is
+    one provider, scored as ``_score`` scores a provider giving one."""
+    cap, in_use, providers = view.cap, view.in_use, view.providers
+    walks = view.facts.walk
+    good: list[tuple[tuple[int, int, int], int, str]] = []
+    first_bad: str | None = None
+    for index, mapping in enumerate(mappings):
+        try:
+            rp = mapping[group_id][0]
+        except (KeyError, IndexError):
+            return None
+        score: tuple[int, int, int] | None
+        if cap.get(rp, -1) < 1:
+            score = None
+        elif rp in in_use:  # a VF provider
+            broken = 0 if in_use[rp] else 1
+            left = providers[rp].free - 1
+            score = (-broken, 0, -left) if spread else (broken, 0, left)
+        else:
+            score = (0, 0, 0)
+        if score is not None and walks:
+            score = _walked(view, (rp,), score, spread)
+        if score is not None:
+            good.append((score, index, rp))
+        elif first_bad is None:
+            first_bad = rp
+    if not good:
+        return _none_left(view, None if first_bad is None else
+                          rules.judge_key(view, ((0, first_bad),),
+                                          [request], (), None),
+                          len(mappings))
+    good.sort()
+    score, _index, _rp = good[0]
+    sign = -1 if spread else 1
+    best = rules.Verdict(True, broken=sign * score[0], lost=score[1],
+                         left=sign * score[2], taken=1)
     return Choice([i for _s, i, _k in good], best, None, '', len(mappings))
 
 
