@@ -75,10 +75,20 @@ class PciPoolWeigher(plugin.PluginBase):
             weight_properties) else None
         key = nova_adapter.decision_key(weight_properties) \
             if shared is not None else None
+        decisions = shared.decisions if shared is not None and \
+            shared.key == key else {}
+        spread = strategy == 'spread'
         raw = []
         for host in hosts:
-            decision = shared.get(key, host) if shared is not None else None
-            raw.append(engine.raw_weight(host, request, decision, strategy))
+            decision = decisions.get(host)
+            if decision is not None and decision.ok and \
+                    decision.reason is None and request.wants_devices:
+                # The usual host (passed with devices): raw_weight's
+                # figure, read here.
+                raw.append(decision.spread if spread else decision.pack)
+            else:
+                raw.append(engine.raw_weight(host, request, decision,
+                                             strategy))
         finite = [w for w in raw if w != float('-inf')]
         floor = min(finite) - 1.0 if finite else 0.0
         return [floor if w == float('-inf') else w for w in raw]

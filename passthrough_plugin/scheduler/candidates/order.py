@@ -93,9 +93,13 @@ def _keyed(groups: Sequence[Group]
     and its items compared (a list changed in place is keyed again)."""
     if _KEYED:
         last, items, found = _KEYED[0]
-        if last is groups and len(items) == len(groups) and all(
-                a is b for a, b in zip(items, groups, strict=True)):
-            return found
+        if last is groups and len(items) == len(groups):
+            # A loop, not all() over a generator: asked per host.
+            for a, b in zip(items, groups, strict=True):
+                if a is not b:
+                    break
+            else:
+                return found
     found = rules.keyed(groups)
     _KEYED[:] = [(groups, tuple(groups), found)]
     return found

@@ -83,8 +83,14 @@ class HostView:
         pf_pos, dev_pos = layout.pf_pos, layout.dev_pos
         vf_viable, vf_busy, states = (facts.vf_viable, facts.vf_busy,
                                       facts.states)
+        # The devices nova offers, as bits on the compact facts (below).
+        owner_mask = layout.owner_mask if pools is None and facts.walk \
+            else None
+        mask = 0
         for rp, provider in providers.items():
             count = provider.free
+            if owner_mask is not None:
+                mask |= owner_mask.get(provider.address, 0)
             if provider.dev_type == TYPE_VF:
                 # facts.vf_counts, inline (once per provider per host)
                 n = pf_pos.get(provider.address)
@@ -120,11 +126,7 @@ class HostView:
                         dev.dev_type == TYPE_VF and
                         dev.parent_address in addresses):
                     self.offered.add(i)
-        elif facts.walk:
-            owner_mask = layout.owner_mask
-            mask = 0
-            for provider in providers.values():
-                mask |= owner_mask.get(provider.address, 0)
+        elif owner_mask is not None:
             self.offered_mask = mask
 
     @property
