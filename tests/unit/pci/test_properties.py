@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Callable
+import signal
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import testtools
@@ -66,6 +68,30 @@ def only_invalid(fn: Callable[..., T], *args: Any,
         if says is not None:
             assert says in exc.message, (says, exc.message)
         return None
+
+
+# An address regex is matched against fields of at most 4 characters:
+# anything slower than this is runaway backtracking, not a busy machine.
+MATCH_BOUND = 30
+
+
+@contextlib.contextmanager
+def bounded(seconds: int, what: str) -> Iterator[None]:
+    """Fail, naming ``what``, instead of hanging the run past ``seconds``.
+
+    (The property tests run without a deadline, so a pattern whose
+    matching backtracks exponentially would hang CI with no message.)
+    """
+    def expire(_signum: int, _frame: Any) -> None:
+        raise AssertionError('still running after %d s: %s' % (seconds,
+                                                                what))
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 config_values = st.lists(st.one_of(
@@ -133,15 +159,17 @@ class ParserPropertyTest(testtools.TestCase):
     def test_address_spec(self, value: Any) -> None:
         spec = only_invalid(addr.address_spec, value)
         if spec is not None:
-            exact = spec.exact()
-            if exact is not None:
-                self.assertTrue(spec.match(exact))
-            # the normalised form means the same
-            again = addr.address_spec(spec.to_config())
-            for probe in ('0000:00:00.0', '0000:0a:00.1', 'ffff:ff:1f.7',
-                          '0000:81:02.3'):
-                a = addr.PciAddress.parse(probe)
-                self.assertEqual(spec.match(a), again.match(a))
+            with bounded(MATCH_BOUND, 'matching addresses with the address '
+                         'spec %s' % json.dumps(value)[:2000]):
+                exact = spec.exact()
+                if exact is not None:
+                    self.assertTrue(spec.match(exact))
+                # the normalised form means the same
+                again = addr.address_spec(spec.to_config())
+                for probe in ('0000:00:00.0', '0000:0a:00.1',
+                              'ffff:ff:1f.7', '0000:81:02.3'):
+                    a = addr.PciAddress.parse(probe)
+                    self.assertEqual(spec.match(a), again.match(a))
 
     @strategies.SETTINGS
     @given(config_values)
