@@ -179,7 +179,9 @@ class ParserPropertyTest(testtools.TestCase):
         if parsed is not None:
             a = addr.PciAddress.parse('0000:81:02.1')
             pf = addr.PciAddress.parse('0000:81:00.0')
-            parsed.match(a, 0x8086, 0x154c, pf, 'eth0', 'ens1f0')
+            with bounded(MATCH_BOUND, 'matching a device with [pci] '
+                         'device_spec %s' % json.dumps(values)[:2000]):
+                parsed.match(a, 0x8086, 0x154c, pf, 'eth0', 'ens1f0')
             for spec in parsed.specs:
                 for key in device_spec.BOOL_TAGS:
                     if key in spec.tags:
