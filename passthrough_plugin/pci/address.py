@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import importlib
 import re
 import string
 import warnings
 from typing import Any
 
 from passthrough_plugin import exception
+
+# The standard library's regex parser (Python 3.11+; untyped): its parse
+# tree tells which parts of an expression repeat.
+sre_parse: Any = importlib.import_module('re._parser')
+sre_constants: Any = importlib.import_module('re._constants')
 
 MAX_DOMAIN = 0xFFFF
 MAX_BUS = 0xFF
@@ -25,6 +31,41 @@ _FIELDS = (
 )
 _HEX = frozenset(string.hexdigits)
 ANY = '*'
+
+
+# An address field is at most 4 characters, so no sane expression for one
+# is long; a bound on the length bounds the matcher's backtracking too.
+MAX_REGEX = 64
+_REPEATS = (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT,
+            sre_constants.POSSESSIVE_REPEAT)
+
+
+def _empty_repeat(tree: Any) -> str | None:
+    """The first repeated part of a parsed expression that can match
+    nothing (``(|){9999}``, ``(a?){20}``), or None. Matching such a part
+    backtracks through every way of repeating nothing: 2**9999 ways."""
+    for op, av in tree:
+        subtrees: list[Any] = []
+        if op in _REPEATS:
+            low, high, sub = av
+            if high > 1 and sub.getwidth()[0] == 0:
+                return 'a repeated part that can match nothing'
+            subtrees = [sub]
+        elif op is sre_constants.SUBPATTERN:
+            subtrees = [av[3]]
+        elif op is sre_constants.BRANCH:
+            subtrees = list(av[1])
+        elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
+            subtrees = [av[1]]
+        elif op is sre_constants.GROUPREF_EXISTS:
+            subtrees = [t for t in av[1:] if t is not None]
+        elif op is sre_constants.ATOMIC_GROUP:
+            subtrees = [av]
+        for sub in subtrees:
+            found = _empty_repeat(sub)
+            if found:
+                return found
+    return None
 
 
 def _nova_reading(text: str, maximum: int, fmt: str) -> str:
@@ -232,18 +273,32 @@ class RegexAddressSpec(AddressSpec):
                 raise exception.InvalidPciAddress(
                     value=spec, field='%s.%s' % (field, key),
                     reason='%s must be a regular expression string' % key)
+            if len(expr) > MAX_REGEX:
+                raise exception.InvalidPciAddress(
+                    value=spec, field='%s.%s' % (field, key),
+                    reason='%s is a regular expression of %d characters; '
+                    'at most %d are allowed (the field is at most 4 hex '
+                    'digits)' % (key, len(expr), MAX_REGEX))
+            flags = 0 if nova_compatible else re.IGNORECASE
             try:
                 with warnings.catch_warnings():
                     # e.g. "[[a]": a FutureWarning about set syntax, which
                     # must not escape as an error under -W error.
                     warnings.simplefilter('ignore', FutureWarning)
-                    patterns.append(re.compile(
-                        expr, 0 if nova_compatible else re.IGNORECASE))
+                    patterns.append(re.compile(expr, flags))
+                    costly = _empty_repeat(sre_parse.parse(expr, flags))
             except (re.error, OverflowError, RecursionError) as exc:
                 raise exception.InvalidPciAddress(
                     value=spec, field='%s.%s' % (field, key),
                     reason='%s %r is not a regular expression: %s' % (
                         key, expr, exc)) from None
+            if costly:
+                raise exception.InvalidPciAddress(
+                    value=spec, field='%s.%s' % (field, key),
+                    reason='%s %r has %s, which makes matching take '
+                    'exponential time; repeat only parts that match at '
+                    'least one character (e.g. "[0-9a-f]{2}")' % (
+                        key, expr, costly))
             source[key] = expr
         self._patterns = tuple(patterns)
         self._source = source

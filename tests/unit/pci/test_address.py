@@ -268,6 +268,16 @@ class RegexSpecTest(testtools.TestCase):
         ({'bus': '0', 'device': '1'}, 'address',
          'unknown key(s) device; allowed: domain, bus, slot, function'),
         ({'func': '1'}, 'address', 'unknown key(s) func'),
+        # Exponential backtracking (a property test's runaway input) and
+        # an expression longer than any field needs.
+        ({'bus': '((|)){125184}'}, 'address.bus',
+         'has a repeated part that can match nothing'),
+        ({'slot': '(0?){40}'}, 'address.slot',
+         'has a repeated part that can match nothing'),
+        ({'domain': '(.*)*'}, 'address.domain',
+         'has a repeated part that can match nothing'),
+        ({'bus': '0' * 65}, 'address.bus',
+         'of 65 characters; at most 64 are allowed'),
     ]
 
     def test_errors_name_the_key(self) -> None:
