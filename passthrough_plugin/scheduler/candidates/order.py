@@ -191,7 +191,12 @@ def _choose_one(view: HostView, group_id: str,
     """``_choose_fast`` for one device (a GPU, a NIC): each candidate is
     one provider, scored as ``_score`` scores a provider giving one."""
     cap, in_use, providers = view.cap, view.in_use, view.providers
-    walks = view.facts.walk
+    facts = view.facts
+    walks = facts.walk
+    shape = facts.layout
+    free = facts.free
+    # Free devices nova offers: what taking a device can make lost.
+    avail = free & view.offered_mask
     good: list[tuple[tuple[int, int, int], int, str]] = []
     first_bad: str | None = None
     for index, mapping in enumerate(mappings):
@@ -209,7 +214,22 @@ def _choose_one(view: HostView, group_id: str,
         else:
             score = (0, 0, 0)
         if score is not None and walks:
-            score = _walked(view, (rp,), score, spread)
+            # _walked for one provider: its device (a VF provider's first
+            # free VF) and the free devices taking it makes lost.
+            provider = providers[rp]
+            if provider.dev_type == TYPE_VF:
+                for i in shape.vfs.get(provider.address, ()):
+                    if free >> i & 1:
+                        break
+                else:
+                    i = -1
+            else:
+                i = shape.dev_at[shape.dev_pos[provider.address]]
+            if i < 0:
+                score = None
+            else:
+                score = (score[0], (shape.take_mask[i] & avail &
+                                    ~(1 << i)).bit_count(), score[2])
         if score is not None:
             good.append((score, index, rp))
         elif first_bad is None:
