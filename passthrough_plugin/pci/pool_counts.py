@@ -14,7 +14,8 @@ from __future__ import annotations
 
 import dataclasses
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
 from passthrough_plugin.pci import matching
 from passthrough_plugin.pci import pool_walk
@@ -23,6 +24,9 @@ from passthrough_plugin.pci import request as request_mod
 
 TYPE_PF = pools_mod.TYPE_PF
 TYPE_VF = pools_mod.TYPE_VF
+K = TypeVar('K')
+V = TypeVar('V')
+SHARED_LIMIT = 1024
 
 
 _CELL_SETS: dict[tuple[int, ...], frozenset[int]] = {}
@@ -33,18 +37,6 @@ _EXACT_SLOTS: weakref.WeakKeyDictionary[
 # Hosts' NUMA sockets, one dict per distinct content (read-only).
 _SOCKETS: dict[tuple[tuple[int, int | None], ...],
                dict[int, int | None]] = {}
-
-
-def _sockets(sockets: dict[int, int | None]) -> dict[int, int | None]:
-    """``sockets``, shared with the hosts that have the same (never
-    changed after)."""
-    key = tuple(sockets.items())
-    found = _SOCKETS.get(key)
-    if found is None:
-        if len(_SOCKETS) > 1024:
-            _SOCKETS.clear()
-        found = _SOCKETS[key] = dict(sockets)
-    return found
 _SHAPES: dict[tuple[matching.Signature, ...], int] = {}
 # (id(matcher), shape) -> (matcher, indices of the slots it may use); the
 # matcher is kept and compared so that a reused id never hits.
@@ -52,13 +44,15 @@ _USABLE: dict[tuple[int, int],
               tuple[matching.Matcher, tuple[int, ...]]] = {}
 
 
-def _cell_set(cells: Sequence[int]) -> frozenset[int]:
-    key = tuple(cells)
-    found = _CELL_SETS.get(key)
+def _shared(table: dict[K, V], key: K, make: Callable[[K], V]) -> V:
+    """``make(key)``, one per distinct ``key`` for the hosts that have the
+    same (read-only after); ``table`` is emptied when it outgrows
+    SHARED_LIMIT (hosts keep theirs, later hosts make new ones)."""
+    found = table.get(key)
     if found is None:
-        if len(_CELL_SETS) > 1024:
-            _CELL_SETS.clear()
-        found = _CELL_SETS[key] = frozenset(key)
+        if len(table) > SHARED_LIMIT:
+            table.clear()
+        found = table[key] = make(key)
     return found
 
 
@@ -135,7 +129,8 @@ class Summary:
                 self.slots, self.total_free, self.shape = known
             return
         self.exact = None
-        self.sockets = _sockets(host_pools.sockets)
+        self.sockets = _shared(_SOCKETS, tuple(host_pools.sockets.items()),
+                               dict)
         self._link([Slot(p.sig, p.numa_node, p.address, len(p.free))
                     for p in host_pools.pools if p.free])
 
@@ -311,7 +306,7 @@ class Summary:
                 slots = [s for s in self.slots if spec(s.sig)]
                 if sum(s.free for s in slots) < need:
                     return False
-                wanted = _cell_set(cells)
+                wanted = _shared(_CELL_SETS, tuple(cells), frozenset)
                 strict = [s for s in slots if s.numa_node in wanted]
                 if (request.numa_policy == 'required'
                         or sum(s.free for s in strict) >= need):
