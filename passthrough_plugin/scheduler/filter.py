@@ -253,8 +253,7 @@ class PciPoolFilter(plugin.PluginBase):
             pools = plugin.host_pools(self.engine, host)
             if pools is None:
                 return None
-        return candidates.HostView(host, facts,
-                                   nova_adapter.providers(host_state), pools)
+        return nova_adapter.host_view(host, facts, host_state, pools)
 
 
 def _any_in(groups: list[candidates.Group], mapping: Any) -> bool:

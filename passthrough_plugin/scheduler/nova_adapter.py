@@ -109,8 +109,33 @@ def providers(host_state: Any) -> dict[str, candidates.Provider]:
     device's, or the PF's for VFs); ``count`` is what nova counts free
     after the claims of this scheduling pass.
     """
+    return providers_of(_pools(host_state))
+
+
+def host_view(host: str, facts: candidates.HostFacts, host_state: Any,
+              pools: Any = None) -> candidates.HostView:
+    """The host's candidate view: nova's providers beside the agent's
+    facts (``pools``: the device-level pools, when requests must still fit
+    after a candidate)."""
+    found = _pools(host_state)
+    if pools is None:
+        # Asked for every host of every request: one pass over nova's
+        # pools, the Provider objects only if something asks for them.
+        view = candidates.HostView.of_nova_pools(host, facts, found,
+                                                 providers_of)
+        if view is not None:
+            return view
+    return candidates.HostView(host, facts, providers_of(found), pools)
+
+
+def _pools(host_state: Any) -> Sequence[Mapping[str, Any]]:
     stats = getattr(host_state, 'pci_stats', None)
-    pools = getattr(stats, 'pools', None) or ()
+    return getattr(stats, 'pools', None) or ()
+
+
+def providers_of(pools: Sequence[Mapping[str, Any]]
+                 ) -> dict[str, candidates.Provider]:
+    """providers() of nova's pool dicts."""
     try:
         return _providers(pools)
     except (KeyError, AttributeError, TypeError):
@@ -130,9 +155,12 @@ def _providers(pools: Sequence[Mapping[str, Any]]
         rp = pool.get('rp_uuid')
         if not rp:
             continue  # not in Placement (e.g. physical_network devices)
+        count = pool['count']
+        if count.__class__ is not int:
+            raise TypeError('count %r' % (count,))
         provider = found.get(rp)
         if provider is not None:
-            provider.free += pool['count']
+            provider.free += count
             continue
         vendor, product = pool['vendor_id'], pool['product_id']
         try:
@@ -140,8 +168,7 @@ def _providers(pools: Sequence[Mapping[str, Any]]
         except KeyError:
             vendor_id, product_id = _hex(vendor), _hex(product)
         found[rp] = make(rp, pool['address'].lower(), pool['dev_type'],
-                         pool['count'], pool['numa_node'], vendor_id,
-                         product_id)
+                         count, pool['numa_node'], vendor_id, product_id)
     return found
 
 
@@ -152,7 +179,10 @@ def _providers_lenient(pools: Sequence[Mapping[str, Any]]
         rp = pool.get('rp_uuid')
         if not rp:
             continue
-        count = int(pool.get('count', 0))
+        try:
+            count = int(pool.get('count', 0))
+        except (TypeError, ValueError):
+            count = 0  # nova cannot hand out what it cannot count
         provider = found.get(rp)
         if provider is not None:
             provider.free += count

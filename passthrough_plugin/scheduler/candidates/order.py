@@ -10,8 +10,6 @@ from passthrough_plugin.scheduler import decision_memo as summary_mod
 from passthrough_plugin.scheduler.candidates import rules
 from passthrough_plugin.scheduler.candidates.view import Group
 from passthrough_plugin.scheduler.candidates.view import HostView
-from passthrough_plugin.scheduler.candidates.view import Provider
-from passthrough_plugin.scheduler.candidates.view import TYPE_VF
 
 
 class Choice:
@@ -129,7 +127,7 @@ def _choose_fast(view: HostView, group_ids: Sequence[str],
     if len(group_ids) == 1:
         return _choose_one(view, group_ids[0], request, mappings,
                            strategy == 'spread')
-    cap, in_use, providers = view.cap, view.in_use, view.providers
+    cap, in_use, where = view.cap, view.in_use, view.where
     anti = request.anti_affinity
     spread = strategy == 'spread'
     walks = view.facts.walk
@@ -158,7 +156,7 @@ def _choose_fast(view: HostView, group_ids: Sequence[str],
         if rps in scores:
             score = scores[rps]
         else:
-            score = scores[rps] = _score(rps, cap, in_use, providers, anti,
+            score = scores[rps] = _score(rps, cap, in_use, where, anti,
                                          spread)
             if score is not None and walks:
                 score = scores[rps] = _walked(view, rps, score, spread)
@@ -190,65 +188,62 @@ def _choose_one(view: HostView, group_id: str,
                 spread: bool) -> Choice | None:
     """``_choose_fast`` for one device (a GPU, a NIC): each candidate is
     one provider, scored as ``_score`` scores a provider giving one."""
-    cap, in_use, providers = view.cap, view.in_use, view.providers
+    cap, in_use, where = view.cap, view.in_use, view.where
     facts = view.facts
     walks = facts.walk
     shape = facts.layout
     free = facts.free
+    take = shape.take_mask
     # Free devices nova offers: what taking a device can make lost.
     avail = free & view.offered_mask
-    good: list[tuple[tuple[int, int, int], int, str]] = []
+    sign = -1 if spread else 1
+    # (broken, lost, left, index): the score as _score makes it, then
+    # Placement's order; flat, so the sort compares ints.
+    good: list[tuple[int, int, int, int]] = []
     first_bad: str | None = None
     for index, mapping in enumerate(mappings):
         try:
             rp = mapping[group_id][0]
         except (KeyError, IndexError):
             return None
-        score: tuple[int, int, int] | None
         if cap.get(rp, -1) < 1:
-            score = None
-        elif rp in in_use:  # a VF provider
-            broken = 0 if in_use[rp] else 1
-            left = providers[rp].free - 1
-            score = (-broken, 0, -left) if spread else (broken, 0, left)
-        else:
-            score = (0, 0, 0)
-        if score is not None and walks:
-            # _walked for one provider: its device (a VF provider's first
-            # free VF) and the free devices taking it makes lost.
-            provider = providers[rp]
-            if provider.dev_type == TYPE_VF:
-                for i in shape.vfs.get(provider.address, ()):
+            if first_bad is None:
+                first_bad = rp
+            continue
+        address, count, i = where[rp]
+        if rp in in_use:  # a VF provider
+            broken = 0 if in_use[rp] else sign
+            left = sign * (count - 1)
+            if walks:
+                # Its first free VF (as _walked takes it).
+                for i in shape.vfs.get(address, ()):
                     if free >> i & 1:
                         break
                 else:
-                    i = -1
-            else:
-                i = shape.dev_at[shape.dev_pos[provider.address]]
-            if i < 0:
-                score = None
-            else:
-                score = (score[0], (shape.take_mask[i] & avail &
-                                    ~(1 << i)).bit_count(), score[2])
-        if score is not None:
-            good.append((score, index, rp))
-        elif first_bad is None:
-            first_bad = rp
+                    if first_bad is None:
+                        first_bad = rp
+                    continue
+        else:
+            broken = left = 0
+        # The free devices taking it makes lost (_walked for one).
+        lost = (take[i] & avail & ~(1 << i)).bit_count() if walks else 0
+        good.append((broken, lost, left, index))
     if not good:
         return _none_left(view, None if first_bad is None else
                           rules.judge_key(view, ((0, first_bad),),
                                           [request], (), None),
                           len(mappings))
     good.sort()
-    score, _index, _rp = good[0]
-    sign = -1 if spread else 1
-    best = rules.Verdict(True, broken=sign * score[0], lost=score[1],
-                         left=sign * score[2], taken=1)
-    return Choice([i for _s, i, _k in good], best, None, '', len(mappings))
+    broken, lost, left, _index = good[0]
+    best = rules.Verdict(True, broken=sign * broken, lost=lost,
+                         left=sign * left, taken=1)
+    return Choice([item[3] for item in good], best, None, '',
+                  len(mappings))
 
 
 def _score(rps: tuple[str, ...], cap: Mapping[str, int],
-           in_use: Mapping[str, int], providers: Mapping[str, Provider],
+           in_use: Mapping[str, int],
+           where: Mapping[str, tuple[str, int, int]],
            anti: bool, spread: bool) -> tuple[int, int, int] | None:
     """The candidate's sort key (as Verdict.key), None if it breaks a
     rule."""
@@ -269,7 +264,7 @@ def _score(rps: tuple[str, ...], cap: Mapping[str, int],
                 return None
             if not in_use[rp]:
                 broken += 1
-            left += providers[rp].free - count
+            left += where[rp][1] - count
     return (-broken, 0, -left) if spread else (broken, 0, left)
 
 
@@ -283,12 +278,12 @@ def _walked(view: HostView, rps: tuple[str, ...],
     shape = facts.layout
     free = facts.free
     take = shape.take_mask
-    providers = view.providers
+    where, in_use = view.where, view.in_use
     blocked = taken = 0
     for rp in rps:
-        provider = providers[rp]
-        if provider.dev_type == TYPE_VF:
-            for i in shape.vfs.get(provider.address, ()):
+        address = where[rp][0]
+        if rp in in_use:  # a VF provider
+            for i in shape.vfs.get(address, ()):
                 if free >> i & 1 and not blocked >> i & 1:
                     blocked |= take[i]
                     taken |= 1 << i
@@ -296,7 +291,7 @@ def _walked(view: HostView, rps: tuple[str, ...],
             else:
                 return None
             continue
-        i = shape.dev_at[shape.dev_pos[provider.address]]
+        i = shape.dev_at[shape.dev_pos[address]]
         if blocked >> i & 1:
             return None
         blocked |= take[i]

@@ -9,7 +9,10 @@ than the agent knows to be assignable.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Mapping
+from collections.abc import Sequence
+from typing import Any
 
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import request as request_mod
@@ -55,10 +58,24 @@ class Provider:
 
 
 class HostView:
-    """What one host's candidates are judged on, worked out once."""
+    """What one host's candidates are judged on, worked out once.
 
-    __slots__ = ('host', 'facts', 'pools', 'providers', 'viable', 'in_use',
-                 'free_before', 'offered', 'offered_mask', 'fits', 'cap')
+    ``where``: provider -> (its address, the devices nova counts free
+    there, a device provider's bit on the compact facts or -1), what the
+    fast paths of order.choose read; ``providers`` (the
+    Provider objects) is built on first use when the view was made from
+    nova's pools (:meth:`of_nova_pools`): only a full judgement, a rule's
+    reason or a move claim asks for it.
+    """
+
+    __slots__ = ('host', 'facts', 'pools', '_providers', '_make', '_src',
+                 'where',
+                 'viable', 'in_use', 'free_before', 'offered',
+                 'offered_mask', 'fits', 'cap')
+    _providers: Mapping[str, Provider] | None
+    _make: Callable[[Sequence[Mapping[str, Any]]],
+                    Mapping[str, Provider]] | None
+    _src: Sequence[Mapping[str, Any]] | None
 
     def __init__(self, host: str, facts: HostFacts,
                  providers: Mapping[str, Provider],
@@ -68,7 +85,8 @@ class HostView:
         self.host = host
         self.facts = facts
         self.pools = pools
-        self.providers = providers
+        self._providers = providers
+        self._make = self._src = None
         # Per VF provider: VFs the agent knows assignable, and VFs in use
         # (the agent's, plus nova's claims the report has not caught up
         # with).
@@ -78,6 +96,7 @@ class HostView:
         # no device-level walk, or -1 when it breaks one (the full
         # judgement says which): the fast path of order.choose.
         cap: dict[str, int] = {}
+        where: dict[str, tuple[str, int, int]] = {}
         free = 0
         layout = facts.layout
         pf_pos, dev_pos = layout.pf_pos, layout.dev_pos
@@ -87,6 +106,7 @@ class HostView:
         owner_mask = layout.owner_mask if pools is None and facts.walk \
             else None
         mask = 0
+        dev_at = layout.dev_at
         for rp, provider in providers.items():
             count = provider.free
             if owner_mask is not None:
@@ -100,6 +120,7 @@ class HostView:
                 in_use[rp] = busy + max(viable - count, 0)
                 free += min(viable, count)
                 cap[rp] = count if count <= viable else -1
+                where[rp] = (provider.address, count, -1)
             else:
                 # facts.device, inline
                 n = dev_pos.get(provider.address)
@@ -109,6 +130,9 @@ class HostView:
                     cap[rp] = count
                 else:
                     cap[rp] = -1
+                where[rp] = (provider.address, count,
+                             -1 if n is None else dev_at[n])
+        self.where = where
         self.viable = viable_of
         self.in_use = in_use
         self.cap = cap
@@ -128,6 +152,95 @@ class HostView:
                     self.offered.add(i)
         elif owner_mask is not None:
             self.offered_mask = mask
+
+    @classmethod
+    def of_nova_pools(cls, host: str, facts: HostFacts,
+                      pools: Sequence[Mapping[str, Any]],
+                      providers_of: Callable[[Sequence[Mapping[str, Any]]],
+                                             Mapping[str, Provider]]
+                      ) -> HostView | None:
+        """The view (no device-level pools) straight from nova's pool
+        dicts, one pass, no Provider object built: the same figures as
+        ``HostView(host, facts, providers_of(pools))``, asked for every
+        host of every request. None when a provider spans several pools
+        or a pool is not as nova 34 makes it (rp_uuid, address, dev_type,
+        count): build the providers then."""
+        self = cls.__new__(cls)
+        self.host = host
+        self.facts = facts
+        self.pools = None
+        self._providers = None
+        viable_of: dict[str, int] = {}
+        in_use: dict[str, int] = {}
+        cap: dict[str, int] = {}
+        where: dict[str, tuple[str, int, int]] = {}
+        free = 0
+        layout = facts.layout
+        pf_pos, dev_pos = layout.pf_pos, layout.dev_pos
+        vf_viable, vf_busy, states = (facts.vf_viable, facts.vf_busy,
+                                      facts.states)
+        dev_at = layout.dev_at
+        owner_mask = layout.owner_mask if facts.walk else None
+        mask = 0
+        try:
+            for pool in pools:
+                rp = pool.get('rp_uuid')
+                if not rp:
+                    continue  # not in Placement (physical_network devices)
+                if rp in where:
+                    return None
+                address = pool['address']
+                count = pool['count']
+                if count.__class__ is not int:
+                    return None
+                if pool['dev_type'] == TYPE_VF:
+                    n = pf_pos.get(address)
+                    if n is None:
+                        address = address.lower()
+                        n = pf_pos.get(address)
+                    viable, busy = (0, 0) if n is None else (vf_viable[n],
+                                                             vf_busy[n])
+                    viable_of[rp] = viable
+                    in_use[rp] = busy + max(viable - count, 0)
+                    free += min(viable, count)
+                    cap[rp] = count if count <= viable else -1
+                    where[rp] = (address, count, -1)
+                else:
+                    n = dev_pos.get(address)
+                    if n is None:
+                        address = address.lower()
+                        n = dev_pos.get(address)
+                    if n is not None and states[n] is None:
+                        if count:
+                            free += 1
+                        cap[rp] = count
+                    else:
+                        cap[rp] = -1
+                    where[rp] = (address, count,
+                                 -1 if n is None else dev_at[n])
+                if owner_mask is not None:
+                    mask |= owner_mask.get(address, 0)
+        except (KeyError, AttributeError, TypeError):
+            return None
+        self._make, self._src = providers_of, pools
+        self.where = where
+        self.viable = viable_of
+        self.in_use = in_use
+        self.cap = cap
+        self.free_before = free
+        self.fits = {}
+        self.offered = set()
+        self.offered_mask = mask
+        return self
+
+    @property
+    def providers(self) -> Mapping[str, Provider]:
+        """nova's PCI providers of the host (built on first use)."""
+        found = self._providers
+        if found is None:
+            assert self._make is not None and self._src is not None
+            found = self._providers = self._make(self._src)
+        return found
 
     @property
     def walks(self) -> bool:

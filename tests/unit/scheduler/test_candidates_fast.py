@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import itertools
 import random
+import types
 
 import testtools
 
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import request as request_mod
 from passthrough_plugin.scheduler import candidates
+from passthrough_plugin.scheduler import nova_adapter
 from passthrough_plugin.scheduler.candidates import order
 from tests.unit.scheduler import fakes
 from tests.unit.scheduler import test_candidates as base
@@ -119,6 +121,79 @@ class CompactWalkTest(testtools.TestCase):
                     (a.first.broken, a.first.left, a.first.lost,
                      a.first.taken))
         self.assertGreater(walked, 40)
+
+
+def nova_pools(rng: random.Random, providers: dict[str, candidates.Provider]
+               ) -> list[dict[str, object]]:
+    """The providers as nova's pool dicts (pci_stats.pools), with what
+    nova may also hold: a pool outside Placement, upper-case addresses."""
+    found: list[dict[str, object]] = [{
+        'vendor_id': '8086', 'product_id': '1572', 'dev_type': 'type-PF',
+        'numa_node': 0, 'address': '0000:99:00.0', 'count': 1,
+        'physical_network': 'physnet1'}]
+    for rp, provider in providers.items():
+        address = provider.address
+        found.append({
+            'rp_uuid': rp, 'count': provider.free, 'numa_node': 0,
+            'vendor_id': '8086', 'product_id': '154c',
+            'dev_type': provider.dev_type,
+            'address': address.upper() if rng.random() < 0.2 else address})
+    rng.shuffle(found)
+    return found
+
+
+class LeanViewTest(testtools.TestCase):
+    """The view made in one pass over nova's pools (no Provider objects)
+    holds what the view over the providers holds, and chooses alike."""
+
+    def test_same_figures_and_choice_as_the_view_over_providers(self) -> None:
+        rng = random.Random(20261130)
+        for _case, shared in itertools.product(range(150), (False, True)):
+            view, found, mappings = random_case(rng, shared=shared)
+            pools = nova_pools(rng, dict(view.providers))
+            eager = candidates.HostView(view.host, view.facts,
+                                        nova_adapter.providers_of(pools))
+            lean = candidates.HostView.of_nova_pools(
+                view.host, view.facts, pools, nova_adapter.providers_of)
+            assert lean is not None
+            for name in ('where', 'viable', 'in_use', 'cap', 'free_before',
+                         'offered_mask'):
+                self.assertEqual(getattr(eager, name), getattr(lean, name),
+                                 name)
+            for strategy in ('pack', 'spread'):
+                a = candidates.choose(eager, found, mappings, strategy)
+                b = candidates.choose(lean, found, mappings, strategy)
+                self.assertEqual((a.order, a.reason, a.detail),
+                                 (b.order, b.reason, b.detail))
+            # The providers, when something asks for them, are nova's.
+            self.assertEqual(
+                {rp: (p.address, p.dev_type, p.free)
+                 for rp, p in eager.providers.items()},
+                {rp: (p.address, p.dev_type, p.free)
+                 for rp, p in lean.providers.items()})
+
+    def test_pools_nova_does_not_make_take_the_general_path(self) -> None:
+        view, _found, _mappings = random_case(random.Random(3))
+        pools = nova_pools(random.Random(4), dict(view.providers))
+        placed = [p for p in pools if 'rp_uuid' in p]
+        # One provider over two pools (its free devices add up).
+        twice = dict(placed[0], count=0)
+        # A count nova would never write.
+        texted = [dict(p) for p in pools]
+        for pool in texted:
+            pool['count'] = str(pool['count'])
+        # Counts nobody can read: nothing free there.
+        unread = [dict(p, count='many') for p in pools]
+        for odd in (pools + [twice], texted, unread):
+            self.assertIsNone(candidates.HostView.of_nova_pools(
+                view.host, view.facts, odd, nova_adapter.providers_of))
+            state = types.SimpleNamespace(
+                pci_stats=types.SimpleNamespace(pools=odd))
+            general = nova_adapter.host_view(view.host, view.facts, state)
+            self.assertEqual(
+                candidates.HostView(view.host, view.facts,
+                                    nova_adapter.providers_of(odd)).cap,
+                general.cap)
 
 
 class KeyedOnceTest(testtools.TestCase):
