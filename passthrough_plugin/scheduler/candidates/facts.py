@@ -9,6 +9,7 @@ use) is a few small tuples in its :class:`HostFacts`.
 
 from __future__ import annotations
 
+import itertools
 import sys
 from passthrough_plugin.pci import explain
 from passthrough_plugin.pci import pool_layout
@@ -35,11 +36,13 @@ class Layout:
     devices; ``take``: per device, what taking it makes unusable (its
     group, its PF's group, its VFs' groups), kept only if ``multi``, as
     ``take_mask`` too (bit i: device i); ``owner_mask``: provider address
-    -> its devices' bits (only if ``multi``).
+    -> its devices' bits (only if ``multi``). ``at``: provider address ->
+    (``pf_pos``, ``dev_pos``, its ``dev_at`` (-1 where it has none),
+    ``owner_mask`` (0)): what a view reads per provider, in one look-up.
     """
 
     __slots__ = ('pf_pos', 'dev_pos', 'dev_at', 'vfs', 'owner', 'multi',
-                 'take', 'take_mask', 'owner_mask')
+                 'take', 'take_mask', 'owner_mask', 'at')
 
     def __init__(self, pools: pools_mod.HostPools) -> None:
         intern = sys.intern
@@ -77,6 +80,12 @@ class Layout:
             for i, address in enumerate(owner):
                 self.owner_mask[address] = self.owner_mask.get(
                     address, 0) | 1 << i
+        self.at: dict[str, tuple[int, int, int, int]] = {}
+        for address in itertools.chain(self.pf_pos, self.dev_pos):
+            n = self.dev_pos.get(address, -1)
+            self.at[address] = (self.pf_pos.get(address, -1), n,
+                                -1 if n < 0 else self.dev_at[n],
+                                self.owner_mask.get(address, 0))
 
 
 def _closure(pools: pools_mod.HostPools, i: int) -> tuple[int, ...]:

@@ -24,6 +24,8 @@ TYPE_PF = 'type-PF'
 # The hint operators get when nova can see devices it must not assign.
 DEVICE_SPEC_HINT = ('list only assignable devices in nova\'s [pci] '
                     'device_spec (passthrough-agent nova-device-spec)')
+# A provider address the agent's facts do not hold (see Layout.at).
+_NOWHERE = (-1, -1, -1, 0)
 # A request group id and the device request it asks one device of.
 Group = tuple[str, request_mod.DeviceRequest]
 
@@ -174,14 +176,10 @@ class HostView:
         in_use: dict[str, int] = {}
         cap: dict[str, int] = {}
         where: dict[str, tuple[str, int, int]] = {}
-        free = 0
-        layout = facts.layout
-        pf_pos, dev_pos = layout.pf_pos, layout.dev_pos
+        free = mask = 0
+        at = facts.layout.at
         vf_viable, vf_busy, states = (facts.vf_viable, facts.vf_busy,
                                       facts.states)
-        dev_at = layout.dev_at
-        owner_mask = layout.owner_mask if facts.walk else None
-        mask = 0
         try:
             for pool in pools:
                 rp = pool.get('rp_uuid')
@@ -193,33 +191,28 @@ class HostView:
                 count = pool['count']
                 if count.__class__ is not int:
                     return None
+                entry = at.get(address)
+                if entry is None:
+                    address = address.lower()
+                    entry = at.get(address, _NOWHERE)
+                pf_n, dev_n, bit, owned = entry
+                mask |= owned
                 if pool['dev_type'] == TYPE_VF:
-                    n = pf_pos.get(address)
-                    if n is None:
-                        address = address.lower()
-                        n = pf_pos.get(address)
-                    viable, busy = (0, 0) if n is None else (vf_viable[n],
-                                                             vf_busy[n])
+                    viable, busy = (0, 0) if pf_n < 0 else (vf_viable[pf_n],
+                                                            vf_busy[pf_n])
                     viable_of[rp] = viable
                     in_use[rp] = busy + max(viable - count, 0)
                     free += min(viable, count)
                     cap[rp] = count if count <= viable else -1
                     where[rp] = (address, count, -1)
                 else:
-                    n = dev_pos.get(address)
-                    if n is None:
-                        address = address.lower()
-                        n = dev_pos.get(address)
-                    if n is not None and states[n] is None:
+                    if dev_n >= 0 and states[dev_n] is None:
                         if count:
                             free += 1
                         cap[rp] = count
                     else:
                         cap[rp] = -1
-                    where[rp] = (address, count,
-                                 -1 if n is None else dev_at[n])
-                if owner_mask is not None:
-                    mask |= owner_mask.get(address, 0)
+                    where[rp] = (address, count, bit)
         except (KeyError, AttributeError, TypeError):
             return None
         self._make, self._src = providers_of, pools
@@ -230,7 +223,8 @@ class HostView:
         self.free_before = free
         self.fits = {}
         self.offered = set()
-        self.offered_mask = mask
+        # The devices nova offers, on the compact facts' walk only.
+        self.offered_mask = mask if facts.walk else 0
         return self
 
     @property
