@@ -21,8 +21,10 @@ def sriov_host(host: str, pfs: int = 4, vfs: int = 64, numa_nodes: int = 2,
     devices: list[report_mod.Device] = []
     group = 10
     for p in range(pfs):
-        bus = 0x10 + p * 0x10
-        pf = '0000:%02x:00.0' % bus
+        # 15 PFs per PCI domain (buses 0x10-0xf1), then the next domain.
+        domain, bus = divmod(p, 15)
+        bus = 0x10 + bus * 0x10
+        pf = '%04x:%02x:00.0' % (domain, bus)
         node = p * numa_nodes // pfs if numa_nodes else None
         in_use = used_vfs[p] if used_vfs else 0
         if include_pfs:
@@ -34,7 +36,8 @@ def sriov_host(host: str, pfs: int = 4, vfs: int = 64, numa_nodes: int = 2,
             group += 1
         for v in range(vfs):
             # VF n sits at bus+1 (slot n // 8, function n % 8).
-            address = '0000:%02x:%02x.%x' % (bus + 1, v // 8, v % 8)
+            address = '%04x:%02x:%02x.%x' % (domain, bus + 1, v // 8,
+                                              v % 8)
             dev = report_mod.Device(
                 address, vendor_id, vf_product, 'type-VF',
                 class_code='020000', parent_address=pf, numa_node=node,

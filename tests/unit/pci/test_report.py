@@ -11,6 +11,7 @@ import testtools
 
 from passthrough_plugin import exception
 from passthrough_plugin.pci import report as report_mod
+from passthrough_plugin.pci import synthetic
 from tests.unit.pci import fakes
 from tests.unit.pci.fakes import case
 
@@ -52,6 +53,15 @@ class RoundTripTest(testtools.TestCase):
         loaded = report_mod.HostReport.from_dict(copy.deepcopy(data))
         self.assertEqual(data, loaded.to_dict())
         self.assertEqual(full_report(), loaded)
+
+    def test_synthetic_hosts_are_valid_reports(self) -> None:
+        # The benchmarks' hosts: 16 and 32 PFs need a second and third
+        # PCI domain (a bus is at most 0xff).
+        for pfs in (4, 16, 32):
+            rep = synthetic.sriov_host('h', pfs, 64, 2)
+            self.assertEqual(rep, report_mod.HostReport.from_json(
+                rep.to_json()))
+            self.assertEqual(pfs * 65, len(rep.devices))
 
     def test_json_round_trip(self) -> None:
         rep = full_report()
