@@ -64,15 +64,14 @@ class HostView:
 
     ``where``: provider -> (its address, the devices nova counts free
     there, a device provider's bit on the compact facts or -1), what the
-    fast paths of order.choose read; ``providers`` (the
-    Provider objects) is built on first use when the view was made from
-    nova's pools (:meth:`of_nova_pools`): only a full judgement, a rule's
-    reason or a move claim asks for it.
+    fast paths of order.choose read. ``providers`` (the Provider objects)
+    is built on first use when the view was made from nova's pools
+    (:meth:`of_nova_pools`): only a full judgement, a rule's reason or a
+    move claim asks for it.
     """
 
     __slots__ = ('host', 'facts', 'pools', '_providers', '_make', '_src',
-                 'where',
-                 'viable', 'in_use', 'free_before', 'offered',
+                 'where', 'viable', 'in_use', 'free_before', 'offered',
                  'offered_mask', 'fits', 'cap')
     _providers: Mapping[str, Provider] | None
     _make: Callable[[Sequence[Mapping[str, Any]]],
@@ -89,71 +88,19 @@ class HostView:
         self.pools = pools
         self._providers = providers
         self._make = self._src = None
-        # Per VF provider: VFs the agent knows assignable, and VFs in use
-        # (the agent's, plus nova's claims the report has not caught up
-        # with).
-        viable_of: dict[str, int] = {}
-        in_use: dict[str, int] = {}
-        # Per provider: the devices it can give under the rules that need
-        # no device-level walk, or -1 when it breaks one (the full
-        # judgement says which): the fast path of order.choose.
-        cap: dict[str, int] = {}
-        where: dict[str, tuple[str, int, int]] = {}
-        free = 0
-        layout = facts.layout
-        pf_pos, dev_pos = layout.pf_pos, layout.dev_pos
-        vf_viable, vf_busy, states = (facts.vf_viable, facts.vf_busy,
-                                      facts.states)
-        # The devices nova offers, as bits on the compact facts (below).
-        owner_mask = layout.owner_mask if pools is None and facts.walk \
-            else None
-        mask = 0
-        dev_at = layout.dev_at
-        for rp, provider in providers.items():
-            count = provider.free
-            if owner_mask is not None:
-                mask |= owner_mask.get(provider.address, 0)
-            if provider.dev_type == TYPE_VF:
-                # facts.vf_counts, inline (once per provider per host)
-                n = pf_pos.get(provider.address)
-                viable, busy = (0, 0) if n is None else (vf_viable[n],
-                                                         vf_busy[n])
-                viable_of[rp] = viable
-                in_use[rp] = busy + max(viable - count, 0)
-                free += min(viable, count)
-                cap[rp] = count if count <= viable else -1
-                where[rp] = (provider.address, count, -1)
-            else:
-                # facts.device, inline
-                n = dev_pos.get(provider.address)
-                if n is not None and states[n] is None:
-                    if count:
-                        free += 1
-                    cap[rp] = count
-                else:
-                    cap[rp] = -1
-                where[rp] = (provider.address, count,
-                             -1 if n is None else dev_at[n])
-        self.where = where
-        self.viable = viable_of
-        self.in_use = in_use
-        self.cap = cap
-        self.free_before = free
-        # VF provider -> the most VFs it was found able to give.
-        self.fits: dict[str, int] = {}
-        # The devices nova offers (device-level walks only): what a
-        # candidate can make others lose; as bits on the compact facts.
-        self.offered: set[int] = set()
-        self.offered_mask = 0
+        if not self._read([
+                {'rp_uuid': rp, 'address': p.address, 'dev_type': p.dev_type,
+                 'count': p.free} for rp, p in providers.items()]):
+            raise TypeError('a provider\'s free count is not an int')
         if pools is not None:
+            # The devices nova offers (device-level walks): what a
+            # candidate can make others lose.
             addresses = {p.address for p in providers.values()}
             for i, dev in enumerate(pools.devices):
                 if dev.address in addresses or (
                         dev.dev_type == TYPE_VF and
                         dev.parent_address in addresses):
                     self.offered.add(i)
-        elif owner_mask is not None:
-            self.offered_mask = mask
 
     @classmethod
     def of_nova_pools(cls, host: str, facts: HostFacts,
@@ -172,11 +119,26 @@ class HostView:
         self.facts = facts
         self.pools = None
         self._providers = None
+        if not self._read(pools):
+            return None
+        self._make, self._src = providers_of, pools
+        return self
+
+    def _read(self, pools: Sequence[Mapping[str, Any]]) -> bool:
+        """The per-provider figures from pools as nova makes them (one per
+        provider); False when they are not."""
+        # Per VF provider: VFs the agent knows assignable, and VFs in use
+        # (the agent's, plus nova's claims the report has not caught up
+        # with).
         viable_of: dict[str, int] = {}
         in_use: dict[str, int] = {}
+        # Per provider: the devices it can give under the rules that need
+        # no device-level walk, or -1 when it breaks one (the full
+        # judgement says which): the fast path of order.choose.
         cap: dict[str, int] = {}
         where: dict[str, tuple[str, int, int]] = {}
         free = mask = 0
+        facts = self.facts
         at = facts.layout.at
         vf_viable, vf_busy, states = (facts.vf_viable, facts.vf_busy,
                                       facts.states)
@@ -186,11 +148,11 @@ class HostView:
                 if not rp:
                     continue  # not in Placement (physical_network devices)
                 if rp in where:
-                    return None
+                    return False
                 address = pool['address']
                 count = pool['count']
                 if count.__class__ is not int:
-                    return None
+                    return False
                 entry = at.get(address)
                 if entry is None:
                     address = address.lower()
@@ -198,6 +160,7 @@ class HostView:
                 pf_n, dev_n, bit, owned = entry
                 mask |= owned
                 if pool['dev_type'] == TYPE_VF:
+                    # facts.vf_counts, inline (per provider per host)
                     viable, busy = (0, 0) if pf_n < 0 else (vf_viable[pf_n],
                                                             vf_busy[pf_n])
                     viable_of[rp] = viable
@@ -206,6 +169,7 @@ class HostView:
                     cap[rp] = count if count <= viable else -1
                     where[rp] = (address, count, -1)
                 else:
+                    # facts.device, inline
                     if dev_n >= 0 and states[dev_n] is None:
                         if count:
                             free += 1
@@ -214,18 +178,20 @@ class HostView:
                         cap[rp] = -1
                     where[rp] = (address, count, bit)
         except (KeyError, AttributeError, TypeError):
-            return None
-        self._make, self._src = providers_of, pools
+            return False
         self.where = where
         self.viable = viable_of
         self.in_use = in_use
         self.cap = cap
         self.free_before = free
-        self.fits = {}
-        self.offered = set()
-        # The devices nova offers, on the compact facts' walk only.
-        self.offered_mask = mask if facts.walk else 0
-        return self
+        # VF provider -> the most VFs it was found able to give.
+        self.fits: dict[str, int] = {}
+        # The devices nova offers, as bits on the compact facts (their
+        # walk only): what a candidate can make others lose.
+        self.offered: set[int] = set()
+        self.offered_mask = mask if self.pools is None and facts.walk \
+            else 0
+        return True
 
     @property
     def providers(self) -> Mapping[str, Provider]:
