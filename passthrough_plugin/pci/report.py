@@ -20,9 +20,24 @@ IN_USE = frozenset(('claimed', 'allocated'))
 SOURCES = ('flavor', 'hotplug')
 DEV_TYPES = ('type-PCI', 'type-PF', 'type-VF')
 
-_ADDRESS = {'type': 'string',
-            'pattern': '^[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\\.[0-7]$(?!\n)'}
-_HEX4 = {'type': 'string', 'pattern': '^[0-9a-f]{4}$(?!\n)'}
+# The schema's string patterns ("(?!\n)": "$" alone lets a final newline
+# through), and what each accepts, said for the operator reading an error.
+_ADDRESS_RE = '^[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\\.[0-7]$(?!\n)'
+_HEX4_RE = '^[0-9a-f]{4}$(?!\n)'
+_CLASS_RE = '^[0-9a-f]{6}$(?!\n)'
+_NAME_RE = '^[A-Z0-9_]+$(?!\n)'
+_GROUP_RE = '^(0|[1-9][0-9]*)$(?!\n)'
+PATTERN_TEXT = {
+    _ADDRESS_RE: 'a PCI address domain:bus:slot.function in lower-case hex, '
+                 'slot 00-1f, function 0-7 (e.g. 0000:81:00.0)',
+    _HEX4_RE: '4 lower-case hex digits (e.g. 8086)',
+    _CLASS_RE: '6 lower-case hex digits (e.g. 020000)',
+    _NAME_RE: 'upper-case letters, digits and _ only (e.g. CUSTOM_FAST)',
+    _GROUP_RE: 'an IOMMU group number: decimal digits, no leading zero '
+               '(e.g. 12)',
+}
+_ADDRESS = {'type': 'string', 'pattern': _ADDRESS_RE}
+_HEX4 = {'type': 'string', 'pattern': _HEX4_RE}
 _OPT_INT = {'type': ['integer', 'null'], 'minimum': 0}
 _OPT_STR = {'type': ['string', 'null']}
 
@@ -34,7 +49,7 @@ DEVICE_SCHEMA: dict[str, Any] = {
         'address': _ADDRESS,
         'vendor_id': _HEX4,
         'product_id': _HEX4,
-        'class': {'type': 'string', 'pattern': '^[0-9a-f]{6}$(?!\n)'},
+        'class': {'type': 'string', 'pattern': _CLASS_RE},
         'dev_type': {'enum': list(DEV_TYPES)},
         'parent_address': {'oneOf': [_ADDRESS, {'type': 'null'}]},
         'numa_node': {**_OPT_INT, 'maximum': limits.MAX_NUMA_NODE},
@@ -43,11 +58,9 @@ DEVICE_SCHEMA: dict[str, Any] = {
         'devname': _OPT_STR,
         'tags': {'type': 'object',
                  'additionalProperties': {'type': 'string'}},
-        'resource_class': {'type': 'string',
-                           'pattern': '^[A-Z0-9_]+$(?!\n)'},
+        'resource_class': {'type': 'string', 'pattern': _NAME_RE},
         'traits': {'type': 'array', 'uniqueItems': True,
-                   'items': {'type': 'string',
-                             'pattern': '^[A-Z0-9_]+$(?!\n)'}},
+                   'items': {'type': 'string', 'pattern': _NAME_RE}},
         'status': {'enum': list(STATUSES)},
         'owner': _OPT_STR,
         'source': {'enum': [*SOURCES, None]},
@@ -98,7 +111,7 @@ SCHEMA: dict[str, Any] = {
                 'foreign_members': {
                     'type': 'object',
                     'propertyNames': {
-                        'pattern': '^(0|[1-9][0-9]*)$(?!\n)'},
+                        'pattern': _GROUP_RE},
                     'additionalProperties': {'type': 'array',
                                              'items': _ADDRESS},
                 },
@@ -317,6 +330,16 @@ def _short(message: str) -> str:
     return message if len(message) <= 200 else message[:200] + '...'
 
 
+def _reason(error: jsonschema.ValidationError) -> str:
+    """The error for the operator: a string that breaks a pattern is
+    told what it should be, not the regular expression."""
+    if error.validator == 'pattern':
+        text = PATTERN_TEXT.get(str(error.validator_value))
+        if text is not None:
+            return '%s is not %s' % (_short(repr(error.instance)), text)
+    return _short(error.message)
+
+
 def validate(data: Any, source: str = 'report') -> None:
     """Check ``data`` against schema v1 and the cross-field rules.
 
@@ -334,7 +357,7 @@ def validate(data: Any, source: str = 'report') -> None:
     error = jsonschema.exceptions.best_match(_VALIDATOR.iter_errors(data))
     if error is not None:
         raise exception.InvalidHostReport(
-            host=host, path=_path(error), reason=_short(error.message))
+            host=host, path=_path(error), reason=_reason(error))
     problem = limits.host_problem(data['host'])
     if problem is not None:
         raise exception.InvalidHostReport(host=host, path='$.host',
