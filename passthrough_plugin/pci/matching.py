@@ -8,6 +8,7 @@ nova's. Used by the device-level pools and the pool-level summaries alike.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from collections.abc import Sequence
 from typing import Protocol, TypeVar
 
@@ -139,6 +140,9 @@ class _PoolLike(Protocol):
     @property
     def numa_node(self) -> int | None: ...
 
+    @property
+    def sig(self) -> Signature: ...
+
 
 _P = TypeVar('_P', bound=_PoolLike)
 
@@ -193,3 +197,24 @@ def numa_filter(pools: list[_P], counts: dict[_P, int],
             counts[p] for p in legacy) >= request.count:
         return legacy
     return sorted(pools, key=lambda p: p.numa_node not in wanted)
+
+
+def pools_for(pools: Sequence[_P], free: Callable[[_P], int],
+               match: Matcher, request: request_mod.DeviceRequest,
+               cells: Sequence[int] | None,
+               sockets: dict[int, int | None]) -> list[_P] | None:
+    """The pools ``request`` may take from, in the order it takes them:
+    those nova's later filters let it use, and with guest NUMA ``cells``
+    first those its specs match, cut by the NUMA policy (as nova filters
+    before it looks at PFs, remote-managed and live-migratable devices).
+    None when its specs match fewer free devices than it asks for
+    (``free``: a pool's free devices)."""
+    if not cells:
+        return [p for p in pools if match.usable(p.sig)]
+    spec = match.spec
+    found = [p for p in pools if spec(p.sig)]
+    counts = {p: free(p) for p in found}
+    if sum(counts.values()) < request.count:
+        return None
+    found = numa_filter(found, counts, request, cells, sockets)
+    return [p for p in found if match.usable(p.sig)]

@@ -339,16 +339,11 @@ class Summary:
             def left(slot: Slot) -> int:
                 return 0 if slot in blocked else slot.free - used.get(
                     slot, 0)
-            if cells:
-                slots = [s for s in self.slots if match.spec(s.sig)]
-                counts = {s: left(s) for s in slots}
-                if sum(counts.values()) < need:
-                    return False
-                slots = matching.numa_filter(slots, counts, request, cells,
-                                              self.sockets)
-                slots = [s for s in slots if match.usable(s.sig)]
-            else:
-                slots = [s for s in self.slots if match.usable(s.sig)]
+            found = matching.pools_for(self.slots, left, match, request,
+                                       cells, self.sockets)
+            if found is None:
+                return False
+            slots = found
             avail = {s: left(s) for s in slots}
         anti = request.anti_affinity
         if anti:

@@ -76,16 +76,11 @@ class Walk:
         need = request.count
         if need <= 0:
             return [], []
-        if cells:
-            pools = [p for p in self.pools if match.spec(p.sig)]
-            counts = {p: self._count(p, blocked) for p in pools}
-            if sum(counts.values()) < need:
-                return None
-            pools = matching.numa_filter(pools, counts, request, cells,
-                                         self.sockets)
-            pools = [p for p in pools if match.usable(p.sig)]
-        else:
-            pools = [p for p in self.pools if match.usable(p.sig)]
+        pools = matching.pools_for(
+            self.pools, lambda p: self._count(p, blocked), match, request,
+            cells, self.sockets)
+        if pools is None:
+            return None
         anti = request.anti_affinity
         # Fast check before walking devices: enough free devices at all?
         total = 0
