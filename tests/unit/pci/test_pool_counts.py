@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import random
 import weakref
+from collections.abc import Iterator
 from collections.abc import Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import report as report_mod
+from passthrough_plugin.pci import request as request_mod
 from passthrough_plugin.pci import pool_counts as summary_mod
 from passthrough_plugin.pci import synthetic
 from tests.unit.pci import fakes
@@ -219,7 +221,31 @@ class ChooseTest(testtools.TestCase):
             fakes.pf_request(), fakes.vf_request(3))))
 
 
+def asks(data: Any, report: Any, times: int = 3
+         ) -> Iterator[tuple[request_mod.RequestSet, list[int] | None]]:
+    """``times`` request sets, each with guest NUMA cells for ``report``."""
+    for _ in range(times):
+        yield (data.draw(strategies.request_sets()),
+               data.draw(strategies.numa_cells(report)))
+
+
 class SummaryPropertyTest(testtools.TestCase):
+
+    def chosen_as_fit(self, hp: pools_mod.HostPools,
+                      summary: summary_mod.Summary,
+                      rs: request_mod.RequestSet, cells: list[int] | None
+                      ) -> tuple[Any, Any, Any]:
+        """The summary's choice and slots fit when the device-level fit
+        does, and its choice takes the fit's pools, request by request."""
+        fit = hp.fit(rs, cells)
+        chosen = summary.choose(rs, cells)
+        taken = summary.fit_slots(rs, cells)
+        self.assertEqual(fit.ok, chosen is not None)
+        self.assertEqual(fit.ok, taken is not None)
+        if fit.ok:
+            self.assertEqual([by_pool(hp, group) for group in fit.devices],
+                             chosen)
+        return fit, chosen, taken
 
     @strategies.SETTINGS
     @given(st.data())
@@ -227,9 +253,7 @@ class SummaryPropertyTest(testtools.TestCase):
         report = data.draw(strategies.hosts())
         hp = pools_mod.HostPools.from_report(report)
         summary = summary_mod.Summary(hp)
-        for _ in range(3):
-            rs = data.draw(strategies.request_sets())
-            cells = data.draw(strategies.numa_cells(report))
+        for rs, cells in asks(data, report):
             expected = hp.fits(rs, cells)
             self.assertEqual(expected, hp.fit(rs, cells).ok)
             self.assertEqual(expected, summary.fits(rs, cells))
@@ -244,9 +268,7 @@ class SummaryPropertyTest(testtools.TestCase):
         hp = pools_mod.HostPools.from_report(report)
         summary = summary_mod.Summary(hp)
         self.assertIsNone(summary.exact)
-        for _ in range(3):
-            rs = data.draw(strategies.request_sets())
-            cells = data.draw(strategies.numa_cells(report))
+        for rs, cells in asks(data, report):
             self.assertEqual(hp.fits(rs, cells), summary.fits(rs, cells))
 
     @strategies.SETTINGS
@@ -257,21 +279,13 @@ class SummaryPropertyTest(testtools.TestCase):
         summary = summary_mod.Summary(hp)
         pooled = summary_mod.Summary.from_pools(
             report.host, report.generation, facts(hp), hp.sockets)
-        for _ in range(3):
-            rs = data.draw(strategies.request_sets())
-            cells = data.draw(strategies.numa_cells(report))
-            fit = hp.fit(rs, cells)
-            chosen = summary.choose(rs, cells)
-            taken = summary.fit_slots(rs, cells)
-            self.assertEqual(fit.ok, chosen is not None)
-            self.assertEqual(fit.ok, taken is not None)
+        for rs, cells in asks(data, report):
+            fit, chosen, taken = self.chosen_as_fit(hp, summary, rs, cells)
             self.assertEqual(fit.ok, pooled.fits(rs, cells))
             self.assertEqual(chosen, pooled.choose(rs, cells))
             if not fit.ok:
                 continue
-            # the same pools, request by request, as the device-level fit
-            self.assertEqual([by_pool(hp, group) for group in fit.devices],
-                             chosen)
+            assert taken is not None
             used, blocked = taken
             self.assertEqual(sum(r.count for r in rs.requests),
                              sum(used.values()))
@@ -287,18 +301,11 @@ class SummaryPropertyTest(testtools.TestCase):
         report = data.draw(strategies.hosts())
         hp = pools_mod.HostPools.from_report(report)
         summary = summary_mod.Summary(hp)
-        for _ in range(3):
-            rs = data.draw(strategies.request_sets())
-            cells = data.draw(strategies.numa_cells(report))
-            fit = hp.fit(rs, cells)
-            chosen = summary.choose(rs, cells)
-            taken = summary.fit_slots(rs, cells)
-            self.assertEqual(fit.ok, chosen is not None)
-            self.assertEqual(fit.ok, taken is not None)
+        for rs, cells in asks(data, report):
+            fit, _chosen, _taken = self.chosen_as_fit(hp, summary, rs,
+                                                      cells)
             if not fit.ok:
                 continue
-            self.assertEqual([by_pool(hp, group) for group in fit.devices],
-                             chosen)
             if summary.exact is not None:
                 found = summary.exact.fit_indices(rs, cells)
                 assert found is not None
