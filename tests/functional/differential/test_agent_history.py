@@ -24,7 +24,6 @@ from passthrough_plugin.pci import alias as alias_mod
 from passthrough_plugin.pci import device_spec
 from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import report as report_mod
-from passthrough_plugin.pci import request as request_mod
 from passthrough_plugin.store import file as file_store
 from tests.functional.differential import base
 from tests.functional.differential import generators as gen
@@ -91,21 +90,12 @@ class AgentHistoryTest(base.DifferentialTestCase):
                     store.release(HOST, op['release'])
                 else:
                     claim = op['claim']
-                    extra = {'pci_passthrough:alias': claim['asked']}
-                    if claim['policy']:
-                        extra['hw:pci_numa_affinity_policy'] = claim[
-                            'policy']
-                    rs = request_mod.RequestSet.from_extra_specs(
-                        extra, aliases)
+                    rs = test_history.claim_request(claim, aliases)
                     hp = pools_mod.HostPools.from_report(store.get(HOST))
                     fit = hp.fit(rs, claim['cells'])
-                    got = theirs['claim']
-                    self.assertEqual(got is not None, fit.ok,
-                                     '%s: nova compute claims %s' % (
-                                         at, got))
+                    test_history.assert_claimed_as_nova(
+                        self, fit, theirs['claim'], at)
                     if fit.ok:
-                        self.assertEqual(
-                            [list(d) for d in fit.devices], got, at)
                         store.claim(HOST, claim['uuid'],
                                     list(fit.addresses))
                         seen['claims'] += 1

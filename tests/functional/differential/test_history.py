@@ -74,6 +74,24 @@ def pool_lists(hp: pools_mod.HostPools) -> list[list[str]]:
             if p.free]
 
 
+
+def claim_request(claim: dict[str, Any], aliases: Any
+                  ) -> request_mod.RequestSet:
+    """The flavor of a generated claim, as the plugin reads it."""
+    extra = {'pci_passthrough:alias': claim['asked']}
+    if claim['policy']:
+        extra['hw:pci_numa_affinity_policy'] = claim['policy']
+    return request_mod.RequestSet.from_extra_specs(extra, aliases)
+
+
+def assert_claimed_as_nova(test: Any, fit: Any, got: Any, at: str) -> None:
+    """nova-compute's claim (``got``: the devices it took, None when it
+    failed) took what the plugin's device-level fit takes."""
+    test.assertEqual(got is not None, fit.ok,
+                     '%s: nova compute claims %s' % (at, got))
+    if fit.ok:
+        test.assertEqual([list(d) for d in fit.devices], got, at)
+
 class HistoryTest(base.DifferentialTestCase):
 
     def _case(self, rng: Any, kind: str) -> dict[str, Any]:
@@ -172,23 +190,13 @@ class HistoryTest(base.DifferentialTestCase):
                 hp.release(op['release'])
             else:
                 claim = op['claim']
-                extra = {'pci_passthrough:alias': claim['asked']}
-                if claim['policy']:
-                    extra['hw:pci_numa_affinity_policy'] = claim[
-                        'policy']
-                rs = request_mod.RequestSet.from_extra_specs(extra,
-                                                             aliases)
+                rs = claim_request(claim, aliases)
                 fit = hp.fit(rs, claim['cells'])
                 self.assertEqual(
                     fit.ok, summary_mod.Summary(hp).fits(
                         rs, claim['cells']), at)
-                got = theirs['claim']
-                self.assertEqual(got is not None, fit.ok,
-                                 '%s: nova compute claims %s' % (
-                                     at, got))
+                assert_claimed_as_nova(self, fit, theirs['claim'], at)
                 if fit.ok:
-                    self.assertEqual(
-                        [list(d) for d in fit.devices], got, at)
                     hp.consume(fit, claim['uuid'])
                     seen['fits'] += 1
                 if theirs['support'] != fit.ok:
