@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import uuid
 
+import fixtures
 import testtools
 from oslo_config import cfg
 from oslo_config import fixture as config_fixture
 
+from passthrough_plugin import conf as conf_pkg
 from passthrough_plugin.conf import scheduler as scheduler_conf
 from passthrough_plugin.conf import store as store_conf
+from passthrough_plugin.fakehost import sysfs_tree
 from passthrough_plugin.pci import alias as alias_mod
 from passthrough_plugin.pci import synthetic
 from passthrough_plugin.scheduler import engine as engine_mod
@@ -27,6 +30,9 @@ ALIASES = [
     '"device_type": "type-PF"}',
 ]
 
+
+# The PF of PlacementTestCase.igb_host.
+PF_ADDRESS = '0000:01:00.0'
 
 def new_consumer() -> str:
     return str(uuid.uuid4())
@@ -58,6 +64,25 @@ class PlacementTestCase(testtools.TestCase):
         self.store = placement_store.PlacementReportStore(
             self.conf, client=self.client, sleep=self.sleeps.append)
         self.aliases = alias_mod.parse_aliases(ALIASES)
+
+    def igb_host(self, host: str) -> sysfs_tree.FakeSysfs:
+        """A fake sysfs of one igb PF (PF_ADDRESS) with 2 of its 4 VFs
+        made, and the agent's config for ``host`` listing the VFs."""
+        tree = sysfs_tree.FakeSysfs(self.useFixture(fixtures.TempDir()).path)
+        tree.add_numa_node(0, (0,), socket=0)
+        tree.enable_iommu()
+        tree.add_driver('igb', (('8086', '10c9'),))
+        tree.add_driver('igbvf', (('8086', '10ca'),))
+        tree.add_device(PF_ADDRESS, vendor='8086', product='10c9',
+                        driver='igb', numa_node=0, vfs=sysfs_tree.VfPlan(
+                            '10ca', 'igbvf',
+                            ['0000:01:10.%d' % n for n in range(4)]))
+        tree.create_vfs(PF_ADDRESS, 2)
+        conf_pkg.register_all(self.conf)
+        self.conf.set_override('host', host, group='agent')
+        self.conf.set_override('device_spec', [
+            '{"vendor_id": "8086", "product_id": "10ca"}'], group='pci')
+        return tree
 
     def engine(self) -> engine_mod.Engine:
         return engine_mod.Engine(self.conf, store=self.store,

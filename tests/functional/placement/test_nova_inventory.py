@@ -7,11 +7,9 @@ import uuid
 
 import fixtures
 
-from passthrough_plugin import conf as conf_pkg
 from passthrough_plugin import exception
 from passthrough_plugin.agent import service
 from passthrough_plugin.agent import sysfs as sysfs_mod
-from passthrough_plugin.fakehost import sysfs_tree
 from passthrough_plugin.store import base as store_base
 from passthrough_plugin.store import loader
 from passthrough_plugin.store import nova_inventory
@@ -141,21 +139,8 @@ class NovaInventoryTest(base.PlacementTestCase):
         """The agent's scan of a host: its report (IOMMU groups, drivers,
         parents) reaches the store, Placement keeps only what nova-compute
         wrote."""
-        tree = sysfs_tree.FakeSysfs(self.useFixture(fixtures.TempDir()).path)
-        tree.add_numa_node(0, (0,), socket=0)
-        tree.enable_iommu()
-        tree.add_driver('igb', (('8086', '10c9'),))
-        tree.add_driver('igbvf', (('8086', '10ca'),))
-        pf = '0000:01:00.0'
-        tree.add_device(pf, vendor='8086', product='10c9', driver='igb',
-                        numa_node=0, vfs=sysfs_tree.VfPlan(
-                            '10ca', 'igbvf',
-                            ['0000:01:10.%d' % n for n in range(4)]))
-        tree.create_vfs(pf, 2)
-        conf_pkg.register_all(self.conf)
-        self.conf.set_override('host', 'cn1', group='agent')
-        self.conf.set_override('device_spec', [
-            '{"vendor_id": "8086", "product_id": "10ca"}'], group='pci')
+        tree = self.igb_host('cn1')
+        pf = base.PF_ADDRESS
         root = self.nova_compute('cn1')
         before = self.names(root)
         store = self.nova_store()

@@ -7,9 +7,7 @@ import os
 
 import fixtures
 
-from passthrough_plugin import conf as conf_pkg
 from passthrough_plugin import exception
-from passthrough_plugin.fakehost import sysfs_tree
 from passthrough_plugin.agent import service
 from passthrough_plugin.agent import sysfs as sysfs_mod
 from passthrough_plugin.cmd import scheduler as scheduler_cmd
@@ -214,21 +212,8 @@ class OutageTest(base.PlacementTestCase):
             request, base.new_consumer()))
 
     def test_agent_keeps_its_report_and_republishes(self) -> None:
-        tree = sysfs_tree.FakeSysfs(self.useFixture(fixtures.TempDir()).path)
-        tree.add_numa_node(0, (0,), socket=0)
-        tree.enable_iommu()
-        tree.add_driver('igb', (('8086', '10c9'),))
-        tree.add_driver('igbvf', (('8086', '10ca'),))
-        pf = '0000:01:00.0'
-        tree.add_device(pf, vendor='8086', product='10c9', driver='igb',
-                        numa_node=0, vfs=sysfs_tree.VfPlan(
-                            '10ca', 'igbvf',
-                            ['0000:01:10.%d' % n for n in range(4)]))
-        tree.create_vfs(pf, 2)
-        conf_pkg.register_all(self.conf)
-        self.conf.set_override('host', 'agent-host', group='agent')
-        self.conf.set_override('device_spec', [
-            '{"vendor_id": "8086", "product_id": "10ca"}'], group='pci')
+        tree = self.igb_host('agent-host')
+        pf = base.PF_ADDRESS
         self.conf.set_override('publish_attempts', 3,
                                group='placement_store')
         agent = service.Agent(
