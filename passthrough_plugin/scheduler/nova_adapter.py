@@ -245,8 +245,16 @@ def candidate_mappings(host_state: Any
                        ) -> list[Mapping[str, Sequence[str]]]:
     """The request group -> providers mapping of each allocation
     candidate nova still holds for the host."""
-    return [c.get('mappings') or {} for c in
-            getattr(host_state, 'allocation_candidates', None) or ()]
+    found = getattr(host_state, 'allocation_candidates', None) or ()
+    try:
+        # As nova makes them (asked per host: read plainly).
+        mappings = [c['mappings'] for c in found]
+        if None not in mappings:
+            return mappings
+    except (KeyError, TypeError):
+        pass
+    return [(c.get('mappings') if isinstance(c, Mapping) else None) or {}
+            for c in found]
 
 
 def device_groups(spec: Any, requests: request_mod.RequestSet

@@ -119,7 +119,7 @@ def _choose_fast(view: HostView, group_ids: Sequence[str],
                  mappings: Sequence[Mapping[str, Sequence[str]]],
                  strategy: str) -> Choice | None:
     """``choose`` for one request with nothing that must fit afterwards:
-    the rules are per provider counts (``view.cap``) and, where free
+    the rules are per provider counts (``view.where``) and, where free
     devices share IOMMU groups, a walk on the host's compact facts, so a
     candidate is a few additions. Only the loser (when none is left) is
     judged in full, for its reason. None when a candidate names no
@@ -127,7 +127,7 @@ def _choose_fast(view: HostView, group_ids: Sequence[str],
     if len(group_ids) == 1:
         return _choose_one(view, group_ids[0], request, mappings,
                            strategy == 'spread')
-    cap, in_use, where = view.cap, view.in_use, view.where
+    in_use, where = view.in_use, view.where
     anti = request.anti_affinity
     spread = strategy == 'spread'
     walks = view.facts.walk
@@ -156,8 +156,7 @@ def _choose_fast(view: HostView, group_ids: Sequence[str],
         if rps in scores:
             score = scores[rps]
         else:
-            score = scores[rps] = _score(rps, cap, in_use, where, anti,
-                                         spread)
+            score = scores[rps] = _score(rps, in_use, where, anti, spread)
             if score is not None and walks:
                 score = scores[rps] = _walked(view, rps, score, spread)
         if score is not None:
@@ -188,7 +187,7 @@ def _choose_one(view: HostView, group_id: str,
                 spread: bool) -> Choice | None:
     """``_choose_fast`` for one device (a GPU, a NIC): each candidate is
     one provider, scored as ``_score`` scores a provider giving one."""
-    cap, in_use, where = view.cap, view.in_use, view.where
+    in_use, where = view.in_use, view.where
     facts = view.facts
     walks = facts.walk
     shape = facts.layout
@@ -206,11 +205,12 @@ def _choose_one(view: HostView, group_id: str,
             rp = mapping[group_id][0]
         except (KeyError, IndexError):
             return None
-        if cap.get(rp, -1) < 1:
+        entry = where.get(rp)
+        if entry is None or entry[0] < 1:
             if first_bad is None:
                 first_bad = rp
             continue
-        address, count, i = where[rp]
+        _cap, count, i, address = entry
         if rp in in_use:  # a VF provider
             broken = 0 if in_use[rp] else sign
             left = sign * (count - 1)
@@ -241,9 +241,8 @@ def _choose_one(view: HostView, group_id: str,
                   len(mappings))
 
 
-def _score(rps: tuple[str, ...], cap: Mapping[str, int],
-           in_use: Mapping[str, int],
-           where: Mapping[str, tuple[str, int, int]],
+def _score(rps: tuple[str, ...], in_use: Mapping[str, int],
+           where: Mapping[str, tuple[int, int, int, str]],
            anti: bool, spread: bool) -> tuple[int, int, int] | None:
     """The candidate's sort key (as Verdict.key), None if it breaks a
     rule."""
@@ -257,14 +256,15 @@ def _score(rps: tuple[str, ...], cap: Mapping[str, int],
             j += 1
         count = j - i
         i = j
-        if count > cap.get(rp, -1):
+        entry = where.get(rp)
+        if entry is None or count > entry[0]:
             return None
         if rp in in_use:  # a VF provider
             if anti and count > 1:
                 return None
             if not in_use[rp]:
                 broken += 1
-            left += where[rp][1] - count
+            left += entry[1] - count
     return (-broken, 0, -left) if spread else (broken, 0, left)
 
 
@@ -281,7 +281,7 @@ def _walked(view: HostView, rps: tuple[str, ...],
     where, in_use = view.where, view.in_use
     blocked = taken = 0
     for rp in rps:
-        address = where[rp][0]
+        _cap, _count, i, address = where[rp]
         if rp in in_use:  # a VF provider
             for i in shape.vfs.get(address, ()):
                 if free >> i & 1 and not blocked >> i & 1:
@@ -291,7 +291,6 @@ def _walked(view: HostView, rps: tuple[str, ...],
             else:
                 return None
             continue
-        i = shape.dev_at[shape.dev_pos[address]]
         if blocked >> i & 1:
             return None
         blocked |= take[i]

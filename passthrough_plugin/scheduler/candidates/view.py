@@ -62,8 +62,10 @@ class Provider:
 class HostView:
     """What one host's candidates are judged on, worked out once.
 
-    ``where``: provider -> (its address, the devices nova counts free
-    there, a device provider's bit on the compact facts or -1), what the
+    ``where``: provider -> (the devices it can give under the rules that
+    need no device-level walk, or -1 when it breaks one (the full
+    judgement says which); the devices nova counts free there; a device
+    provider's bit on the compact facts, or -1; its address), what the
     fast paths of order.choose read. ``providers`` (the Provider objects)
     is built on first use when the view was made from nova's pools
     (:meth:`of_nova_pools`): only a full judgement, a rule's reason or a
@@ -72,7 +74,7 @@ class HostView:
 
     __slots__ = ('host', 'facts', 'pools', '_providers', '_make', '_src',
                  'where', 'viable', 'in_use', 'free_before', 'offered',
-                 'offered_mask', 'fits', 'cap')
+                 'offered_mask', 'fits')
     _providers: Mapping[str, Provider] | None
     _make: Callable[[Sequence[Mapping[str, Any]]],
                     Mapping[str, Provider]] | None
@@ -132,23 +134,20 @@ class HostView:
         # with).
         viable_of: dict[str, int] = {}
         in_use: dict[str, int] = {}
-        # Per provider: the devices it can give under the rules that need
-        # no device-level walk, or -1 when it breaks one (the full
-        # judgement says which): the fast path of order.choose.
-        cap: dict[str, int] = {}
-        where: dict[str, tuple[str, int, int]] = {}
+        where: dict[str, tuple[int, int, int, str]] = {}
         free = mask = 0
         facts = self.facts
         at = facts.layout.at
         vf_viable, vf_busy, states = (facts.vf_viable, facts.vf_busy,
                                       facts.states)
+        outside = 0
         try:
             for pool in pools:
                 rp = pool.get('rp_uuid')
                 if not rp:
-                    continue  # not in Placement (physical_network devices)
-                if rp in where:
-                    return False
+                    # Not in Placement (physical_network devices).
+                    outside += 1
+                    continue
                 address = pool['address']
                 count = pool['count']
                 if count.__class__ is not int:
@@ -166,23 +165,22 @@ class HostView:
                     viable_of[rp] = viable
                     in_use[rp] = busy + max(viable - count, 0)
                     free += min(viable, count)
-                    cap[rp] = count if count <= viable else -1
-                    where[rp] = (address, count, -1)
+                    where[rp] = (count if count <= viable else -1, count, -1,
+                                 address)
+                # facts.device, inline
+                elif dev_n >= 0 and states[dev_n] is None:
+                    if count:
+                        free += 1
+                    where[rp] = (count, count, bit, address)
                 else:
-                    # facts.device, inline
-                    if dev_n >= 0 and states[dev_n] is None:
-                        if count:
-                            free += 1
-                        cap[rp] = count
-                    else:
-                        cap[rp] = -1
-                    where[rp] = (address, count, bit)
+                    where[rp] = (-1, count, bit, address)
         except (KeyError, AttributeError, TypeError):
             return False
+        if len(where) + outside != len(pools):
+            return False  # a provider over several pools
         self.where = where
         self.viable = viable_of
         self.in_use = in_use
-        self.cap = cap
         self.free_before = free
         # VF provider -> the most VFs it was found able to give.
         self.fits: dict[str, int] = {}

@@ -156,7 +156,7 @@ class LeanViewTest(testtools.TestCase):
             lean = candidates.HostView.of_nova_pools(
                 view.host, view.facts, pools, nova_adapter.providers_of)
             assert lean is not None
-            for name in ('where', 'viable', 'in_use', 'cap', 'free_before',
+            for name in ('where', 'viable', 'in_use', 'free_before',
                          'offered_mask'):
                 self.assertEqual(getattr(eager, name), getattr(lean, name),
                                  name)
@@ -192,8 +192,8 @@ class LeanViewTest(testtools.TestCase):
             general = nova_adapter.host_view(view.host, view.facts, state)
             self.assertEqual(
                 candidates.HostView(view.host, view.facts,
-                                    nova_adapter.providers_of(odd)).cap,
-                general.cap)
+                                    nova_adapter.providers_of(odd)).where,
+                general.where)
 
 
 class KeyedOnceTest(testtools.TestCase):
