@@ -241,16 +241,17 @@ class PciPoolFilter(plugin.PluginBase):
 
     def _view(self, host: str, host_state: Any, device_level: bool
               ) -> candidates.HostView | None:
-        found = self.engine.summary(host)
+        engine = self.engine
+        found = engine.summary(host)
         if found is None or found.summary is None:
             return None
-        facts = self.shared.host_facts(self.engine, host, found.generation)
+        facts = self.shared.host_facts(engine, host, found.generation)
         if facts is None:
             return None
         pools = None
         if device_level and facts.pools is None:
             # Requests that must still fit afterwards need the devices.
-            pools = plugin.host_pools(self.engine, host)
+            pools = plugin.host_pools(engine, host)
             if pools is None:
                 return None
         return nova_adapter.host_view(host, facts, host_state, pools)
