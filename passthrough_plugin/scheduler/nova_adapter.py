@@ -102,16 +102,6 @@ def decision_key(spec: Any) -> tuple[object, ...]:
     return (id(spec), instance_uuid(spec))
 
 
-def providers(host_state: Any) -> dict[str, candidates.Provider]:
-    """nova's PCI providers of a host, from the pools on its pci_stats.
-
-    Each pool of a provider carries ``rp_uuid`` and ``address`` (the
-    device's, or the PF's for VFs); ``count`` is what nova counts free
-    after the claims of this scheduling pass.
-    """
-    return providers_of(_pools(host_state))
-
-
 def host_view(host: str, facts: candidates.HostFacts, host_state: Any,
               pools: Any = None) -> candidates.HostView:
     """The host's candidate view: nova's providers beside the agent's
@@ -135,7 +125,12 @@ def _pools(host_state: Any) -> Sequence[Mapping[str, Any]]:
 
 def providers_of(pools: Sequence[Mapping[str, Any]]
                  ) -> dict[str, candidates.Provider]:
-    """providers() of nova's pool dicts."""
+    """nova's PCI providers of a host, from the pools on its pci_stats.
+
+    Each pool of a provider carries ``rp_uuid`` and ``address`` (the
+    device's, or the PF's for VFs); ``count`` is what nova counts free
+    after the claims of this scheduling pass.
+    """
     try:
         return _providers(pools)
     except (KeyError, AttributeError, TypeError):

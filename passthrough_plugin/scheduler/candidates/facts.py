@@ -35,14 +35,14 @@ class Layout:
     own, a VF's PF's). ``multi``: devices in IOMMU groups of several
     devices; ``take``: per device, what taking it makes unusable (its
     group, its PF's group, its VFs' groups), kept only if ``multi``, as
-    ``take_mask`` too (bit i: device i); ``owner_mask``: provider address
-    -> its devices' bits (only if ``multi``). ``at``: provider address ->
-    (``pf_pos``, ``dev_pos``, its ``dev_at`` (-1 where it has none),
-    ``owner_mask`` (0)): what a view reads per provider, in one look-up.
+    ``take_mask`` too (bit i: device i). ``at``: provider address ->
+    (``pf_pos``, ``dev_pos``, its ``dev_at`` (-1 where it has none), its
+    devices' bits (only if ``multi``, else 0)): what a view reads per
+    provider, in one look-up.
     """
 
     __slots__ = ('pf_pos', 'dev_pos', 'dev_at', 'vfs', 'owner', 'multi',
-                 'take', 'take_mask', 'owner_mask', 'at')
+                 'take', 'take_mask', 'at')
 
     def __init__(self, pools: pools_mod.HostPools) -> None:
         intern = sys.intern
@@ -71,21 +71,21 @@ class Layout:
         self.take: tuple[tuple[int, ...], ...] = ()
         # The same as bit masks (bit i: device i), for the walk.
         self.take_mask: tuple[int, ...] = ()
-        self.owner_mask: dict[str, int] = {}
+        owner_mask: dict[str, int] = {}
         if self.multi:
             self.take = tuple(_closure(pools, i)
                               for i in range(len(pools.devices)))
             self.take_mask = tuple(sum(1 << m for m in closure)
                                    for closure in self.take)
             for i, address in enumerate(owner):
-                self.owner_mask[address] = self.owner_mask.get(
+                owner_mask[address] = owner_mask.get(
                     address, 0) | 1 << i
         self.at: dict[str, tuple[int, int, int, int]] = {}
         for address in itertools.chain(self.pf_pos, self.dev_pos):
             n = self.dev_pos.get(address, -1)
             self.at[address] = (self.pf_pos.get(address, -1), n,
                                 -1 if n < 0 else self.dev_at[n],
-                                self.owner_mask.get(address, 0))
+                                owner_mask.get(address, 0))
 
 
 def _closure(pools: pools_mod.HostPools, i: int) -> tuple[int, ...]:
