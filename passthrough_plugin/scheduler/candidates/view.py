@@ -93,7 +93,8 @@ class HostView:
         if not self._read([
                 {'rp_uuid': rp, 'address': p.address, 'dev_type': p.dev_type,
                  'count': p.free} for rp, p in providers.items()]):
-            raise TypeError('a provider\'s free count is not an int')
+            raise TypeError('providers must have an int free count and '
+                            'a str address, as providers_of makes them')
         if pools is not None:
             # The devices nova offers (device-level walks): what a
             # candidate can make others lose.
