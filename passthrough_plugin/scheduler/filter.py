@@ -58,7 +58,8 @@ class PciPoolFilter(plugin.PluginBase):
     _resize_key: object = None
     _groups_key: object = None
     _groups_token = 0
-    _groups: list[candidates.Group] | None = None
+    # The request's groups as every host's candidates are judged on them.
+    _ask: candidates.Ask | None = None
     _extras: list[request_mod.DeviceRequest] = []
     _request_mode = PLACEMENT
     _strategy = 'pack'
@@ -177,19 +178,21 @@ class PciPoolFilter(plugin.PluginBase):
                 self.engine.conf.passthrough_scheduler.weigh_strategy
             # A debug call per host costs more than the rule checks.
             self._debug = LOG.isEnabledFor(std_logging.DEBUG)
-            self._groups = nova_adapter.device_groups(spec_obj,
-                                                      request.requests)
+            groups = nova_adapter.device_groups(spec_obj, request.requests)
             self._extras = [r for r in request.requests.requests
                             if r.source != 'flavor'] + \
                 list(request.requests.headroom)
+            self._ask = None if groups is None else candidates.Ask(
+                groups, self._extras, request.numa_cell_count)
         if self._request_mode == CLASSIC:
             if request.requests.vf_anti_affinity:
                 return summary_mod.Decision(
                     False, NEEDS_PLACEMENT, ANTI_AFFINITY_NEEDS % host, host)
             return self._engine_decides(host, request)
-        groups = self._groups
+        ask = self._ask
         mappings = nova_adapter.candidate_mappings(host_state)
-        if not groups or not mappings or not _any_in(groups, mappings[0]):
+        if ask is None or not mappings or \
+                not _any_in(ask.group_ids, mappings[0]):
             # No PCI request groups (nova keeps physical_network-tagged
             # devices out of Placement) or no candidates to choose from:
             # the host-level decision, which cannot spread VFs.
@@ -208,18 +211,18 @@ class PciPoolFilter(plugin.PluginBase):
         if self._is_move_claim(spec_obj, key):
             # nova-compute's move claim picks the devices itself: refuse
             # the host where that pick breaks a rule.
-            pick = candidates.move_claim_pick(groups,
+            pick = candidates.move_claim_pick(ask.groups,
                                               list(view.providers.values()))
-            breaks = candidates.move_claim_verdict(view, groups, pick, extras)
+            breaks = candidates.move_claim_verdict(view, ask.groups, pick,
+                                                   extras)
             if breaks is not None:
                 return summary_mod.Decision(False, breaks.reason,
                                             breaks.detail, host)
-        choice = candidates.choose(view, groups, mappings, self._strategy,
-                                   extras, request.numa_cell_count)
+        choice = ask.choose(view, mappings, self._strategy)
         if choice.ok and pick is not None:
             # Placement then records the devices nova's claim takes.
-            choice = candidates.follow_pick(view, groups, mappings, choice,
-                                            pick, extras,
+            choice = candidates.follow_pick(view, ask.groups, mappings,
+                                            choice, pick, extras,
                                             request.numa_cell_count)
         if choice.ok:
             found = host_state.allocation_candidates
@@ -257,10 +260,10 @@ class PciPoolFilter(plugin.PluginBase):
         return nova_adapter.host_view(host, facts, host_state, pools)
 
 
-def _any_in(groups: list[candidates.Group], mapping: Any) -> bool:
+def _any_in(group_ids: list[str], mapping: Any) -> bool:
     """Does the candidate map any of the groups (a loop, asked per host:
     cheaper than any() over a generator)?"""
-    for group_id, _request in groups:
+    for group_id in group_ids:
         if group_id in mapping:
             return True
     return False

@@ -21,6 +21,7 @@ from passthrough_plugin.scheduler.candidates.moves import move_claim_breaks
 from passthrough_plugin.scheduler.candidates.moves import move_claim_pick
 from passthrough_plugin.scheduler.candidates.moves import \
     move_claim_verdict
+from passthrough_plugin.scheduler.candidates.order import Ask
 from passthrough_plugin.scheduler.candidates.order import Choice
 from passthrough_plugin.scheduler.candidates.order import choose
 from passthrough_plugin.scheduler.candidates.order import decision
@@ -30,6 +31,6 @@ from passthrough_plugin.scheduler.candidates.view import Group
 from passthrough_plugin.scheduler.candidates.view import HostView
 from passthrough_plugin.scheduler.candidates.view import Provider
 
-__all__ = ['Choice', 'Group', 'HostFacts', 'HostView', 'Provider',
+__all__ = ['Ask', 'Choice', 'Group', 'HostFacts', 'HostView', 'Provider',
            'Verdict', 'choose', 'decision', 'follow_pick', 'judge',
            'move_claim_breaks', 'move_claim_pick', 'move_claim_verdict']

@@ -30,77 +30,93 @@ class Choice:
         return bool(self.order)
 
 
+class Ask:
+    """What one request asks of every host's candidates, worked out once
+    (nova asks each of its hosts in turn): its groups keyed by request,
+    the devices that must still fit afterwards, and the path that judges
+    them."""
+
+    __slots__ = ('groups', 'keyed', 'requests', 'group_ids', 'extras',
+                 'numa_cell_count', 'fast')
+
+    def __init__(self, groups: Sequence[Group],
+                 extras: Sequence[request_mod.DeviceRequest] = (),
+                 numa_cell_count: int | None = None) -> None:
+        self.groups = groups
+        self.keyed, self.requests = rules.keyed(groups)
+        self.group_ids = [g for g, _n in self.keyed]
+        self.extras = extras
+        self.numa_cell_count = numa_cell_count
+        # One request, nothing that must fit afterwards: the rules are per
+        # provider counts and a walk on the compact facts.
+        self.fast = len(self.requests) == 1 and not extras and \
+            not numa_cell_count
+
+    def choose(self, view: HostView,
+               mappings: Sequence[Mapping[str, Sequence[str]]],
+               strategy: str, fast: bool = True) -> Choice:
+        """Judge every candidate; keep the good ones, best first (ties
+        keep Placement's order). ``fast=False`` judges every candidate in
+        full (the fast paths' reference in tests)."""
+        if fast and self.fast and view.pools is None:
+            group_ids = self.group_ids
+            if len(group_ids) == 1:
+                found = _choose_one(view, group_ids[0], self.requests[0],
+                                    mappings, strategy == 'spread')
+            else:
+                found = _choose_fast(view, group_ids, self.requests[0],
+                                     mappings, strategy)
+            if found is not None:
+                return found
+        return self._judge_each(view, mappings, strategy)
+
+    def _judge_each(self, view: HostView,
+                    mappings: Sequence[Mapping[str, Sequence[str]]],
+                    strategy: str) -> Choice:
+        """Every candidate judged in full (the same key judged once)."""
+        keyed, requests = self.keyed, self.requests
+        extras, numa_cell_count = self.extras, self.numa_cell_count
+        good: list[tuple[tuple[int, int, int], int, rules.Verdict]] = []
+        first_bad: rules.Verdict | None = None
+        cache: dict[rules.Key, rules.Verdict] = {}
+        # Candidates that differ only in which group of a request took
+        # which provider are judged once.
+        single = len(requests) == 1
+        group_ids = self.group_ids
+        for index, mapping in enumerate(mappings):
+            if single:
+                # One request (the usual case): its providers, sorted.
+                try:
+                    key = tuple([(0, rp) for rp in sorted(
+                        [mapping[g][0] for g in group_ids])])
+                except (KeyError, IndexError):
+                    key = rules.key_of(keyed, mapping)
+            else:
+                key = rules.key_of(keyed, mapping)
+            verdict = cache.get(key)
+            if verdict is None:
+                verdict = cache[key] = rules.judge_key(
+                    view, key, requests, extras, numa_cell_count)
+            if verdict.ok:
+                good.append((verdict.key(strategy), index, verdict))
+            elif first_bad is None:
+                first_bad = verdict
+        good.sort(key=lambda item: (item[0], item[1]))
+        if not good:
+            return _none_left(view, first_bad, len(mappings))
+        return Choice([i for _k, i, _v in good], good[0][2], None, '',
+                      len(mappings))
+
+
 def choose(view: HostView, groups: Sequence[Group],
            mappings: Sequence[Mapping[str, Sequence[str]]],
            strategy: str,
            extras: Sequence[request_mod.DeviceRequest] = (),
            numa_cell_count: int | None = None, fast: bool = True) -> Choice:
-    """Judge every candidate; keep the good ones, best first (ties keep
-    Placement's order). ``fast=False`` judges every candidate in full
-    (the fast path's reference in tests)."""
-    keyed, requests = _keyed(groups)
-    if fast and len(requests) == 1 and view.pools is None and \
-            not extras and not numa_cell_count:
-        found = _choose_fast(view, [g for g, _n in keyed], requests[0],
-                             mappings, strategy)
-        if found is not None:
-            return found
-    good: list[tuple[tuple[int, int, int], int, rules.Verdict]] = []
-    first_bad: rules.Verdict | None = None
-    cache: dict[rules.Key, rules.Verdict] = {}
-    # Candidates that differ only in which group of a request took which
-    # provider are judged once.
-    single = len(requests) == 1
-    group_ids = [g for g, _n in keyed]
-    for index, mapping in enumerate(mappings):
-        if single:
-            # One request (the usual case): its providers, sorted.
-            try:
-                key = tuple([(0, rp) for rp in sorted(
-                    [mapping[g][0] for g in group_ids])])
-            except (KeyError, IndexError):
-                key = rules.key_of(keyed, mapping)
-        else:
-            key = rules.key_of(keyed, mapping)
-        verdict = cache.get(key)
-        if verdict is None:
-            verdict = cache[key] = rules.judge_key(
-                view, key, requests, extras, numa_cell_count)
-        if verdict.ok:
-            good.append((verdict.key(strategy), index, verdict))
-        elif first_bad is None:
-            first_bad = verdict
-    good.sort(key=lambda item: (item[0], item[1]))
-    if not good:
-        return _none_left(view, first_bad, len(mappings))
-    return Choice([i for _k, i, _v in good], good[0][2], None, '',
-                  len(mappings))
-
-
-# The last groups keyed (the same list for every host of a request),
-# with its items then.
-_KEYED: list[tuple[Sequence[Group], tuple[Group, ...],
-                   tuple[list[tuple[str, int]],
-                         list[request_mod.DeviceRequest]]]] = []
-
-
-def _keyed(groups: Sequence[Group]
-           ) -> tuple[list[tuple[str, int]], list[request_mod.DeviceRequest]]:
-    """rules.keyed, once per groups list: nova asks every host of a
-    request with the same one. The list is kept (its id is not reused)
-    and its items compared (a list changed in place is keyed again)."""
-    if _KEYED:
-        last, items, found = _KEYED[0]
-        if last is groups and len(items) == len(groups):
-            # A loop, not all() over a generator: asked per host.
-            for a, b in zip(items, groups, strict=True):
-                if a is not b:
-                    break
-            else:
-                return found
-    found = rules.keyed(groups)
-    _KEYED[:] = [(groups, tuple(groups), found)]
-    return found
+    """One host's candidates judged (:meth:`Ask.choose`; a caller asking
+    many hosts makes the Ask once)."""
+    return Ask(groups, extras, numa_cell_count).choose(view, mappings,
+                                                       strategy, fast)
 
 
 def _none_left(view: HostView, first_bad: rules.Verdict | None,
@@ -123,10 +139,8 @@ def _choose_fast(view: HostView, group_ids: Sequence[str],
     devices share IOMMU groups, a walk on the host's compact facts, so a
     candidate is a few additions. Only the loser (when none is left) is
     judged in full, for its reason. None when a candidate names no
-    provider for a group (the full path says why)."""
-    if len(group_ids) == 1:
-        return _choose_one(view, group_ids[0], request, mappings,
-                           strategy == 'spread')
+    provider for a group (the full path says why). One device a
+    candidate is :func:`_choose_one`."""
     in_use, where = view.in_use, view.where
     anti = request.anti_affinity
     spread = strategy == 'spread'
@@ -136,19 +150,14 @@ def _choose_fast(view: HostView, group_ids: Sequence[str],
     first_bad: tuple[str, ...] | None = None
     rps: tuple[str, ...]
     pair = len(group_ids) == 2
-    single = len(group_ids) == 1
     if pair:
         first_group, second_group = group_ids
-    elif single:
-        only_group = group_ids[0]
     for index, mapping in enumerate(mappings):
         try:
             if pair:
                 # Two devices (the usual ask): no list, no sort.
                 a, b = mapping[first_group][0], mapping[second_group][0]
                 rps = (a, b) if a <= b else (b, a)
-            elif single:
-                rps = (mapping[only_group][0],)
             else:
                 rps = tuple(sorted([mapping[g][0] for g in group_ids]))
         except (KeyError, IndexError):

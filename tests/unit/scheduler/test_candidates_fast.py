@@ -12,7 +12,6 @@ from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.pci import request as request_mod
 from passthrough_plugin.scheduler import candidates
 from passthrough_plugin.scheduler import nova_adapter
-from passthrough_plugin.scheduler.candidates import order
 from tests.unit.scheduler import fakes
 from tests.unit.scheduler import test_candidates as base
 
@@ -196,23 +195,29 @@ class LeanViewTest(testtools.TestCase):
                 general.where)
 
 
-class KeyedOnceTest(testtools.TestCase):
+class AskTest(testtools.TestCase):
     """A request's groups are keyed once for all its hosts."""
 
-    def test_groups_changed_in_place_are_keyed_again(self) -> None:
-        def ask(specs: str) -> list[candidates.Group]:
-            return base.groups(request_mod.RequestSet.from_extra_specs(
-                {'pci_passthrough:alias': specs}, base.ALIASES))
+    @staticmethod
+    def groups(specs: str) -> list[candidates.Group]:
+        return base.groups(request_mod.RequestSet.from_extra_specs(
+            {'pci_passthrough:alias': specs}, base.ALIASES))
 
-        found = ask('vf:2')
+    def test_groups_keyed_by_request(self) -> None:
+        found = self.groups('vf:2')
         vf = found[0][1]
-        gpu = ask('gpu:1')[0][1]
-        first = order._keyed(found)
-        self.assertEqual(([(found[0][0], 0), (found[1][0], 0)], [vf]),
-                         first)
-        self.assertIs(first, order._keyed(found))
-        found[1] = (found[1][0], gpu)
-        self.assertEqual(([(found[0][0], 0), (found[1][0], 1)],
-                          [vf, gpu]), order._keyed(found))
-        self.assertEqual(([(found[0][0], 0)], [vf]),
-                         order._keyed(found[:1]))
+        gpu = self.groups('gpu:1')[0][1]
+        ask = candidates.Ask(found)
+        self.assertEqual([(found[0][0], 0), (found[1][0], 0)], ask.keyed)
+        self.assertEqual([vf], ask.requests)
+        self.assertEqual([found[0][0], found[1][0]], ask.group_ids)
+        self.assertTrue(ask.fast)
+        mixed = candidates.Ask([found[0], (found[1][0], gpu)])
+        self.assertEqual([(found[0][0], 0), (found[1][0], 1)], mixed.keyed)
+        self.assertEqual([vf, gpu], mixed.requests)
+        self.assertFalse(mixed.fast)
+
+    def test_extras_or_numa_take_the_full_judgement(self) -> None:
+        found = self.groups('vf:1')
+        self.assertFalse(candidates.Ask(found, [found[0][1]]).fast)
+        self.assertFalse(candidates.Ask(found, (), 2).fast)
