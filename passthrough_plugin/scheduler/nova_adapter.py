@@ -48,7 +48,9 @@ def host_name(host_state: Any) -> str:
     """The compute host name of a nova HostState (or a plain name)."""
     if isinstance(host_state, str):
         return host_state
-    return str(host_state.host)
+    host = host_state.host
+    # Asked per host per pass: nova's is a str already.
+    return host if host.__class__ is str else str(host)
 
 
 def is_request_spec(obj: Any) -> bool:
