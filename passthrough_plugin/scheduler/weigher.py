@@ -13,6 +13,8 @@ from passthrough_plugin.scheduler import plugin
 
 LOG = logging.getLogger(__name__)
 AGGREGATE_KEY = 'passthrough_weight_multiplier'
+# raw_weight's figure for a host the plugin cannot weigh.
+_BELOW_ALL = float('-inf')
 
 
 class PciPoolWeigher(plugin.PluginBase):
@@ -78,20 +80,27 @@ class PciPoolWeigher(plugin.PluginBase):
         decisions = shared.decisions if shared is not None and \
             shared.key == key else {}
         spread = strategy == 'spread'
+        # Per request, not per host (a property).
+        wants_devices = request.wants_devices
         raw = []
+        unknown = False
         for host in hosts:
             decision = decisions.get(host)
             if decision is not None and decision.ok and \
-                    decision.reason is None and request.wants_devices:
+                    decision.reason is None and wants_devices:
                 # The usual host (passed with devices): raw_weight's
                 # figure, read here.
                 raw.append(decision.spread if spread else decision.pack)
             else:
-                raw.append(engine.raw_weight(host, request, decision,
-                                             strategy))
-        finite = [w for w in raw if w != float('-inf')]
+                weight = engine.raw_weight(host, request, decision, strategy)
+                unknown = unknown or weight == _BELOW_ALL
+                raw.append(weight)
+        if not unknown:
+            return raw
+        # Hosts the plugin knows nothing of go just below the lowest.
+        finite = [w for w in raw if w != _BELOW_ALL]
         floor = min(finite) - 1.0 if finite else 0.0
-        return [floor if w == float('-inf') else w for w in raw]
+        return [floor if w == _BELOW_ALL else w for w in raw]
 
 
 class _Weighed:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+import types
 
 import fixtures
 import testtools
 
 from passthrough_plugin.pci import explain
 from passthrough_plugin.scheduler import engine as engine_mod
+from passthrough_plugin.scheduler import weigher as weigher_mod
 from passthrough_plugin.store import file as file_store
 from tests.unit.scheduler import fakes
 
@@ -99,3 +101,22 @@ class MissingReportTest(testtools.TestCase):
             ['ghost', 'known', 'big'], request), strict=True))
         self.assertEqual(0.0, weights['ghost'])
         self.assertNotEqual(weights['known'], weights['big'])
+
+    def test_weigher_puts_unreported_hosts_just_below_the_lowest(self) -> None:
+        engine = self.engine('pass')
+        engine.store.publish(fakes.sriov_host('big', pfs=2, vfs=4))
+        engine.refresh()
+        weigher = weigher_mod.PciPoolWeigher(engine.conf)
+        weigher._engine = engine
+        request = engine.request({'pci_passthrough:alias': 'vf:1'})
+        hosts = ['ghost', 'known', 'big']
+        raw = dict(zip(hosts, weigher.weigh_objects(
+            [types.SimpleNamespace(obj=h) for h in hosts], request),
+            strict=True))
+        known = [engine.raw_weight(h, request) for h in ('known', 'big')]
+        self.assertEqual(known, [raw['known'], raw['big']])
+        self.assertEqual(min(known) - 1.0, raw['ghost'])
+        # Every host reported: the raw figures as they are.
+        self.assertEqual(known, weigher.weigh_objects(
+            [types.SimpleNamespace(obj=h) for h in ('known', 'big')],
+            request))
