@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from tempest.common import waiters
 from tempest import config
+from tempest.lib.common.utils import data_utils
+from tempest.lib.common.utils import test_utils
 from tempest.lib import exceptions as lib_exc
 from tempest import test
 
@@ -14,6 +17,8 @@ CONF = config.CONF
 PLACEMENT_MICROVERSION = '1.18'
 # passthrough-agent marks every provider it keeps with this trait.
 DEVICE_TRAIT = 'CUSTOM_PASSTHROUGH_DEVICE'
+# 2.37: servers may boot with networks='none' (no Neutron port needed).
+COMPUTE_MICROVERSION = '2.37'
 
 
 class PassthroughBaseTest(test.BaseTestCase):
@@ -76,3 +81,39 @@ class PassthroughBaseTest(test.BaseTestCase):
             if totals:
                 found[rp['name']] = totals
         return found
+
+
+class ServerTest(PassthroughBaseTest):
+    """Boots servers (deleted at clean-up) of the configured PCI flavors."""
+
+    @classmethod
+    def skip_checks(cls) -> None:
+        super().skip_checks()
+        if not CONF.service_available.nova:
+            raise cls.skipException('nova is not available')
+
+    @classmethod
+    def setup_clients(cls) -> None:
+        super().setup_clients()
+        cls.servers_client = cls.os_primary.servers_client
+        cls.admin_servers_client = cls.os_admin.servers_client
+
+    @classmethod
+    def resource_setup(cls) -> None:
+        super().resource_setup()
+        cls.setup_api_microversion_fixture(
+            compute_microversion=COMPUTE_MICROVERSION,
+            placement_microversion=PLACEMENT_MICROVERSION)
+
+    def boot(self, flavor: str) -> dict[str, Any]:
+        """A server of ``flavor`` without networks, as nova answered its
+        create (not waited for)."""
+        server = self.servers_client.create_server(
+            name=data_utils.rand_name(self.__class__.__name__),
+            imageRef=CONF.compute.image_ref, flavorRef=flavor,
+            networks='none')['server']
+        self.addCleanup(waiters.wait_for_server_termination,
+                        self.servers_client, server['id'])
+        self.addCleanup(test_utils.call_and_ignore_notfound_exc,
+                        self.servers_client.delete_server, server['id'])
+        return dict(server)

@@ -16,8 +16,6 @@ import re
 
 from tempest.common import waiters
 from tempest import config
-from tempest.lib.common.utils import data_utils
-from tempest.lib.common.utils import test_utils
 from tempest.lib import decorators
 
 from passthrough_tempest_plugin.tests.api import test_agent_providers as agent
@@ -25,8 +23,6 @@ from passthrough_tempest_plugin.tests import base
 
 CONF = config.CONF
 
-# 2.37: servers may boot with networks='none' (no Neutron port needed).
-COMPUTE_MICROVERSION = '2.37'
 # nova's <host>_<address> or the agent's <host>:passthrough:<address>.
 ADDRESS = re.compile(r'(?:_|:passthrough:)(?P<address>[0-9a-f]{4}:'
                      r'[0-9a-f]{2}:[0-9a-f]{2}\.[0-7])$')
@@ -34,43 +30,20 @@ ADDRESS = re.compile(r'(?:_|:passthrough:)(?P<address>[0-9a-f]{4}:'
 REPEAT = 3
 
 
-class DeviceProvidersTest(base.PassthroughBaseTest):
+class DeviceProvidersTest(base.ServerTest):
     """Servers' devices: from which provider, on which host, mapped how."""
 
     @classmethod
     def skip_checks(cls) -> None:
         super().skip_checks()
-        if not CONF.service_available.nova:
-            raise cls.skipException('nova is not available')
         for option in ('flavor_ref', 'map_command', 'report_command'):
             if not getattr(CONF.passthrough, option):
                 raise cls.skipException(f'[passthrough] {option} is not set')
         if not CONF.passthrough.resource_classes:
             raise cls.skipException('[passthrough] resource_classes is empty')
 
-    @classmethod
-    def setup_clients(cls) -> None:
-        super().setup_clients()
-        cls.servers_client = cls.os_primary.servers_client
-        cls.admin_servers_client = cls.os_admin.servers_client
-
-    @classmethod
-    def resource_setup(cls) -> None:
-        super().resource_setup()
-        cls.setup_api_microversion_fixture(
-            compute_microversion=COMPUTE_MICROVERSION,
-            placement_microversion=base.PLACEMENT_MICROVERSION)
-
     def _boot(self, flavor: str) -> str:
-        server = self.servers_client.create_server(
-            name=data_utils.rand_name(self.__class__.__name__),
-            imageRef=CONF.compute.image_ref, flavorRef=flavor,
-            networks='none')['server']
-        self.addCleanup(waiters.wait_for_server_termination,
-                        self.servers_client, server['id'])
-        self.addCleanup(test_utils.call_and_ignore_notfound_exc,
-                        self.servers_client.delete_server, server['id'])
-        return str(server['id'])
+        return str(self.boot(flavor)['id'])
 
     def _delete(self, server: str) -> None:
         self.servers_client.delete_server(server)

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import re
-from typing import Any
 
 from tempest.common import waiters
 from tempest import config
-from tempest.lib.common.utils import data_utils
 from tempest.lib.common.utils import test_utils
 from tempest.lib import decorators
 
@@ -15,46 +13,18 @@ from passthrough_tempest_plugin.tests import base
 
 CONF = config.CONF
 
-# 2.37: servers may boot with networks='none' (no Neutron port needed).
-COMPUTE_MICROVERSION = '2.37'
 REQ_ID = re.compile(r'req-[0-9a-f-]{36}')
 NOVA_PCI_TRAIT = 'COMPUTE_MANAGED_PCI_DEVICE'
 
 
-class PciServerTest(base.PassthroughBaseTest):
+class PciServerTest(base.ServerTest):
     """Boot servers whose flavor asks PCI devices through an alias."""
 
     @classmethod
     def skip_checks(cls) -> None:
         super().skip_checks()
-        if not CONF.service_available.nova:
-            raise cls.skipException('nova is not available')
         if not CONF.passthrough.flavor_ref:
             raise cls.skipException('[passthrough] flavor_ref is not set')
-
-    @classmethod
-    def setup_clients(cls) -> None:
-        super().setup_clients()
-        cls.servers_client = cls.os_primary.servers_client
-        cls.admin_servers_client = cls.os_admin.servers_client
-
-    @classmethod
-    def resource_setup(cls) -> None:
-        super().resource_setup()
-        cls.setup_api_microversion_fixture(
-            compute_microversion=COMPUTE_MICROVERSION,
-            placement_microversion=base.PLACEMENT_MICROVERSION)
-
-    def _boot(self, flavor: str) -> dict[str, Any]:
-        server = self.servers_client.create_server(
-            name=data_utils.rand_name(self.__class__.__name__),
-            imageRef=CONF.compute.image_ref, flavorRef=flavor,
-            networks='none')['server']
-        self.addCleanup(waiters.wait_for_server_termination,
-                        self.servers_client, server['id'])
-        self.addCleanup(test_utils.call_and_ignore_notfound_exc,
-                        self.servers_client.delete_server, server['id'])
-        return dict(server)
 
     def _pci_allocations(self, consumer: str) -> dict[str, int]:
         return {rc: amount for (_, rc), amount in
@@ -90,7 +60,7 @@ class PciServerTest(base.PassthroughBaseTest):
 
     @decorators.idempotent_id('3f1d7a52-6a0b-4a8e-9d67-1c2b3e4f5a60')
     def test_pci_flavor_boots_and_releases_devices(self) -> None:
-        server = self._boot(CONF.passthrough.flavor_ref)
+        server = self.boot(CONF.passthrough.flavor_ref)
         waiters.wait_for_server_status(self.servers_client, server['id'],
                                        'ACTIVE')
         held = self._pci_holdings(server['id'])
@@ -127,7 +97,7 @@ class PciServerTest(base.PassthroughBaseTest):
     def test_over_asking_flavor_is_no_valid_host(self) -> None:
         if not CONF.passthrough.flavor_ref_over:
             raise self.skipException('[passthrough] flavor_ref_over not set')
-        server = self._boot(CONF.passthrough.flavor_ref_over)
+        server = self.boot(CONF.passthrough.flavor_ref_over)
         waiters.wait_for_server_status(self.servers_client, server['id'],
                                        'ERROR', raise_on_error=False)
         shown = self.servers_client.show_server(server['id'])['server']
@@ -150,7 +120,7 @@ class PciServerTest(base.PassthroughBaseTest):
             raise self.skipException(
                 '[passthrough] flavor_ref_plugin_reject or scheduler_log '
                 'is not set')
-        server = self._boot(CONF.passthrough.flavor_ref_plugin_reject)
+        server = self.boot(CONF.passthrough.flavor_ref_plugin_reject)
         waiters.wait_for_server_status(self.servers_client, server['id'],
                                        'ERROR', raise_on_error=False)
         shown = self.servers_client.show_server(server['id'])['server']
