@@ -21,7 +21,12 @@ import subprocess
 import sys
 import threading
 import urllib.request
+import uuid
 from pathlib import Path
+from typing import Any
+
+from passthrough_plugin.osc import settings
+from passthrough_plugin.scheduler import engine as engine_mod
 
 REPO = Path(__file__).resolve().parents[3]
 MINICLOUD = REPO / 'tools' / 'cloud' / 'minicloud.py'
@@ -30,6 +35,7 @@ BASE = Path(os.environ.get('PASSTHROUGH_OSC_CLOUD_BASE') or Path(
     os.environ.get('TMPDIR', '/tmp')) / 'passthrough-osc-cloud')
 PORT_OFFSET = os.environ.get('PASSTHROUGH_OSC_CLOUD_PORT_OFFSET', '300')
 START_TIMEOUT = 3600  # a first install on a loaded 2-core machine
+BOOT_TIMEOUT = 600  # a server to turn ACTIVE
 
 _LOCK = threading.Lock()
 _STATE: dict[str, object] = {}
@@ -118,3 +124,51 @@ def ensure() -> Path:
             raise
         _STATE['base'] = BASE
         return BASE
+
+
+class NovaResources:
+    """A test's view of the cloud's nova: its compute hosts, the first VF
+    alias of its nova.conf, and flavors and servers made by the test and
+    deleted after it. Mixed into a TestCase (its addCleanup and asserts),
+    ``setup_nova`` called from setUp."""
+
+    # Names of the flavors and servers the test makes start with this.
+    prefix = 'test'
+    conn: Any
+    nova_conf: str
+    hosts: list[str]
+    vf: str
+
+    def setup_nova(self, conn: Any) -> None:
+        self.conn = conn
+        self.addCleanup(conn.close)
+        self.nova_conf = str(BASE / 'etc' / 'nova' / 'nova.conf')
+        self.hosts = sorted({s.host for s in conn.compute.services(
+            binary='nova-compute')})
+        self.assertNotEqual([], self.hosts)
+        aliases = engine_mod.Engine(settings.load(self.nova_conf)).aliases
+        self.vf = sorted(name for name, alias in aliases.items()
+                         if alias.dev_type == 'type-VF')[0]
+
+    def name(self) -> str:
+        return '%s-%s' % (self.prefix, uuid.uuid4().hex[:8])
+
+    def flavor(self, specs: dict[str, str]) -> Any:
+        """A flavor of this test in nova, deleted afterwards."""
+        made = self.conn.compute.create_flavor(
+            name=self.name(), ram=128, vcpus=1, disk=0)
+        self.addCleanup(self.conn.compute.delete_flavor, made,
+                        ignore_missing=True)
+        if specs:
+            self.conn.compute.create_flavor_extra_specs(made, specs)
+        return made
+
+    def boot(self, flavor: Any, name: str | None = None) -> Any:
+        """A server of this test, ACTIVE, deleted afterwards."""
+        image = next(iter(self.conn.image.images()))
+        server = self.conn.compute.create_server(
+            name=name or self.name(), flavor_id=flavor.id,
+            image_id=image.id, networks='none')
+        self.addCleanup(self.conn.compute.delete_server, server,
+                        ignore_missing=True)
+        return self.conn.compute.wait_for_server(server, wait=BOOT_TIMEOUT)

@@ -9,70 +9,35 @@ passthrough-agent published for nova's compute hosts.
 from __future__ import annotations
 
 import datetime
-import uuid
-from typing import Any
 
 import fixtures
 import openstack
 
 from passthrough_plugin.lifecycle import ledger as ledger_mod
-from passthrough_plugin.osc import settings
-from passthrough_plugin.scheduler import engine as engine_mod
 from tests.functional.osc import base
 from tests.functional.osc import cloud
 
-BOOT_TIMEOUT = 600
 
+class CloudTestCase(base.OscTestCase, cloud.NovaResources):
 
-class CloudTestCase(base.OscTestCase):
+    prefix = 'osc'
 
     def setUp(self) -> None:
         super().setUp()
         try:
-            self.base = cloud.ensure()
+            cloud.ensure()
         except cloud.CloudError as exc:
             self.fail(str(exc))
         for key, value in cloud.openrc().items():
             self.useFixture(fixtures.EnvironmentVariable(key, value))
-        self.nova_conf = str(self.base / 'etc' / 'nova' / 'nova.conf')
-        self.conn = openstack.connect(cloud='envvars')
-        self.addCleanup(self.conn.close)
-        self.hosts = sorted({s.host for s in self.conn.compute.services(
-            binary='nova-compute')})
-        self.assertNotEqual([], self.hosts)
+        self.setup_nova(openstack.connect(cloud='envvars'))
 
     def pci(self, *argv: str, code: int = 0) -> base.Result:
         return self.osc('--passthrough-config-file', self.nova_conf, 'pci',
                         *argv, code=code)
 
-    def flavor(self, specs: dict[str, str]) -> Any:
-        """A flavor of this test in nova, deleted afterwards."""
-        made = self.conn.compute.create_flavor(
-            name='osc-%s' % uuid.uuid4().hex[:8], ram=128, vcpus=1, disk=0)
-        self.addCleanup(self.conn.compute.delete_flavor, made,
-                        ignore_missing=True)
-        if specs:
-            self.conn.compute.create_flavor_extra_specs(made, specs)
-        return made
-
-    def boot(self, flavor: Any) -> Any:
-        """A server of this test, ACTIVE, deleted afterwards."""
-        image = next(iter(self.conn.image.images()))
-        server = self.conn.compute.create_server(
-            name='osc-%s' % uuid.uuid4().hex[:8], flavor_id=flavor.id,
-            image_id=image.id, networks='none')
-        self.addCleanup(self.conn.compute.delete_server, server,
-                        ignore_missing=True)
-        return self.conn.compute.wait_for_server(server, wait=BOOT_TIMEOUT)
-
 
 class ExplainFlavorTest(CloudTestCase):
-
-    def setUp(self) -> None:
-        super().setUp()
-        aliases = engine_mod.Engine(settings.load(self.nova_conf)).aliases
-        self.vf = sorted(name for name, alias in aliases.items()
-                         if alias.dev_type == 'type-VF')[0]
 
     def test_a_flavor_that_fits_by_name_and_by_id(self) -> None:
         flavor = self.flavor({'pci_passthrough:alias': '%s:1' % self.vf})

@@ -16,8 +16,6 @@ import io
 import json
 import os
 import socket
-import uuid
-from typing import Any
 
 import fixtures
 import openstack
@@ -30,12 +28,8 @@ from passthrough_plugin.cmd import billing as billing_cmd
 from passthrough_plugin.cmd import scheduler as scheduler_cmd
 from passthrough_plugin.conf import placement as placement_conf
 from passthrough_plugin.lifecycle import ledger as ledger_mod
-from passthrough_plugin.osc import settings
-from passthrough_plugin.scheduler import engine as engine_mod
 from passthrough_plugin.store.placement.client import PlacementClient
 from tests.functional.osc import cloud
-
-BOOT_TIMEOUT = 600
 
 
 def _closed_port() -> int:
@@ -45,13 +39,15 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-class CliCloudTestCase(testtools.TestCase):
+class CliCloudTestCase(testtools.TestCase, cloud.NovaResources):
     """A clouds.yaml with the cloud as ``mini``; no OS_* of the caller."""
+
+    prefix = 'cli'
 
     def setUp(self) -> None:
         super().setUp()
         try:
-            self.base = cloud.ensure()
+            cloud.ensure()
         except cloud.CloudError as exc:
             self.fail(str(exc))
         rc = cloud.openrc()
@@ -77,25 +73,7 @@ class CliCloudTestCase(testtools.TestCase):
         self.useFixture(fixtures.EnvironmentVariable(
             'OS_CLIENT_CONFIG_FILE', self.clouds_yaml))
         self.tmp = tmp
-        self.nova_conf = str(self.base / 'etc' / 'nova' / 'nova.conf')
-        self.conn = openstack.connect(cloud='mini')
-        self.addCleanup(self.conn.close)
-        self.hosts = sorted({s.host for s in self.conn.compute.services(
-            binary='nova-compute')})
-        self.assertNotEqual([], self.hosts)
-        aliases = engine_mod.Engine(settings.load(self.nova_conf)).aliases
-        self.vf = sorted(name for name, alias in aliases.items()
-                         if alias.dev_type == 'type-VF')[0]
-
-    def flavor(self, specs: dict[str, str]) -> Any:
-        """A flavor of this test in nova, deleted afterwards."""
-        made = self.conn.compute.create_flavor(
-            name='cli-%s' % uuid.uuid4().hex[:8], ram=128, vcpus=1, disk=0)
-        self.addCleanup(self.conn.compute.delete_flavor, made,
-                        ignore_missing=True)
-        if specs:
-            self.conn.compute.create_flavor_extra_specs(made, specs)
-        return made
+        self.setup_nova(openstack.connect(cloud='mini'))
 
     def scheduler(self, *argv: str) -> tuple[int, str, str]:
         out, err = io.StringIO(), io.StringIO()
@@ -205,16 +183,9 @@ class SchedulerExplainTest(CliCloudTestCase):
             self.assertIn(expected, err)
 
     def test_where_a_server_could_go(self) -> None:
-        image = next(iter(self.conn.image.images()))
         made = self.flavor({'pci_passthrough:alias': '%s:1' % self.vf})
-        name = 'cli-%s' % uuid.uuid4().hex[:8]
-        server = self.conn.compute.create_server(
-            name=name, flavor_id=made.id, image_id=image.id,
-            networks='none')
-        self.addCleanup(self.conn.compute.delete_server, server,
-                        ignore_missing=True)
-        server = self.conn.compute.wait_for_server(server,
-                                                   wait=BOOT_TIMEOUT)
+        name = self.name()
+        server = self.boot(made, name)
         host = server.compute_host
         self.assertIn(host, self.hosts)
 
