@@ -22,7 +22,7 @@ from testtools import content
 from tests.functional.kernel import harness
 
 GUEST_DRIVER = r'''
-import contextlib, io, json, os, subprocess, sys, time
+import contextlib, io, json, os, select, socket, subprocess, sys, time
 from oslo_config import cfg
 from passthrough_plugin.agent import netlink, safety
 from passthrough_plugin.agent import sysfs as sysfs_mod
@@ -117,25 +117,29 @@ LINK_WAIT = 120.0  # guest seconds for a link to come up
 
 
 def wait_speed(ifname, speed, timeout):
-    # The driver's watchdog turns the carrier on right after it takes the
-    # speed it then allows rates up to (sysfs "speed" alone reads the
-    # hardware, maybe before that). No notification in sysfs: polled,
-    # bounded, and reported.
+    # The driver's watchdog takes the speed, then turns the carrier on:
+    # the RTM_NEWLINK that says so is the event waited for (bounded), and
+    # sysfs is read again after each link event.
     base = '/sys/class/net/%s/' % ifname
     t0 = time.monotonic()
-    while True:
-        got = {}
-        for name in ('carrier', 'speed'):
-            try:
-                with open(base + name) as f:
-                    got[name] = f.read().strip()
-            except OSError as exc:  # EINVAL while the carrier is down
-                got[name] = 'unreadable (%s)' % exc.strerror
-        got['seconds'] = round(time.monotonic() - t0, 2)
-        if (got['carrier'], got['speed']) == ('1', speed) \
-                or got['seconds'] > timeout:
-            return got
-        time.sleep(0.1)
+    with socket.socket(socket.AF_NETLINK, socket.SOCK_RAW,
+                       socket.NETLINK_ROUTE) as events:
+        # Subscribed (RTMGRP_LINK) before the first read: none is missed.
+        events.bind((0, 1))
+        while True:
+            got = {}
+            for name in ('carrier', 'speed'):
+                try:
+                    with open(base + name) as f:
+                        got[name] = f.read().strip()
+                except OSError as exc:  # EINVAL while the carrier is down
+                    got[name] = 'unreadable (%s)' % exc.strerror
+            got['seconds'] = round(time.monotonic() - t0, 2)
+            left = timeout - got['seconds']
+            if (got['carrier'], got['speed']) == ('1', speed) or left <= 0:
+                return got
+            if select.select([events], [], [], left)[0]:
+                events.recv(65536)
 
 
 def readback(key):
