@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import os
 import pathlib
 import re
@@ -436,3 +437,53 @@ class KernelGuest(fixtures.Fixture):
                  seconds)
         return GuestResult(rc=int(found[-1].group(1)), log=log, out_dir=out,
                            seconds=seconds)
+
+
+def venv_python() -> str:
+    """The test's own virtualenv python (its ``bin/python``, not the
+    interpreter it links to): the guest runs the project with it."""
+    venv = os.path.join(os.path.dirname(sys.executable), "python")
+    return venv if os.access(venv, os.X_OK) else sys.executable
+
+
+def results_json(result: GuestResult) -> dict[str, object]:
+    """The ``results.json`` a guest script wrote to ``$PT_OUT``.
+
+    :raises AssertionError: with the end of the script's output when it
+        wrote none.
+    """
+    path = result.out_dir / "results.json"
+    if not path.exists():
+        raise AssertionError(
+            "the guest script wrote no results.json (guest rc %s); the end "
+            "of its output:\n%s" % (result.rc, result.output[-4000:]))
+    found: dict[str, object] = json.loads(path.read_text())
+    return found
+
+
+class SharedRun:
+    """One guest run for every test of a module in one process.
+
+    The first test that asks boots it (the guest is that test's fixture);
+    the others read the same state. A failed run is kept and raised to
+    each test, never booted again.
+    """
+
+    def __init__(self, boot: Callable[[testtools.TestCase],
+                                      dict[str, object]]) -> None:
+        self._boot = boot
+        self._lock = threading.Lock()
+        self._state: dict[str, object] = {}
+        self._error: BaseException | None = None
+
+    def state(self, test: testtools.TestCase) -> dict[str, object]:
+        with self._lock:
+            if self._error is not None:
+                raise self._error
+            if not self._state:
+                try:
+                    self._state = self._boot(test)
+                except BaseException as exc:
+                    self._error = exc
+                    raise
+            return self._state

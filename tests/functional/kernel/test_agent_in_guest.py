@@ -12,8 +12,6 @@ import contextlib
 import io
 import json
 import os
-import sys
-import threading
 from typing import Any
 
 import testtools
@@ -204,49 +202,26 @@ tail -40 "$PT_OUT/driver.log"
 exit $rc
 ''' % GUEST_DRIVER
 
-_STATE: dict[str, Any] = {}
-_LOCK = threading.Lock()
-
-
-def _python() -> str:
-    venv = os.path.join(os.path.dirname(sys.executable), 'python')
-    return venv if os.access(venv, os.X_OK) else sys.executable
-
-
 def _boot(test: testtools.TestCase) -> dict[str, Any]:
-    """Boot once per process; every test reads the same results."""
-    with _LOCK:
-        if 'error' in _STATE:
-            raise _STATE['error']
-        if not _STATE:
-            guest = test.useFixture(harness.KernelGuest(
-                python=_python(), keep_runs=False))
-            try:
-                result = guest.run(GUEST_SCRIPT, timeout=1500)
-                out = result.out_dir
-                _STATE['rc'] = result.rc
-                _STATE['seconds'] = result.seconds
-                _STATE['output'] = result.output
-                _STATE['doctor_rc'] = int(
-                    (out / 'doctor.rc').read_text().strip() or -1)
-                _STATE['doctor'] = (out / 'doctor.json').read_text()
-                if not (out / 'results.json').exists():
-                    raise AssertionError(
-                        'the guest script wrote no results.json (guest rc '
-                        '%s); the end of its output:\n%s' % (
-                            result.rc, result.output[-4000:]))
-                _STATE['results'] = json.loads(
-                    (out / 'results.json').read_text())
-                _STATE['reports'] = sorted(os.listdir(out / 'reports'))
-                # Visible with pytest -s / stestr's captured output.
-                print('agent-in-guest: guest rc %s in %.1f s; steps: %s' % (
-                    result.rc, result.seconds, ', '.join(
-                        '%s %.1fs' % (k, v['seconds']) for k, v in
-                        _STATE['results']['steps'].items())))
-            except BaseException as exc:
-                _STATE['error'] = exc
-                raise
-        return _STATE
+    guest = test.useFixture(harness.KernelGuest(
+        python=harness.venv_python(), keep_runs=False))
+    result = guest.run(GUEST_SCRIPT, timeout=1500)
+    out = result.out_dir
+    doctor_rc = int((out / 'doctor.rc').read_text().strip() or -1)
+    results: dict[str, Any] = harness.results_json(result)
+    # Visible with pytest -s / stestr's captured output.
+    print('agent-in-guest: guest rc %s in %.1f s; steps: %s' % (
+        result.rc, result.seconds, ', '.join(
+            '%s %.1fs' % (k, v['seconds'])
+            for k, v in results['steps'].items())))
+    return {'rc': result.rc, 'seconds': result.seconds,
+            'output': result.output, 'doctor_rc': doctor_rc,
+            'doctor': (out / 'doctor.json').read_text(),
+            'results': results,
+            'reports': sorted(os.listdir(out / 'reports'))}
+
+
+_RUN = harness.SharedRun(_boot)
 
 
 class AgentInGuestTest(testtools.TestCase):
@@ -254,7 +229,7 @@ class AgentInGuestTest(testtools.TestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        self.state = _boot(self)
+        self.state = _RUN.state(self)
         self.results: dict[str, Any] = self.state.get('results', {})
         self.addDetail('guest', content.text_content(
             'guest rc %s in %.1f s\n%s' % (

@@ -11,9 +11,6 @@ and veth links in a namespace, and a real e1000e port enslaved to a bond.
 from __future__ import annotations
 
 import json
-import os
-import sys
-import threading
 from typing import Any
 
 import testtools
@@ -235,50 +232,27 @@ exit $rc
 # Software links the safety checks are tested on (not in the base image).
 NET_MODULES = ('dummy', 'bonding', '8021q', 'bridge', 'veth')
 
-_STATE: dict[str, Any] = {}
-_LOCK = threading.Lock()
-
-
-def _python() -> str:
-    venv = os.path.join(os.path.dirname(sys.executable), 'python')
-    return venv if os.access(venv, os.X_OK) else sys.executable
-
-
 def _boot(test: testtools.TestCase) -> dict[str, Any]:
-    """Boot once per process; every test reads the same results."""
-    with _LOCK:
-        if 'error' in _STATE:
-            raise _STATE['error']
-        if not _STATE:
-            guest = test.useFixture(harness.KernelGuest(
-                python=_python(), keep_runs=False,
-                extra_modules=NET_MODULES))
-            try:
-                result = guest.run(GUEST_SCRIPT, timeout=1500)
-                _STATE['rc'] = result.rc
-                _STATE['output'] = result.output
-                path = result.out_dir / 'results.json'
-                if not path.exists():
-                    raise AssertionError(
-                        'the guest script wrote no results.json (guest rc '
-                        '%s); the end of its output:\n%s' % (
-                            result.rc, result.output[-4000:]))
-                _STATE['results'] = json.loads(path.read_text())
-                # Visible with stestr's captured output: the real tree.
-                print('topology-in-guest: guest rc %s in %.1f s\n%s' % (
-                    result.rc, result.seconds, _STATE['results']['steps'].get(
-                        'topology-text', {}).get('out')))
-            except BaseException as exc:
-                _STATE['error'] = exc
-                raise
-        return _STATE
+    guest = test.useFixture(harness.KernelGuest(
+        python=harness.venv_python(), keep_runs=False,
+        extra_modules=NET_MODULES))
+    result = guest.run(GUEST_SCRIPT, timeout=1500)
+    results: dict[str, Any] = harness.results_json(result)
+    # Visible with stestr's captured output: the real tree.
+    print('topology-in-guest: guest rc %s in %.1f s\n%s' % (
+        result.rc, result.seconds,
+        results['steps'].get('topology-text', {}).get('out')))
+    return {'rc': result.rc, 'output': result.output, 'results': results}
+
+
+_RUN = harness.SharedRun(_boot)
 
 
 class TopologyInGuestTest(testtools.TestCase):
 
     def setUp(self) -> None:
         super().setUp()
-        self.state = _boot(self)
+        self.state = _RUN.state(self)
         self.results: dict[str, Any] = self.state['results']
         self.addDetail('guest', content.text_content(
             'guest rc %s\n%s' % (self.state['rc'], self.state['output'])))
