@@ -220,11 +220,15 @@ def _why(host: str, summary: core_summary.Summary,
                     host)
 
 
-def summarise(report: report_mod.HostReport, memo: Memo
+def summarise(report: report_mod.HostReport, memo: Memo,
+              pools: pools_mod.HostPools | None = None
               ) -> tuple[HostSummary, set[str]]:
     """The compact summary of ``report`` (the report itself is dropped),
-    and the instances holding devices there."""
-    summary = core_summary.Summary(pools_mod.HostPools.from_report(report))
+    and the instances holding devices there. ``pools``: the report's,
+    when the caller has parsed it already."""
+    if pools is None:
+        pools = pools_mod.HostPools.from_report(report)
+    summary = core_summary.Summary(pools)
     hotplug: dict[str, list[HotplugKey]] = {}
     owners = set()
     for dev in report.devices:

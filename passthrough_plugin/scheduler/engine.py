@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 from oslo_config import cfg
 from oslo_log import log as logging
@@ -58,6 +58,11 @@ class Engine:
         self._alias_source: tuple[str, ...] | None = None
         self.summaries: dict[str, summary_mod.HostSummary] = {}
         self.memo = summary_mod.Memo()
+        # Called with (host, generation, pools) for every host whose report
+        # was just read: what else needs the pools (the candidate filter's
+        # facts) is built from the same parse.
+        self.on_load: list[Callable[[str, int, pools_mod.HostPools],
+                                    object]] = []
         # instance uuid -> the host holding its devices (for rebuilds).
         self.owners: dict[str, str] = {}
         self._tokens: dict[tuple[object, ...], int] = {}
@@ -143,7 +148,8 @@ class Engine:
         except exception.HostReportNotFound as exc:
             return summary_mod.broken(host, generation, exc.message)
         try:
-            found, owners = summary_mod.summarise(report, self.memo)
+            pools = pools_mod.HostPools.from_report(report)
+            found, owners = summary_mod.summarise(report, self.memo, pools)
         except exception.InvalidHostReport as exc:
             LOG.warning('Report of host %s is unusable: %s', host,
                         exc.message)
@@ -152,6 +158,8 @@ class Engine:
         found.generation = generation
         for owner in owners:
             self.owners[owner] = host
+        for listener in self.on_load:
+            listener(host, generation, pools)
         return found
 
     def summary(self, host: str) -> summary_mod.HostSummary | None:

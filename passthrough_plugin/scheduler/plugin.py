@@ -54,6 +54,14 @@ class Shared:
         pools = host_pools(engine, host)
         if pools is None:
             return None
+        return self.keep_facts(host, generation, pools)
+
+    def keep_facts(self, host: str, generation: int,
+                   pools: pools_mod.HostPools) -> candidates.HostFacts:
+        """The host's facts from ``pools`` (its report at
+        ``generation``), kept. The engine calls it for each report it
+        reads when the filter chooses candidates: one parse of a changed
+        report serves the summary and the facts."""
         if len(self.facts) >= FACTS_CACHE_SIZE:
             self.facts.clear()
         facts = candidates.HostFacts(pools)
@@ -76,9 +84,14 @@ _SHARED: weakref.WeakKeyDictionary[engine_mod.Engine, Shared] = \
 
 
 def shared(engine: engine_mod.Engine) -> Shared:
+    """The engine's Shared. With PCI in Placement (nova's candidate
+    filter) it takes each host's facts from the pools the engine parses
+    for its summary, not from a second read of the report."""
     found = _SHARED.get(engine)
     if found is None:
         found = _SHARED[engine] = Shared()
+        if nova_adapter.pci_in_placement(engine.conf):
+            engine.on_load.append(found.keep_facts)
     return found
 
 
@@ -102,6 +115,8 @@ class PluginBase:
             conf = self._conf if self._conf is not None else \
                 nova_adapter.nova_conf()
             self._engine = engine_mod.for_conf(conf)
+            # Before the first refresh: its summaries feed the facts.
+            shared(self._engine)
         return self._engine
 
     @property

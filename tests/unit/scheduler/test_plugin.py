@@ -12,7 +12,9 @@ from stevedore import extension
 
 from passthrough_plugin.scheduler import filter as filter_mod
 from passthrough_plugin.scheduler import filters
+from passthrough_plugin.pci import pools as pools_mod
 from passthrough_plugin.scheduler import nova_adapter
+from passthrough_plugin.scheduler import plugin
 from passthrough_plugin.scheduler import weigher as weigher_mod
 from passthrough_plugin.scheduler import weighers
 from passthrough_plugin.store import base as store_base
@@ -314,6 +316,36 @@ class CandidateModeTest(testtools.TestCase):
         # Decided once per host, from the candidates: never by the engine
         # again for the weigher.
         self.assertEqual([], self.decided)
+
+    def test_a_changed_report_is_parsed_once(self) -> None:
+        # The engine's summary and the filter's candidate facts come from
+        # one parse of each report it reads, at every refresh.
+        parsed: list[str] = []
+        from_report = pools_mod.HostPools.from_report.__func__
+
+        def counting(cls, report):  # type: ignore[no-untyped-def]
+            parsed.append(report.host)
+            return from_report(cls, report)
+
+        self.useFixture(fixtures.MonkeyPatch(
+            'passthrough_plugin.pci.pools.HostPools.from_report',
+            classmethod(counting)))
+        (g0,) = self.groups(1)
+        spec = pci_spec({'pci_passthrough:alias': 'vf:1'}, 1, self.REQ)
+        hosts = [pci_host('h1', [{g0: ['0']}]), pci_host('h2', [{g0: ['1']}])]
+        self.assertEqual(hosts, list(self.filter.filter_all(hosts, spec)))
+        self.assertEqual(['h1', 'h2'], sorted(parsed))
+        # h2's report changes: only it is read again, once.
+        self.store.publish(fakes.sriov_host('h2', used_vfs=1))
+        del parsed[:]
+        spec = pci_spec({'pci_passthrough:alias': 'vf:1'}, 1, self.REQ)
+        hosts = [pci_host('h1', [{g0: ['0']}]), pci_host('h2', [{g0: ['1']}])]
+        self.assertEqual(hosts, list(self.filter.filter_all(hosts, spec)))
+        self.assertEqual(['h2'], parsed)
+        engine = self.filter.engine
+        facts = plugin.shared(engine).host_facts(
+            engine, 'h2', engine.summary('h2').generation)
+        self.assertEqual((3, 1), facts.vf_counts('0000:81:00.0'))
 
     def test_resize_where_nova_would_break_anti_affinity(self) -> None:
         from nova import objects
