@@ -15,8 +15,9 @@ Two shapes: SR-IOV hosts (4 PFs x 64 VFs, 2 VFs on distinct PFs) and GPU
 hosts (8 GPUs, each sharing its IOMMU group with its audio function, one
 GPU). Per shape: CPU time of each pair (best of several runs: the machine
 may be shared; ratios are taken within one run, the pairs' runs taking
-turns), scheduler memory per host beside nova's, and the cost of
-rebuilding one host's facts when its report changes.
+turns), scheduler memory per host beside nova's, and what one changed
+report costs the scheduler (its pools read once, the engine's summary and
+the filter's facts made from them).
 """
 
 from __future__ import annotations

@@ -58,9 +58,10 @@ class Engine:
         self._alias_source: tuple[str, ...] | None = None
         self.summaries: dict[str, summary_mod.HostSummary] = {}
         self.memo = summary_mod.Memo()
-        # Called with (host, generation, pools) for every host whose report
-        # was just read: what else needs the pools (the candidate filter's
-        # facts) is built from the same parse.
+        # Called with (host, generation, pools) for every report _load has
+        # just parsed: what else needs the pools (the candidate filter's
+        # facts) is built from the same parse. A pool-level store parses
+        # no report (its summaries come from its pool facts).
         self.on_load: list[Callable[[str, int, pools_mod.HostPools],
                                     object]] = []
         # instance uuid -> the host holding its devices (for rebuilds).
